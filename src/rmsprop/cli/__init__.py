@@ -1,0 +1,39 @@
+"""The ``rmsprop`` command: ``step`` (one update on JSON or .npy input) and ``demo``."""
+
+import sys
+from collections.abc import Sequence
+
+import rmsprop
+from rmsprop.cli import _demo, _step
+from rmsprop.cli._common import Parser, UsageError
+
+
+def build_parser() -> Parser:
+    parser = Parser(
+        prog="rmsprop",
+        description="The RMSProp update (adaptive gradient scaling), from the command line.",
+    )
+    parser.add_argument("--version", action="version", version=f"rmsprop {rmsprop.__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    _step.add_parser(commands)
+    _demo.add_parser(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line and return its exit status (2 for bad input)."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except UsageError as error:
+        print(error, file=sys.stderr)
+        return 2
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        status: int = args.run(args)
+    except UsageError as error:
+        print(f"rmsprop {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    return status
