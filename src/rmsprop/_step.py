@@ -322,7 +322,7 @@ def _numpy_update(
 ) -> tuple[NDArray, NDArray]:
     """New params and cache, computed in float64 (or wider) and rounded once."""
     work = np.result_type(np.float64, p.dtype, g.dtype, v.dtype)
-    with np.errstate(all="ignore"):
+    with np.errstate(all="ignore"):  # IEEE 754 results (inf, NaN), never warnings
         new_p, new_v = update(
             p.astype(work, copy=False),
             g.astype(work, copy=False),
@@ -332,11 +332,11 @@ def _numpy_update(
             eps,
             np.sqrt,
         )
-    # Arithmetic on 0-d arrays gives NumPy scalars: asarray brings the arrays back.
-    return (
-        np.asarray(new_p).astype(_float_dtype(p.dtype), copy=False),
-        np.asarray(new_v).astype(_float_dtype(v.dtype), copy=False),
-    )
+        # Arithmetic on 0-d arrays gives NumPy scalars: asarray brings the arrays back.
+        return (
+            np.asarray(new_p).astype(_float_dtype(p.dtype), copy=False),
+            np.asarray(new_v).astype(_float_dtype(v.dtype), copy=False),
+        )
 
 
 def _unwrap(result: NDArray, template: object) -> object:
