@@ -54,6 +54,11 @@ def tensors(dtype_p="float64", dtype_v="float64", dtype_g="float64"):
     ]
 
 
+def torch_views(views, base):
+    """Arguments made of views of one tensor, ``views(base)``, with default hyperparameters."""
+    return [*views(base), 0.1, 0.9, 1e-8]
+
+
 def same_object(args, i, j):
     args[j] = args[i]
     return args
@@ -139,13 +144,13 @@ BOTH = [
     ),
     (
         "torch params, list cache",
-        lambda: tensors()[:2] + [[0.0, 0.0], 0.1, 0.9, 1e-8],
+        lambda: [*tensors()[:2], [0.0, 0.0], 0.1, 0.9, 1e-08],
         TypeError,
         r"cache is a Python list but params is a torch Tensor",
     ),
     (
         "jax params, torch cache",
-        lambda: [jnp().ones(2), jnp().ones(2)] + tensors()[2:],
+        lambda: [jnp().ones(2), jnp().ones(2), *tensors()[2:]],
         TypeError,
         r"cache is a torch Tensor but params is a jax",
     ),
@@ -337,15 +342,13 @@ IN_PLACE_ONLY = [
     ),
     (
         "torch overlapping views",
-        lambda: (lambda b: [b[:-1], torch().ones(4), b[1:], 0.1, 0.9, 1e-8])(torch().arange(5.0)),
+        lambda: torch_views(lambda b: [b[:-1], torch().ones(4), b[1:]], torch().arange(5.0)),
         ValueError,
         r"params and cache share memory",
     ),
     (
         "torch grads view of params",
-        lambda: (lambda b: [b[0], b[0].view(3), torch().zeros(3), 0.1, 0.9, 1e-8])(
-            torch().ones(2, 3)
-        ),
+        lambda: torch_views(lambda b: [b[0], b[0].view(3), torch().zeros(3)], torch().ones(2, 3)),
         ValueError,
         r"grads and params share memory",
     ),

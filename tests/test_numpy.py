@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 import rmsprop
+
 from oracle import assert_identical, reference, ulp_distance
 
 FLOATS = [np.float16, np.float32, np.float64]
@@ -60,7 +61,7 @@ def test_numpy_scalars_give_numpy_scalars(dtype):
 
 
 def test_zero_dimensional_arrays_stay_arrays():
-    new_p, new_v = rmsprop.step(np.array(1.0), np.array(0.1), np.array(0.0), 0.1, 0.9)
+    new_p, _new_v = rmsprop.step(np.array(1.0), np.array(0.1), np.array(0.0), 0.1, 0.9)
     assert type(new_p) is np.ndarray and new_p.shape == ()
     assert float(new_p) == rmsprop.step(1.0, 0.1, 0.0, 0.1, 0.9)[0]
 

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import rmsprop
+
 from oracle import assert_identical, exact_scalar, reference, ulp_distance
 
 FLOAT_DTYPES = [np.float16, np.float32, np.float64]
@@ -20,8 +21,11 @@ epss = st.one_of(st.sampled_from([0.0, 1e-8]), st.floats(0, 1))
 shapes = hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=4)
 
 
+ANY_FLOAT_DTYPE = st.sampled_from(FLOAT_DTYPES)
+
+
 @st.composite
-def triples(draw, dtypes=st.sampled_from(FLOAT_DTYPES), allow_special=True, cache_min=None):
+def triples(draw, dtypes=ANY_FLOAT_DTYPE, allow_special=True, cache_min=None):
     """(params, grads, cache) arrays of one shape; each of its own drawn dtype."""
     shape = draw(shapes)
 
@@ -158,7 +162,7 @@ def test_narrow_dtypes_are_within_one_ulp_where_the_update_nearly_cancels(dtype)
     # Step = lr * g / sqrt((1 - beta) g^2 + eps) ~= lr / sqrt(1 - beta): choose lr so it ~= p.
     lr = p.astype(np.float64) * np.sqrt(0.1) * (1 + 1e-4)
     for i in range(0, p.size, 100):
-        new_p, new_v = rmsprop.step(
+        new_p, _new_v = rmsprop.step(
             p[i : i + 100], g[i : i + 100], v[i : i + 100], float(lr[i]), 0.9, 0.0
         )
         expected = reference(p[i : i + 100], g[i : i + 100], v[i : i + 100], float(lr[i]), 0.9, 0.0)

@@ -9,6 +9,7 @@ import pytest
 
 import rmsprop
 from rmsprop._step import PYTHON_LOOP_MAX
+
 from oracle import assert_identical, reference
 
 

@@ -2,7 +2,7 @@
 
 >>> import rmsprop
 >>> rmsprop.step(1.0, 0.1, 0.0, lr=0.1, beta=0.9)
-(0.6837738150749553, 0.0010000000000000002)
+(0.6837738151101336, 0.001)
 """
 
 from rmsprop._step import step, step_

@@ -24,16 +24,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line and return its exit status (2 for bad input)."""
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args, unknown = parser.parse_known_args(argv)
     except UsageError as error:
         print(error, file=sys.stderr)
         return 2
-    if args.command is None:
-        parser.print_help()
-        return 2
+    prog = "rmsprop" if args.command is None else f"rmsprop {args.command}"
     try:
+        if unknown:
+            raise UsageError(f"unrecognized arguments: {' '.join(unknown)}")
+        if args.command is None:
+            parser.print_help()
+            return 2
         status: int = args.run(args)
     except UsageError as error:
-        print(f"rmsprop {args.command}: error: {error}", file=sys.stderr)
+        print(f"{prog}: error: {error}", file=sys.stderr)
         return 2
     return status
