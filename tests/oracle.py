@@ -29,7 +29,7 @@ def _sqrt(x: float) -> float:
 def reference_scalar(p, g, v, lr, beta, eps):
     """(new_param, new_cache) for one element, in float64."""
     p, g, v, lr, beta, eps = map(float, (p, g, v, lr, beta, eps))
-    v_new = beta * v + (1.0 - beta) * (g * g)
+    v_new = beta * v + (1.0 - beta) * g * g
     return p - _div(lr * g, _sqrt(v_new + eps)), v_new
 
 

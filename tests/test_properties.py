@@ -135,7 +135,7 @@ moderate = st.one_of(st.just(0.0), st.floats(1e-100, 1e100), st.floats(-1e100, -
     st.floats(-1e6, 1e6),
     moderate,
     st.one_of(st.just(0.0), st.floats(1e-100, 1e100)),
-    st.floats(0, 10),
+    st.one_of(st.just(0.0), st.floats(1e-12, 10)),
     st.one_of(st.sampled_from([0.0, 1.0]), st.floats(1e-6, 1)),
     st.one_of(st.just(0.0), st.floats(1e-12, 1)),
 )

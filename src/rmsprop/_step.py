@@ -86,7 +86,7 @@ def step(
         >>> import rmsprop
         >>> params, cache = rmsprop.step([1.0], [0.1], [0.0], lr=0.1, beta=0.9)
         >>> params, cache
-        ([0.6837738151101336], [0.001])
+        ([0.6837738151101336], [0.0009999999999999998])
     """
     lr, beta, eps = _v.hyperparameters(lr, beta, eps)
     if type(params) is list and type(grads) is list and type(cache) is list:
