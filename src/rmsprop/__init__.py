@@ -1,11 +1,28 @@
 """rmsprop: the RMSProp ("adaptive gradient scaling") update, exact for every kind of input.
 
+- :func:`step` / :func:`step_`: the seed's single update, pure or in place, for
+  Python numbers and lists, NumPy and any array-API array.
+- :class:`RMSProp`: the whole family (momentum, centered, weight decay, framework
+  presets) as an optimizer over NumPy arrays; ``rmsprop.torch.RMSProp`` is the
+  same for PyTorch (imported on first use: ``import rmsprop`` does not import torch).
+
 >>> import rmsprop
 >>> rmsprop.step(1.0, 0.1, 0.0, lr=0.1, beta=0.9)
 (0.6837738151101336, 0.0009999999999999998)
 """
 
+import importlib
+from types import ModuleType
+
+from rmsprop._optimizer import RMSProp
+from rmsprop._options import PRESETS, Hyperparameters, Options
 from rmsprop._step import step, step_
 
 __version__ = "0.1.0"
-__all__ = ["__version__", "step", "step_"]
+__all__ = ["PRESETS", "Hyperparameters", "Options", "RMSProp", "__version__", "step", "step_"]
+
+
+def __getattr__(name: str) -> ModuleType:
+    if name == "torch":  # rmsprop.torch without an explicit import, loaded on first use
+        return importlib.import_module("rmsprop.torch")
+    raise AttributeError(f"module 'rmsprop' has no attribute {name!r}")

@@ -1,26 +1,95 @@
 """The RMSProp rule, written once.
 
-Every front end (plain Python floats, NumPy, array-API arrays) computes through
-:func:`update`; the tests compare them all with an independent oracle.
+:func:`update` is the seed's rule; :func:`family_update` is the whole family
+(momentum, Nesterov, centered, weight decay, ...), whose default path is the
+seed's rule. Both work on any arithmetic values: Python floats, NumPy arrays,
+tensors. Every front end computes through them; the tests compare them all
+with an independent oracle.
 """
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+if TYPE_CHECKING:
+    from rmsprop._options import Hyperparameters
+
+Unary = Callable[[Any], Any]
+
+
+def square_average(v: Any, g: Any, beta: float) -> Any:
+    """``beta * v + (1 - beta) * g**2``, as ``((1 - beta) * g) * g``.
+
+    Multiplying by ``1 - beta`` first keeps ``beta = 1`` exact where ``g * g``
+    would overflow.
+    """
+    return beta * v + (1.0 - beta) * g * g
 
 
 def update(
-    p: Any, g: Any, v: Any, lr: float, beta: float, eps: float, sqrt: Callable[[Any], Any]
+    p: Any, g: Any, v: Any, lr: float, beta: float, eps: float, sqrt: Unary
 ) -> tuple[Any, Any]:
-    """One RMSProp step on values of any arithmetic type (floats or arrays).
+    """The seed's step: returns ``(p_new, v_new)``.
 
     ``v_new = beta * v + (1 - beta) * g**2`` and
-    ``p_new = p - lr * g / sqrt(v_new + eps)``, each product and quotient
-    evaluated left to right (``((1 - beta) * g) * g``, ``(lr * g) / sqrt(...)``),
-    in the precision of the operands: callers widen narrow arrays first.
-    ``(1 - beta) * g`` first keeps ``beta = 1`` exact even where ``g * g``
-    would overflow.
-
-    Returns ``(p_new, v_new)``.
+    ``p_new = p - lr * g / sqrt(v_new + eps)``, products and quotients left to
+    right, in the precision of the operands: callers widen narrow arrays first.
     """
-    v_new = beta * v + (1.0 - beta) * g * g
+    v_new = square_average(v, g, beta)
     return p - lr * g / sqrt(v_new + eps), v_new
+
+
+class State(NamedTuple):
+    """The buffers of one parameter; None for those its options do not use."""
+
+    cache: Any
+    momentum_buffer: Any = None
+    grad_avg: Any = None
+
+
+def family_update(
+    p: Any, g: Any, state: State, hp: "Hyperparameters", sqrt: Unary, clamp_at_zero: Unary
+) -> tuple[Any, State]:
+    """One step of the RMSProp family: returns ``(p_new, state_new)``.
+
+    In order, for the options of ``hp``:
+
+    1. ``maximize``: ``g = -g``.
+    2. weight decay: ``g = g + weight_decay * p`` (coupled), or
+       ``p = p * (1 - lr * weight_decay)`` (decoupled).
+    3. ``cache = beta * cache + (1 - beta) * g**2``.
+    4. ``centered``: ``grad_avg = beta * grad_avg + (1 - beta) * g`` and the
+       variance ``max(cache - grad_avg**2, 0)`` replaces ``cache`` below.
+    5. ``den = sqrt(cache + eps)`` (``eps_in_sqrt``) or ``sqrt(cache) + eps``.
+    6. without momentum: ``p = p - lr * g / den`` (with the defaults, the
+       seed's rule exactly); with it, ``buf = momentum * buf + s`` where
+       ``s = lr * g / den`` (``lr_in_momentum``) or ``g / den``; the step is
+       ``buf`` (or ``momentum * buf + s`` with ``nesterov``), times ``lr``
+       when it is not in the buffer.
+
+    ``state.momentum_buffer`` must be given when ``momentum > 0`` and
+    ``state.grad_avg`` when ``centered``. ``clamp_at_zero`` maps negative
+    values to 0 and keeps NaN.
+    """
+    lr, beta = hp.lr, hp.beta
+    if hp.maximize:
+        g = -g
+    if hp.weight_decay:
+        if hp.decoupled_weight_decay:
+            p = p * (1.0 - lr * hp.weight_decay)
+        else:
+            g = g + hp.weight_decay * p
+    cache = square_average(state.cache, g, beta)
+    grad_avg = state.grad_avg
+    variance = cache
+    if hp.centered:
+        grad_avg = beta * grad_avg + (1.0 - beta) * g
+        variance = clamp_at_zero(cache - grad_avg * grad_avg)
+    den = sqrt(variance + hp.eps) if hp.eps_in_sqrt else sqrt(variance) + hp.eps
+    if not hp.momentum:
+        return p - lr * g / den, State(cache, state.momentum_buffer, grad_avg)
+    scaled = lr * g / den if hp.lr_in_momentum else g / den
+    buf = hp.momentum * state.momentum_buffer + scaled
+    step = hp.momentum * buf + scaled if hp.nesterov else buf
+    if not hp.lr_in_momentum:
+        step = lr * step
+    return p - step, State(cache, buf, grad_avg)

@@ -27,7 +27,7 @@ def describe(x: object) -> str:
     return f"{text} ({kind_name})"
 
 
-def _real(x: object, name: str) -> float:
+def real(x: object, name: str) -> float:
     """``x`` as a Python float if it is a real number (bool and complex excluded)."""
     if type(x) is float:
         return x
@@ -54,7 +54,7 @@ def hyperparameters(lr: object, beta: object, eps: object) -> tuple[float, float
         and 0.0 <= eps < math.inf
     ):
         return lr, beta, eps
-    lr_, beta_, eps_ = _real(lr, "lr"), _real(beta, "beta"), _real(eps, "eps")
+    lr_, beta_, eps_ = real(lr, "lr"), real(beta, "beta"), real(eps, "eps")
     if not 0.0 <= lr_ < math.inf:
         raise ValueError(f"lr must be a finite number >= 0, got {lr_!r}")
     if not 0.0 <= beta_ <= 1.0:
@@ -82,7 +82,7 @@ def flatten(x: object, name: str) -> tuple[Shape, list[float]]:
 
 def _walk(x: object, where: str, flat: list[float]) -> Shape:
     if not isinstance(x, list | tuple):
-        flat.append(_real(x, where))
+        flat.append(real(x, where))
         return ()
     if not x:
         return (0,)

@@ -1,0 +1,227 @@
+"""``rmsprop.RMSProp``: the RMSProp family as a stateful optimizer over NumPy arrays."""
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Final, Unpack
+
+import numpy as np
+import numpy.typing as npt
+
+from rmsprop._options import Hyperparameters, Options
+from rmsprop._rule import State, family_update
+from rmsprop._step import _to_numpy
+from rmsprop._validation import describe
+
+NDArray = npt.NDArray[Any]
+
+#: The buffers of a parameter, by their names in ``state_dict()``.
+BUFFERS: Final = ("cache", "momentum_buffer", "grad_avg")
+
+
+class RMSProp:
+    """RMSProp over a list of NumPy arrays, which ``step`` updates in place.
+
+    The update is :func:`rmsprop.step`'s rule, extended by the options of
+    :class:`rmsprop.Hyperparameters` (momentum, Nesterov, centered, weight
+    decay, ...). ``preset`` starts from the options that reproduce a framework
+    (``"pytorch"``, ``"tensorflow"``, ``"keras"``, ``"optax"``, ``"timm"``, see
+    :data:`rmsprop.PRESETS`); keyword options override it.
+
+    Every value is computed in float64 (or wider) and rounded once into the
+    arrays, whatever their dtype.
+
+    Args:
+        params: the arrays to optimize: writable, floating dtype, none sharing
+            memory with another.
+        preset: a framework's options to start from, or None for the seed's rule.
+        state_dtype: dtype of the buffers (default: each parameter's dtype),
+            e.g. ``np.float32`` to keep float16 parameters' statistics exact.
+        **options: ``lr`` (required unless the preset has one), ``beta``,
+            ``eps``, ... as in :class:`rmsprop.Hyperparameters`.
+
+    Example:
+        >>> import numpy as np, rmsprop
+        >>> w = np.array([1.0, 2.0, 3.0])
+        >>> opt = rmsprop.RMSProp([w], lr=0.01, beta=0.9)
+        >>> opt.step([np.array([0.1, 0.2, 0.3])])
+        >>> w.round(6)
+        array([0.968377, 1.968377, 2.968377])
+    """
+
+    def __init__(
+        self,
+        params: Iterable[NDArray],
+        preset: str | None = None,
+        *,
+        state_dtype: npt.DTypeLike | None = None,
+        **options: Unpack[Options],
+    ) -> None:
+        self._hp = Hyperparameters.from_preset(preset, **options)
+        params = list(params)
+        for i, p in enumerate(params):
+            _check_param(p, f"params[{i}]")
+            for j in range(i):
+                if np.may_share_memory(p, params[j]) and np.shares_memory(p, params[j]):
+                    raise ValueError(f"params[{i}] and params[{j}] share memory")
+        if state_dtype is not None:
+            dtype = np.dtype(state_dtype)
+            if dtype.kind != "f":
+                raise TypeError(f"state_dtype must be a floating dtype, got {dtype}")
+        self._params: tuple[NDArray, ...] = tuple(params)
+        self._state_dtype = None if state_dtype is None else np.dtype(state_dtype)
+        self._state: list[dict[str, NDArray]] = []
+        self.zero_state()
+
+    @property
+    def params(self) -> tuple[NDArray, ...]:
+        """The arrays being optimized."""
+        return self._params
+
+    @property
+    def hyperparameters(self) -> Hyperparameters:
+        """The options in force; assign a new :class:`Hyperparameters` to change them."""
+        return self._hp
+
+    @hyperparameters.setter
+    def hyperparameters(self, value: Hyperparameters) -> None:
+        if not isinstance(value, Hyperparameters):
+            raise TypeError(
+                f"hyperparameters must be rmsprop.Hyperparameters, got {describe(value)}"
+            )
+        self._hp = value
+
+    @property
+    def steps(self) -> int:
+        """How many steps were taken since construction or ``zero_state()``."""
+        return self._steps
+
+    def zero_state(self) -> None:
+        """Start over: the average at ``initial_cache``, other buffers at 0, step count 0."""
+        self._steps = 0
+        self._state = [{"cache": self._buffer(p, self._hp.initial_cache)} for p in self._params]
+        for p, buffers in zip(self._params, self._state, strict=True):
+            self._add_missing_buffers(p, buffers)
+
+    def step(self, grads: Sequence[Any]) -> None:
+        """Update every parameter in place with its gradient (None skips a parameter).
+
+        All gradients are checked before anything is written: real numbers of
+        the parameter's shape (NumPy arrays, or nested lists), not sharing
+        memory with the parameter or its buffers.
+        """
+        if len(grads) != len(self._params):
+            raise ValueError(f"expected {len(self._params)} gradients, got {len(grads)}")
+        checked: list[NDArray | None] = []
+        for i, (p, g) in enumerate(zip(self._params, grads, strict=True)):
+            if g is None:
+                checked.append(None)
+                continue
+            name = f"grads[{i}]"
+            array = _to_numpy(g, name)
+            if array.shape != p.shape:
+                raise ValueError(f"{name} has shape {array.shape} but params[{i}] has {p.shape}")
+            for other in (p, *self._state[i].values()):
+                if np.may_share_memory(array, other) and np.shares_memory(array, other):
+                    raise ValueError(f"{name} shares memory with params[{i}] or its state")
+            checked.append(array)
+        hp = self._hp
+        for p, g, buffers in zip(self._params, checked, self._state, strict=True):
+            if g is not None:
+                self._add_missing_buffers(p, buffers)
+                _update(p, g, buffers, hp)
+        self._steps += 1
+
+    def state_dict(self) -> dict[str, Any]:
+        """A snapshot of the optimizer: plain NumPy arrays and numbers, resumable bit-exactly.
+
+        ``{"steps": int, "hyperparameters": {name: value}, "state": [{buffer: array}]}``
+        with one dict per parameter, holding ``cache`` and, when used,
+        ``momentum_buffer`` and ``grad_avg``.
+        """
+        return {
+            "steps": self._steps,
+            "hyperparameters": self._hp.as_dict(),
+            "state": [{k: a.copy() for k, a in buffers.items()} for buffers in self._state],
+        }
+
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
+        """Restore a :meth:`state_dict` snapshot; checked whole before anything changes."""
+        missing = {"steps", "hyperparameters", "state"} - set(state_dict)
+        if missing:
+            raise ValueError(f"state_dict lacks {sorted(missing)}")
+        hp = Hyperparameters(**state_dict["hyperparameters"])
+        steps = state_dict["steps"]
+        if not isinstance(steps, int | np.integer) or isinstance(steps, bool) or steps < 0:
+            raise ValueError(f"state_dict['steps'] must be an integer >= 0, got {steps!r}")
+        saved = state_dict["state"]
+        if len(saved) != len(self._params):
+            raise ValueError(
+                f"state_dict holds state for {len(saved)} parameters, this optimizer has "
+                f"{len(self._params)}"
+            )
+        state: list[dict[str, NDArray]] = []
+        for i, (p, buffers) in enumerate(zip(self._params, saved, strict=True)):
+            unknown = set(buffers) - set(BUFFERS)
+            if unknown or "cache" not in buffers:
+                raise ValueError(
+                    f"state_dict['state'][{i}] must hold 'cache' and optionally "
+                    f"'momentum_buffer', 'grad_avg'; got {sorted(buffers)}"
+                )
+            restored = {}
+            for key, value in buffers.items():
+                array = _to_numpy(value, f"state_dict['state'][{i}][{key!r}]")
+                if array.shape != p.shape:
+                    raise ValueError(
+                        f"state_dict['state'][{i}][{key!r}] has shape {array.shape}, "
+                        f"params[{i}] has {p.shape}"
+                    )
+                restored[key] = array.astype(self._dtype(p), copy=True)
+            state.append(restored)
+        self._hp, self._steps, self._state = hp, int(steps), state
+
+    def _dtype(self, p: NDArray) -> np.dtype[Any]:
+        return self._state_dtype or p.dtype
+
+    def _buffer(self, p: NDArray, value: float) -> NDArray:
+        return np.full(p.shape, value, dtype=self._dtype(p))
+
+    def _add_missing_buffers(self, p: NDArray, buffers: dict[str, NDArray]) -> None:
+        """Buffers that the options in force use but that do not exist yet start at 0."""
+        if self._hp.momentum and "momentum_buffer" not in buffers:
+            buffers["momentum_buffer"] = self._buffer(p, 0.0)
+        if self._hp.centered and "grad_avg" not in buffers:
+            buffers["grad_avg"] = self._buffer(p, 0.0)
+
+
+def _check_param(p: object, name: str) -> None:
+    if not isinstance(p, np.ndarray):
+        raise TypeError(f"{name} is {describe(p)}; expected a NumPy array")
+    if p.dtype.kind != "f":
+        raise TypeError(f"{name} has dtype {p.dtype}; expected a floating-point array")
+    if not p.flags.writeable:
+        raise ValueError(f"{name} is a read-only array")
+
+
+def _update(p: NDArray, g: NDArray, buffers: dict[str, NDArray], hp: Hyperparameters) -> None:
+    """One family step for one parameter, in float64 (or wider), rounded once into place."""
+    work = np.result_type(np.float64, p.dtype, g.dtype, *(b.dtype for b in buffers.values()))
+
+    def wide(key: str) -> NDArray | None:
+        return buffers[key].astype(work) if key in buffers else None
+
+    with np.errstate(all="ignore"):
+        new_p, new_state = family_update(
+            p.astype(work),
+            g.astype(work, copy=False),
+            State(wide("cache"), wide("momentum_buffer"), wide("grad_avg")),
+            hp,
+            np.sqrt,
+            _clamp_at_zero,
+        )
+        np.copyto(p, new_p, casting="unsafe")
+        for key, value in zip(BUFFERS, new_state, strict=True):
+            if key in buffers:
+                np.copyto(buffers[key], value, casting="unsafe")
+
+
+def _clamp_at_zero(x: NDArray) -> NDArray:
+    return np.maximum(x, 0.0)

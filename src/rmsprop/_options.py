@@ -1,0 +1,165 @@
+"""The options of the RMSProp family, validated once, and the framework presets."""
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final, Self, TypedDict
+
+from rmsprop._validation import describe, real
+
+
+class FamilyOptions(TypedDict, total=False):
+    """Keyword options of the optimizers but ``lr``; see :class:`Hyperparameters`."""
+
+    beta: float
+    eps: float
+    eps_in_sqrt: bool
+    initial_cache: float
+    momentum: float
+    nesterov: bool
+    lr_in_momentum: bool
+    centered: bool
+    weight_decay: float
+    decoupled_weight_decay: bool
+    maximize: bool
+
+
+class Options(FamilyOptions, total=False):
+    """Keyword options of the optimizers; see :class:`Hyperparameters`."""
+
+    lr: float
+
+
+#: The options that make each framework's RMSProp; explicit options override them.
+PRESETS: Final[Mapping[str, Options]] = {
+    # torch.optim.RMSprop: eps after the root, lr applied after the momentum buffer.
+    "pytorch": {
+        "lr": 1e-2,
+        "beta": 0.99,
+        "eps": 1e-8,
+        "eps_in_sqrt": False,
+        "lr_in_momentum": False,
+    },
+    # TF1 tf.compat.v1.train.RMSPropOptimizer / raw ApplyRMSProp: the average starts at 1.
+    "tensorflow": {"beta": 0.9, "eps": 1e-10, "initial_cache": 1.0},
+    # Keras 3 keras.optimizers.RMSprop: weight decay is decoupled.
+    "keras": {"lr": 1e-3, "beta": 0.9, "eps": 1e-7, "decoupled_weight_decay": True},
+    # optax.rmsprop with its defaults (eps_in_sqrt=True, initial_scale=0).
+    "optax": {"beta": 0.9, "eps": 1e-8},
+    # timm RMSpropTF: TensorFlow's rule for PyTorch; coupled weight decay by default.
+    "timm": {"lr": 1e-2, "beta": 0.9, "eps": 1e-10, "initial_cache": 1.0},
+}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Hyperparameters:
+    """The options of one RMSProp update, checked when created.
+
+    With every option at its default, the update is the seed's rule::
+
+        cache  = beta * cache + (1 - beta) * grad**2
+        param -= lr * grad / sqrt(cache + eps)
+
+    Attributes:
+        lr: learning rate, finite and >= 0. Required unless a preset sets it.
+        beta: decay of the squared-gradient average, in [0, 1]. Default 0.9.
+        eps: added to the average, finite and >= 0. Default 1e-8.
+        eps_in_sqrt: ``sqrt(cache + eps)`` (True, the seed, TensorFlow, Keras,
+            optax) or ``sqrt(cache) + eps`` (False, PyTorch).
+        initial_cache: the value the average starts from: 0 (default), or
+            1 as in TensorFlow 1 and timm.
+        momentum: momentum coefficient, finite and >= 0; 0 (default) keeps no
+            momentum buffer.
+        nesterov: look ahead with the momentum buffer (needs momentum > 0).
+        lr_in_momentum: True (default; TensorFlow, Keras, optax, timm) puts
+            ``lr * grad / denominator`` into the momentum buffer; False
+            (PyTorch) puts ``grad / denominator`` there and multiplies the
+            buffer by ``lr``. The two differ when ``lr`` changes over time.
+        centered: divide by an estimate of the variance, ``cache - grad_avg**2``
+            clamped at 0, instead of the mean square (Graves 2013).
+        weight_decay: weight-decay coefficient, finite and >= 0.
+        decoupled_weight_decay: False (default) adds ``weight_decay * param``
+            to the gradient (L2, as PyTorch); True multiplies the parameter
+            by ``1 - lr * weight_decay`` before the step (as Keras, AdamW).
+        maximize: ascend the objective instead of descending it.
+
+    References:
+        T. Tieleman and G. Hinton, Lecture 6e of "Neural Networks for Machine
+        Learning", 2012. A. Graves, "Generating Sequences With Recurrent Neural
+        Networks", arXiv:1308.0850, 2013 (the centered form).
+
+    Example:
+        >>> Hyperparameters.from_preset("pytorch", momentum=0.9)
+        Hyperparameters(lr=0.01, beta=0.99, eps=1e-08, eps_in_sqrt=False, \
+initial_cache=0.0, momentum=0.9, nesterov=False, lr_in_momentum=False, centered=False, \
+weight_decay=0.0, decoupled_weight_decay=False, maximize=False)
+    """
+
+    lr: float
+    beta: float = 0.9
+    eps: float = 1e-8
+    eps_in_sqrt: bool = True
+    initial_cache: float = 0.0
+    momentum: float = 0.0
+    nesterov: bool = False
+    lr_in_momentum: bool = True
+    centered: bool = False
+    weight_decay: float = 0.0
+    decoupled_weight_decay: bool = False
+    maximize: bool = False
+
+    def __post_init__(self) -> None:
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if field.type is bool:
+                if not isinstance(value, bool):
+                    raise TypeError(f"{field.name} must be True or False, got {describe(value)}")
+                continue
+            number = real(value, field.name)
+            if field.name == "beta":
+                if not 0.0 <= number <= 1.0:
+                    raise ValueError(f"beta must be in [0, 1], got {number!r}")
+            elif not 0.0 <= number < math.inf:
+                raise ValueError(f"{field.name} must be a finite number >= 0, got {number!r}")
+            object.__setattr__(self, field.name, number)
+        if self.nesterov and self.momentum == 0.0:
+            raise ValueError("nesterov=True needs momentum > 0")
+
+    @classmethod
+    def from_preset(cls, preset: str | None = None, /, **options: Any) -> Self:
+        """The hyperparameters of ``preset`` (see :data:`PRESETS`), overridden by ``options``.
+
+        ``preset=None`` starts from the seed's rule. Raises ``TypeError`` for an
+        unknown option or a missing ``lr``, ``ValueError`` for an unknown preset.
+        """
+        if preset is None:
+            base: Options = {}
+        elif isinstance(preset, str) and preset in PRESETS:
+            base = PRESETS[preset]
+        else:
+            raise ValueError(f"preset must be one of {sorted(PRESETS)} or None, got {preset!r}")
+        unknown = sorted(set(options) - set(OPTION_NAMES))
+        if unknown:
+            raise TypeError(
+                f"unknown option {unknown[0]!r}; the options are {', '.join(OPTION_NAMES)}"
+            )
+        merged = {**base, **options}
+        if "lr" not in merged:
+            source = f"the {preset!r} preset" if preset else "the seed's rule"
+            raise TypeError(f"lr is required: {source} has no default learning rate")
+        return cls(**merged)
+
+    def replace(self, **changes: Any) -> Self:
+        """A copy with ``changes`` applied, validated."""
+        unknown = sorted(set(changes) - set(OPTION_NAMES))
+        if unknown:
+            raise TypeError(f"unknown option {unknown[0]!r}")
+        return dataclasses.replace(self, **changes)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The options as a plain dict (keyword arguments of :meth:`from_preset`)."""
+        return dataclasses.asdict(self)
+
+
+OPTION_NAMES: Final = tuple(field.name for field in dataclasses.fields(Hyperparameters))
