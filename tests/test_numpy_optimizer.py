@@ -1,0 +1,212 @@
+"""rmsprop.RMSProp: the stateful optimizer over NumPy arrays."""
+
+import copy
+
+import numpy as np
+import pytest
+
+import rmsprop
+
+from oracle import assert_identical, ulp_distance
+
+
+def make(shapes=((3, 4), (5,), ()), dtype=np.float64, seed=0):
+    rng = np.random.default_rng(seed)
+    return [rng.normal(size=shape).astype(dtype) for shape in shapes]
+
+
+def gradients(params, steps, seed=1):
+    rng = np.random.default_rng(seed)
+    return [[rng.normal(size=p.shape).astype(p.dtype) for p in params] for _ in range(steps)]
+
+
+def test_defaults_reproduce_step_exactly():
+    params = make()
+    expected = [p.copy() for p in params]
+    caches = [np.zeros_like(p) for p in params]
+    optimizer = rmsprop.RMSProp(params, lr=0.01, beta=0.9)
+    for grads in gradients(params, 20):
+        optimizer.step(grads)
+        for i, g in enumerate(grads):
+            expected[i], caches[i] = rmsprop.step(expected[i], g, caches[i], 0.01, 0.9)
+    for p, e in zip(params, expected, strict=True):
+        assert_identical(p, e)
+    assert optimizer.steps == 20
+
+
+@pytest.mark.parametrize("preset", [None, "pytorch", "tensorflow", "keras", "optax", "timm"])
+def test_state_dict_resumes_bit_exactly(preset):
+    options = {"lr": 0.01, "momentum": 0.9, "centered": True, "weight_decay": 0.01}
+    params = make()
+    grads = gradients(params, 20)
+    optimizer = rmsprop.RMSProp(params, preset, **options)
+    for g in grads[:10]:
+        optimizer.step(g)
+    snapshot = copy.deepcopy(optimizer.state_dict())
+    saved_params = [p.copy() for p in params]
+    for g in grads[10:]:
+        optimizer.step(g)
+    final = [p.copy() for p in params]
+
+    resumed_params = [p.copy() for p in saved_params]
+    resumed = rmsprop.RMSProp(resumed_params, lr=1.0)  # options come from the snapshot
+    resumed.load_state_dict(snapshot)
+    assert resumed.hyperparameters == optimizer.hyperparameters
+    assert resumed.steps == 10
+    for g in grads[10:]:
+        resumed.step(g)
+    for a, b in zip(resumed_params, final, strict=True):
+        assert_identical(a, b)
+
+
+def test_state_dict_is_plain_numpy_and_a_snapshot():
+    params = make()
+    optimizer = rmsprop.RMSProp(params, lr=0.1, momentum=0.5)
+    state_dict = optimizer.state_dict()
+    assert set(state_dict) == {"steps", "hyperparameters", "state"}
+    assert set(state_dict["state"][0]) == {"cache", "momentum_buffer"}
+    assert all(type(v) is np.ndarray for s in state_dict["state"] for v in s.values())
+    optimizer.step(gradients(params, 1)[0])
+    assert not state_dict["state"][0]["cache"].any()  # taken before the step, not changed by it
+
+
+def test_load_state_dict_checks_everything_first():
+    params = make()
+    optimizer = rmsprop.RMSProp(params, lr=0.1)
+    good = optimizer.state_dict()
+    before = copy.deepcopy(good)
+    wrong_shape = copy.deepcopy(good)
+    wrong_shape["state"][2]["cache"] = np.zeros(7)
+    with pytest.raises(ValueError, match=r"state_dict\['state'\]\[2\]\['cache'\] has shape \(7,\)"):
+        optimizer.load_state_dict(wrong_shape)
+    with pytest.raises(ValueError, match=r"holds state for 1 parameters, this optimizer has 3"):
+        optimizer.load_state_dict({**good, "state": good["state"][:1]})
+    with pytest.raises(ValueError, match=r"lacks \['steps'\]"):
+        optimizer.load_state_dict({k: v for k, v in good.items() if k != "steps"})
+    with pytest.raises(ValueError, match=r"beta must be in \[0, 1\]"):
+        optimizer.load_state_dict(
+            {**good, "hyperparameters": {**good["hyperparameters"], "beta": 2}}
+        )
+    with pytest.raises(ValueError, match=r"must hold 'cache'"):
+        optimizer.load_state_dict({**good, "state": [{"rho": np.zeros(1)}] * 3})
+    after = optimizer.state_dict()
+    assert after["hyperparameters"] == before["hyperparameters"]
+    for a, b in zip(after["state"], before["state"], strict=True):
+        assert_identical(a["cache"], b["cache"])
+
+
+def test_zero_state_starts_over():
+    params = make()
+    optimizer = rmsprop.RMSProp(params, "tensorflow", lr=0.1, momentum=0.9)
+    optimizer.step(gradients(params, 1)[0])
+    optimizer.zero_state()
+    state = optimizer.state_dict()
+    assert state["steps"] == 0
+    assert all((s["cache"] == 1.0).all() and not s["momentum_buffer"].any() for s in state["state"])
+
+
+def test_none_gradients_skip_parameters():
+    params = make()
+    frozen = params[1].copy()
+    optimizer = rmsprop.RMSProp(params, lr=0.1)
+    optimizer.step([np.ones((3, 4)), None, np.ones(())])
+    assert_identical(params[1], frozen)
+    assert not optimizer.state_dict()["state"][1]["cache"].any()
+
+
+def test_gradients_may_be_nested_lists():
+    params = [np.zeros(2)]
+    rmsprop.RMSProp(params, lr=0.1, beta=0.0, eps=0.0).step([[1.0, -2.0]])
+    assert params[0].tolist() == [-0.1, 0.1]
+
+
+def test_turning_momentum_on_later_creates_the_buffer():
+    params = make()
+    optimizer = rmsprop.RMSProp(params, lr=0.1)
+    optimizer.step(gradients(params, 1)[0])
+    assert "momentum_buffer" not in optimizer.state_dict()["state"][0]
+    optimizer.hyperparameters = optimizer.hyperparameters.replace(momentum=0.9, centered=True)
+    optimizer.step(gradients(params, 1)[0])
+    assert {"momentum_buffer", "grad_avg"} <= set(optimizer.state_dict()["state"][0])
+    with pytest.raises(TypeError, match=r"must be rmsprop\.Hyperparameters"):
+        optimizer.hyperparameters = {"lr": 0.1}
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32])
+def test_narrow_params_are_rounded_once_from_float64(dtype):
+    params = make(dtype=dtype)
+    wide = [p.astype(np.float64) for p in params]
+    narrow_opt = rmsprop.RMSProp(params, lr=0.01)
+    for grads in gradients(params, 1):
+        narrow_opt.step(grads)
+        rmsprop.RMSProp(wide, lr=0.01).step([g.astype(np.float64) for g in grads])
+    for p, w in zip(params, wide, strict=True):
+        assert p.dtype == dtype
+        assert ulp_distance(p, w.astype(dtype)).max(initial=0) <= 1
+
+
+def test_float32_state_for_float16_params():
+    params = make(dtype=np.float16)
+    optimizer = rmsprop.RMSProp(params, lr=0.01, momentum=0.9, state_dtype=np.float32)
+    optimizer.step(gradients(params, 1)[0])
+    assert all(v.dtype == np.float32 for s in optimizer.state_dict()["state"] for v in s.values())
+    with pytest.raises(TypeError, match="state_dtype must be a floating dtype, got int32"):
+        rmsprop.RMSProp(params, lr=0.01, state_dtype=np.int32)
+
+
+BAD = [
+    (
+        lambda: rmsprop.RMSProp([[1.0, 2.0]], lr=0.1),
+        TypeError,
+        r"params\[0\] is \[1.0, 2.0\] \(list\)",
+    ),
+    (lambda: rmsprop.RMSProp([np.arange(3)], lr=0.1), TypeError, r"params\[0\] has dtype int64"),
+    (lambda: rmsprop.RMSProp([np.ones(3, np.complex64)], lr=0.1), TypeError, r"dtype complex64"),
+    (
+        lambda: rmsprop.RMSProp([np.ones(3)[::-1].copy(), np.zeros(2)[:0]], lr=0.1, beta=3),
+        ValueError,
+        r"beta must be in \[0, 1\]",
+    ),
+    (lambda: rmsprop.RMSProp([np.ones(3)], preset="pytorch", alpha=0.9), TypeError, "alpha"),
+    (lambda: rmsprop.RMSProp([np.ones(3)]), TypeError, r"lr is required"),
+]
+
+
+@pytest.mark.parametrize(("make_optimizer", "error", "match"), BAD)
+def test_bad_construction(make_optimizer, error, match):
+    with pytest.raises(error, match=match):
+        make_optimizer()
+
+
+def test_params_that_share_memory_or_are_read_only():
+    base = np.zeros(10)
+    with pytest.raises(ValueError, match=r"params\[1\] and params\[0\] share memory"):
+        rmsprop.RMSProp([base[:6], base[5:]], lr=0.1)
+    frozen = np.zeros(3)
+    frozen.flags.writeable = False
+    with pytest.raises(ValueError, match=r"params\[0\] is a read-only array"):
+        rmsprop.RMSProp([frozen], lr=0.1)
+
+
+def test_bad_gradients_change_nothing():
+    params = make()
+    optimizer = rmsprop.RMSProp(params, lr=0.1)
+    before = [p.copy() for p in params]
+    good = gradients(params, 1)[0]
+    cases = [
+        (good[:2], ValueError, r"expected 3 gradients, got 2"),
+        (
+            [good[0], np.ones(4), good[2]],
+            ValueError,
+            r"grads\[1\] has shape \(4,\) but params\[1\]",
+        ),
+        ([good[0], good[1], "x"], TypeError, r"grads\[2\] is 'x' \(str\)"),
+        ([good[0], good[1].astype(complex), good[2]], TypeError, r"grads\[1\] has complex dtype"),
+        ([params[0], good[1], good[2]], ValueError, r"grads\[0\] shares memory with params\[0\]"),
+    ]
+    for grads, error, match in cases:
+        with pytest.raises(error, match=match):
+            optimizer.step(grads)
+        for p, b in zip(params, before, strict=True):
+            assert_identical(p, b)
+        assert optimizer.steps == 0
