@@ -29,7 +29,7 @@ def max_relative_difference(a, b):
 
 def run_numpy(p0, grads, preset=None, dtype=np.float64, **options):
     p = p0.astype(dtype)
-    optimizer = rmsprop.RMSProp([p], preset, **options)
+    optimizer = rmsprop.RMSProp([p], preset=preset, **options)
     for g in grads:
         optimizer.step([g.astype(dtype)])
     return p, optimizer.state_dict()["state"][0]

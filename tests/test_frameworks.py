@@ -147,19 +147,19 @@ class TestKeras:
 
     def test_keras_single_step(self):
         w = np.array([1.0, 2.0, 3.0, 4.0])
-        rmsprop.RMSProp([w], "keras", lr=0.5).step([np.array([1.0, 6.0, 7.0, 2.0])])
+        rmsprop.RMSProp([w], preset="keras", lr=0.5).step([np.array([1.0, 6.0, 7.0, 2.0])])
         np.testing.assert_allclose(w, [-0.5811, 0.4189, 1.4189, 2.4189], rtol=1e-4, atol=1e-4)
 
     def test_keras_weight_decay(self):
         """Three optimizers with weight_decay=0.004 and zero gradients: 2 * 0.996**3."""
         w = np.array(2.0)
         for _ in range(3):
-            rmsprop.RMSProp([w], "keras", lr=1.0, weight_decay=0.004).step([np.zeros(())])
+            rmsprop.RMSProp([w], preset="keras", lr=1.0, weight_decay=0.004).step([np.zeros(())])
         assert float(w) == pytest.approx(1.9760959, abs=1e-6)
 
     def test_keras_golden_centered(self):
         w = np.ones(10)
-        optimizer = rmsprop.RMSProp([w], "keras", centered=True)
+        optimizer = rmsprop.RMSProp([w], preset="keras", centered=True)
         optimizer.step([np.full(10, 0.01)])
         for golden in [0.9967, 0.9933, 0.9908, 0.9885, 0.9864]:
             np.testing.assert_allclose(w, golden, rtol=5e-4, atol=5e-4)
@@ -167,7 +167,7 @@ class TestKeras:
 
     def test_keras_docstring_example(self):
         w = np.array(10.0)
-        rmsprop.RMSProp([w], "keras", lr=0.1).step([w.copy()])  # d(w**2 / 2) / dw = w
+        rmsprop.RMSProp([w], preset="keras", lr=0.1).step([w.copy()])  # d(w**2 / 2) / dw = w
         assert round(float(w), 6) == 9.683772
 
 
@@ -177,7 +177,7 @@ class TestTensorFlow:
 
     def test_tensorflow_without_momentum(self):
         w = np.array([1.0, 2.0])
-        optimizer = rmsprop.RMSProp([w], "tensorflow", lr=2.0, beta=0.9, eps=1.0)
+        optimizer = rmsprop.RMSProp([w], preset="tensorflow", lr=2.0, beta=0.9, eps=1.0)
         optimizer.step([np.array([0.1, 0.1])])
         np.testing.assert_allclose(optimizer.state_dict()["state"][0]["cache"], [0.901, 0.901])
         first = 0.1 * 2.0 / math.sqrt(0.901 + 1.0)
@@ -190,7 +190,7 @@ class TestTensorFlow:
 
     def test_tensorflow_with_momentum(self):
         w = np.array([3.0, 4.0])
-        optimizer = rmsprop.RMSProp([w], "tensorflow", lr=2.0, beta=0.9, momentum=0.5, eps=1e-5)
+        optimizer = rmsprop.RMSProp([w], preset="tensorflow", lr=2.0, beta=0.9, momentum=0.5, eps=1e-5)
         optimizer.step([np.array([0.01, 0.01])])
         mom = 0.01 * 2.0 / math.sqrt(0.90001 + 1e-5)
         np.testing.assert_allclose(optimizer.state_dict()["state"][0]["momentum_buffer"], [mom] * 2)

@@ -39,7 +39,7 @@ def test_state_dict_resumes_bit_exactly(preset):
     options = {"lr": 0.01, "momentum": 0.9, "centered": True, "weight_decay": 0.01}
     params = make()
     grads = gradients(params, 20)
-    optimizer = rmsprop.RMSProp(params, preset, **options)
+    optimizer = rmsprop.RMSProp(params, preset=preset, **options)
     for g in grads[:10]:
         optimizer.step(g)
     snapshot = copy.deepcopy(optimizer.state_dict())
@@ -97,7 +97,7 @@ def test_load_state_dict_checks_everything_first():
 
 def test_zero_state_starts_over():
     params = make()
-    optimizer = rmsprop.RMSProp(params, "tensorflow", lr=0.1, momentum=0.9)
+    optimizer = rmsprop.RMSProp(params, preset="tensorflow", lr=0.1, momentum=0.9)
     optimizer.step(gradients(params, 1)[0])
     optimizer.zero_state()
     state = optimizer.state_dict()

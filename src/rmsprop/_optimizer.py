@@ -50,8 +50,8 @@ class RMSProp:
     def __init__(
         self,
         params: Iterable[NDArray],
-        preset: str | None = None,
         *,
+        preset: str | None = None,
         state_dtype: npt.DTypeLike | None = None,
         **options: Unpack[Options],
     ) -> None:
