@@ -190,7 +190,9 @@ class TestTensorFlow:
 
     def test_tensorflow_with_momentum(self):
         w = np.array([3.0, 4.0])
-        optimizer = rmsprop.RMSProp([w], preset="tensorflow", lr=2.0, beta=0.9, momentum=0.5, eps=1e-5)
+        optimizer = rmsprop.RMSProp(
+            [w], preset="tensorflow", lr=2.0, beta=0.9, momentum=0.5, eps=1e-5
+        )
         optimizer.step([np.array([0.01, 0.01])])
         mom = 0.01 * 2.0 / math.sqrt(0.90001 + 1e-5)
         np.testing.assert_allclose(optimizer.state_dict()["state"][0]["momentum_buffer"], [mom] * 2)
