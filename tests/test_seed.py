@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import rmsprop
-from rmsprop.cli._demo import SEED_EXAMPLES
+from rmsprop.demo._seed import SEED_EXAMPLES
 
 EXAMPLES = [pytest.param(ex, id=f"example{i}") for i, ex in enumerate(SEED_EXAMPLES, start=1)]
 

@@ -1,7 +1,11 @@
 """What the CLI's commands share."""
 
 import argparse
-from typing import TYPE_CHECKING, Any, NoReturn
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO, NoReturn
 
 
 class UsageError(Exception):
@@ -19,3 +23,29 @@ if TYPE_CHECKING:
     Subparsers = argparse._SubParsersAction[Parser]
 else:
     Subparsers = Any
+
+
+def write_atomically(path: Path, write: Callable[[BinaryIO], None]) -> None:
+    """Have ``write`` fill a temporary file beside ``path``, then rename it to ``path``.
+
+    A crash leaves either the old file or the new one, never half of one; the
+    temporary file is removed on any failure. OSError becomes a UsageError.
+    """
+    try:
+        fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as error:
+        raise UsageError(f"cannot write {str(path)!r}: {error.strerror}") from None
+    try:
+        with os.fdopen(fd, "wb") as file:
+            write(file)
+            file.flush()
+            os.fsync(file.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)
+        os.replace(temporary, path)
+    except BaseException as error:
+        Path(temporary).unlink(missing_ok=True)
+        if isinstance(error, OSError):
+            raise UsageError(f"cannot write {str(path)!r}: {error.strerror}") from None
+        raise

@@ -1,92 +1,210 @@
-"""``rmsprop demo``: the seed's three worked examples, computed and compared."""
+"""``rmsprop demo``: see adaptive scaling work, from the seed's examples to a trained network."""
 
 import argparse
-from dataclasses import dataclass
+import importlib.util
+import io
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, BinaryIO
 
-import rmsprop
-from rmsprop.cli._common import Subparsers
+from rmsprop.cli._common import Subparsers, UsageError, write_atomically
 
-
-@dataclass(frozen=True)
-class Example:
-    """One worked example of the seed: inputs and the values the seed prints."""
-
-    params: list[float]
-    grads: list[float]
-    cache: list[float]
-    lr: float
-    beta: float
-    printed_params: list[float]
-    printed_cache: list[float]
-
-
-SEED_EXAMPLES = (
-    Example([1.0], [0.1], [0.0], 0.1, 0.9, [0.683772], [0.001]),
-    Example(
-        [1.0, 2.0, 3.0],
-        [0.1, 0.2, 0.3],
-        [0.0, 0.0, 0.0],
-        0.01,
-        0.9,
-        [0.968377, 1.968377, 2.968377],
-        [0.001, 0.004, 0.009],
-    ),
-    Example(
-        [0.5, -0.5],
-        [0.05, -0.05],
-        [0.01, 0.01],
-        0.001,
-        0.99,
-        [0.499498, -0.499498],
-        [0.009925, 0.009925],
-    ),
-)
+DEFAULT_STEPS = 2000
+QUICK_STEPS = 400
+DEFAULT_OUT = Path("rmsprop-demo")
 
 
 def add_parser(commands: Subparsers) -> None:
     parser = commands.add_parser(
         "demo",
-        help="see RMSProp work: the seed's worked examples",
-        description="Runs the seed's worked examples and compares them with its printed values.",
+        help="see RMSProp work: the seed's examples, 2-D problems, a network on digits",
+        description=(
+            "Runs the seed's worked examples, gradient descent and RMSProp on two 2-D "
+            "problems, and a small network trained on 1,797 handwritten digits with "
+            "RMSProp, SGD, Adam (and torch.optim.RMSprop when PyTorch is installed). "
+            "Writes PNG figures and a JSON of every number shown to --out."
+        ),
     )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=DEFAULT_OUT,
+        metavar="DIR",
+        help=f"where to write the figures and demo.json (default ./{DEFAULT_OUT}/)",
+    )
+    parser.add_argument(
+        "--steps",
+        type=_positive,
+        metavar="N",
+        help=f"training steps per optimizer (default {DEFAULT_STEPS}; {QUICK_STEPS} with --quick)",
+    )
+    parser.add_argument(
+        "--seed", type=_non_negative, default=0, help="seed of data split, weights, batches"
+    )
+    parser.add_argument("--quick", action="store_true", help=f"train for {QUICK_STEPS} steps")
     parser.set_defaults(run=run)
 
 
-def _fmt(values: list[float], decimals: int | None = None) -> str:
-    shown = values if decimals is None else [round(v, decimals) for v in values]
-    return "[" + ", ".join(f"{v:.{decimals}f}" if decimals else repr(v) for v in shown) + "]"
+def _integer(text: str, minimum: int) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected an integer >= {minimum}, got {text!r}"
+        ) from None
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {value}")
+    return value
+
+
+def _positive(text: str) -> int:
+    return _integer(text, 1)
+
+
+def _non_negative(text: str) -> int:
+    return _integer(text, 0)
 
 
 def run(args: argparse.Namespace) -> int:
-    del args
-    print("RMSProp, one step, for each element (eps = 1e-8, inside the square root):")
-    print("    cache  = beta * cache + (1 - beta) * grads**2")
-    print("    params = params - lr * grads / sqrt(cache + eps)")
-    for number, ex in enumerate(SEED_EXAMPLES, start=1):
-        params, cache = rmsprop.step(ex.params, ex.grads, ex.cache, ex.lr, ex.beta)
-        print()
-        print(
-            f"Example {number}: params={ex.params} grads={ex.grads} cache={ex.cache} "
-            f"lr={ex.lr} beta={ex.beta}"
-        )
-        for name, exact, printed in (
-            ("params", params, ex.printed_params),
-            ("cache ", cache, ex.printed_cache),
-        ):
-            print(f"  new {name}  exact {_fmt(exact)}")
-            print(f"              6 decimals {_fmt(exact, 6)}   the seed prints {_fmt(printed, 6)}")
-        steps = [round(old - new, 6) for old, new in zip(ex.params, params, strict=True)]
-        print(f"  step taken  {_fmt(steps, 6)}  (grads were {ex.grads})")
-    dropped, _ = rmsprop.step([1.0], [0.1], [0.0], 0.1, 0.9, eps=0.0)
+    out: Path = args.out
+    steps = args.steps or (QUICK_STEPS if args.quick else DEFAULT_STEPS)
+    _prepare(out)
+    if importlib.util.find_spec("matplotlib") is None:
+        raise UsageError("the demo draws its figures with matplotlib: pip install 'rmsprop[demo]'")
+    # Imported here: `rmsprop step` and `rmsprop --help` need none of this.
+    from rmsprop.demo import _plots  # noqa: PLC0415
+
+    report: dict[str, Any] = {"settings": {"steps": steps, "seed": args.seed}}
+    report["seed_examples"] = _seed_examples()
+    report["surfaces"] = _surfaces(out / "adaptive_scaling.png", _plots.adaptive_scaling)
+    report["digits"] = _digits(
+        out / "digits_training.png", _plots.digits_training, steps, args.seed
+    )
+    _write_bytes(out / "demo.json", json.dumps(report, indent=1).encode())
     print()
     print(
-        "Example 1's printed 0.683772 is what the step gives with eps left out "
-        f"({dropped[0]:.9f}); the formula keeps eps inside the root, which gives "
-        f"{rmsprop.step([1.0], [0.1], [0.0], 0.1, 0.9)[0][0]:.9f}."
-    )
-    print(
-        "Adaptive scaling: in example 2 the gradients differ threefold, yet every parameter "
-        "moves by the same 0.031623, because each step is divided by the root of its own "
-        "squared-gradient average."
+        f"Wrote {out / 'adaptive_scaling.png'}, {out / 'digits_training.png'}, {out / 'demo.json'}"
     )
     return 0
+
+
+def _prepare(out: Path) -> None:
+    """Create ``out`` and check that files can be written there, before any work."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        write_atomically(out / ".rmsprop-demo-check", lambda file: None)
+        (out / ".rmsprop-demo-check").unlink()
+    except OSError as error:
+        raise UsageError(f"cannot write to --out {str(out)!r}: {error.strerror}") from None
+    except UsageError:
+        raise UsageError(f"cannot write to --out {str(out)!r}") from None
+
+
+def _seed_examples() -> list[dict[str, Any]]:
+    from rmsprop.demo._seed import SEED_EXAMPLES  # noqa: PLC0415
+
+    print("1. The seed's worked examples. One RMSProp step, for each element (eps = 1e-8):")
+    print("       cache  = beta * cache + (1 - beta) * grads**2")
+    print("       params = params - lr * grads / sqrt(cache + eps)")
+    results = []
+    for number, example in enumerate(SEED_EXAMPLES, start=1):
+        result = example.run()
+        results.append(result)
+        inputs = result["inputs"]
+        print(
+            f"\n   Example {number}: params={inputs['params']} grads={inputs['grads']}\n"
+            f"              cache={inputs['cache']} lr={inputs['lr']} beta={inputs['beta']}"
+        )
+        for name in ("params", "cache"):
+            print(f"     new {name:<6} {_numbers(result[name])}")
+            print(f"       6 decimals {_numbers(result[name + '_6_decimals'], 6)}")
+            print(f"       the seed   {_numbers(result['seed_prints'][name], 6)}")
+    print(
+        "\n   Example 1's printed 0.683772 leaves eps out; the formula, eps inside the root,\n"
+        "   gives 0.683774. In example 2 the gradients differ threefold, yet every parameter\n"
+        "   moves by the same 0.031623: each step is divided by its gradient's own scale."
+    )
+    return results
+
+
+def _numbers(values: list[float], decimals: int | None = None) -> str:
+    shown = (repr(v) if decimals is None else f"{v:.{decimals}f}" for v in values)
+    return "[" + ", ".join(shown) + "]"
+
+
+def _surfaces(figure: Path, draw: Callable[[Any, Path], None]) -> list[dict[str, Any]]:
+    from rmsprop.demo._surfaces import SURFACES, descend  # noqa: PLC0415
+
+    print("\n2. Adaptive scaling, seen: gradient descent and RMSProp from the same start")
+    results, report = [], []
+    for surface in SURFACES:
+        paths = descend(surface)
+        results.append((surface, paths))
+        print(f"   {surface.name}: f = {surface.formula}, {surface.steps} steps")
+        for path in paths:
+            x, y = path.points[-1]
+            print(
+                f"     {path.optimizer:<17} {path.settings:<18} final loss {path.losses[-1]:9.3g}"
+                f"   at ({x:.4f}, {y:.4f})"
+            )
+        report.append(
+            {"surface": surface.name, "formula": surface.formula, "steps": surface.steps}
+            | {"paths": [path.summary() for path in paths]}
+        )
+    print(
+        "   On the quadratic, gradient descent's step is capped by the steep y direction\n"
+        "   (lr < 2/1000), so it crawls along x; RMSProp divides each coordinate's step by\n"
+        "   that coordinate's own gradient scale and moves along both at the same pace.\n"
+        "   Rosenbrock's curved valley follows no axis, so per-coordinate scaling helps\n"
+        "   less: with each method's best step size, gradient descent ends lower there."
+    )
+    _save_figure(figure, lambda target: draw(results, target))
+    return report
+
+
+def _digits(
+    figure: Path, draw: Callable[[Any, Path], None], steps: int, seed: int
+) -> list[dict[str, Any]]:
+    from rmsprop.demo._digits import BATCH, contenders, load_digits, split, train  # noqa: PLC0415
+    from rmsprop.demo._progress import Progress  # noqa: PLC0415
+
+    _, labels = load_digits()
+    train_rows, test_rows = split(labels, seed)
+    print(
+        f"\n3. A 64-32-10 network on {len(labels):,} handwritten 8×8 digits "
+        f"({len(train_rows):,} to train on, {len(test_rows)} held out),\n"
+        f"   {steps} minibatch steps of {BATCH}, seed {seed}, the same batches for every optimizer:"
+    )
+    with_torch = importlib.util.find_spec("torch") is not None
+    runs = []
+    for contender in contenders(with_torch):
+        with Progress(contender.name, steps) as bar:
+            runs.append(train(contender, steps, seed, bar.update))
+    if not with_torch:
+        print("   (torch.optim.RMSprop left out: PyTorch is not installed)")
+    print(
+        f"\n   {'optimizer':<21} {'settings':<27} {'train acc':>9} {'test acc':>9} "
+        f"{'test loss':>9} {'µs/step':>8}"
+    )
+    for r in runs:
+        print(
+            f"   {r.name:<21} {r.settings:<27} {r.train_accuracy:9.1%} {r.test_accuracy:9.1%} "
+            f"{r.test_loss:9.4f} {r.microseconds_per_step:8.1f}"
+        )
+    print("   (µs/step: time in the optimizer's step alone, the network's work excluded)")
+    _save_figure(figure, lambda target: draw(runs, target))
+    return [r.summary() for r in runs]
+
+
+def _save_figure(path: Path, draw: Callable[[Any], None]) -> None:
+    buffer = io.BytesIO()
+    draw(buffer)
+    _write_bytes(path, buffer.getvalue())
+
+
+def _write_bytes(path: Path, data: bytes) -> None:
+    def write(file: BinaryIO) -> None:
+        file.write(data)
+
+    write_atomically(path, write)

@@ -2,17 +2,15 @@
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
 import rmsprop
 from rmsprop._validation import flatten
-from rmsprop.cli._common import Subparsers, UsageError
+from rmsprop.cli._common import Subparsers, UsageError, write_atomically
 
 ARRAYS = ("params", "grads", "cache")
 HYPERPARAMETERS = ("lr", "beta", "eps")
@@ -184,23 +182,7 @@ def _summary(name: str, value: Any) -> str:
 
 
 def _save_npz(path: Path, **arrays: Any) -> None:
-    """Write ``arrays`` to ``path`` atomically: a temporary file beside it, then a rename."""
-    directory = path.parent
-    try:
-        fd, temporary = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as error:
-        raise UsageError(f"cannot write {str(path)!r}: {error.strerror}") from None
-    try:
-        with os.fdopen(fd, "wb") as file:
-            np.savez(file, allow_pickle=False, **{k: np.asarray(v) for k, v in arrays.items()})
-            file.flush()
-            os.fsync(file.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temporary, 0o666 & ~umask)
-        os.replace(temporary, path)
-    except BaseException as error:
-        Path(temporary).unlink(missing_ok=True)
-        if isinstance(error, OSError):
-            raise UsageError(f"cannot write {str(path)!r}: {error.strerror}") from None
-        raise
+    def write(file: BinaryIO) -> None:
+        np.savez(file, allow_pickle=False, **{k: np.asarray(v) for k, v in arrays.items()})
+
+    write_atomically(path, write)
