@@ -8,6 +8,8 @@ import pytest
 
 import rmsprop
 
+pytestmark = pytest.mark.usefixtures("backend")  # the NumPy path and the fused kernels
+
 
 def torch():
     return pytest.importorskip("torch")

@@ -7,6 +7,8 @@ import rmsprop
 
 from oracle import assert_identical, reference, ulp_distance
 
+pytestmark = pytest.mark.usefixtures("backend")  # the NumPy path and the fused kernels
+
 FLOATS = [np.float16, np.float32, np.float64]
 
 

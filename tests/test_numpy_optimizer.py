@@ -9,6 +9,8 @@ import rmsprop
 
 from oracle import assert_identical, ulp_distance
 
+pytestmark = pytest.mark.usefixtures("backend")  # the NumPy path and the fused kernels
+
 
 def make(shapes=((3, 4), (5,), ()), dtype=np.float64, seed=0):
     rng = np.random.default_rng(seed)

@@ -12,6 +12,8 @@ import rmsprop
 
 from oracle import assert_identical, exact_scalar, reference, ulp_distance
 
+pytestmark = pytest.mark.usefixtures("backend")  # the NumPy path and the fused kernels
+
 FLOAT_DTYPES = [np.float16, np.float32, np.float64]
 U = 2.0**-53  # unit roundoff of float64
 

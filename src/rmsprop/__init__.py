@@ -14,12 +14,33 @@
 import importlib
 from types import ModuleType
 
+from rmsprop._accel import load as _load
 from rmsprop._optimizer import RMSProp
 from rmsprop._options import PRESETS, Hyperparameters, Options
 from rmsprop._step import step, step_
 
 __version__ = "0.1.0"
-__all__ = ["PRESETS", "Hyperparameters", "Options", "RMSProp", "__version__", "step", "step_"]
+__all__ = [
+    "PRESETS",
+    "Hyperparameters",
+    "Options",
+    "RMSProp",
+    "__version__",
+    "load_kernels",
+    "step",
+    "step_",
+]
+
+
+def load_kernels() -> bool:
+    """Load the fused Numba kernels now; returns whether they are available.
+
+    They load by themselves on the first array of 65,536 elements or more (about
+    0.3 s once per process, compiled code cached on disk); call this to have
+    smaller arrays use them from the first call too. Without Numba, or with
+    ``RMSPROP_KERNELS=0`` in the environment, the NumPy path is used.
+    """
+    return _load() is not None
 
 
 def __getattr__(name: str) -> ModuleType:

@@ -6,6 +6,7 @@ from typing import Any, Final, Unpack
 import numpy as np
 import numpy.typing as npt
 
+from rmsprop import _accel
 from rmsprop._options import Hyperparameters, Options
 from rmsprop._rule import State, family_update
 from rmsprop._step import _to_numpy
@@ -202,7 +203,13 @@ def _check_param(p: object, name: str) -> None:
 
 
 def _update(p: NDArray, g: NDArray, buffers: dict[str, NDArray], hp: Hyperparameters) -> None:
-    """One family step for one parameter, in float64 (or wider), rounded once into place."""
+    """One family step for one parameter, in float64 (or wider), rounded once into place.
+
+    With the fused kernels when the parameter and its buffers are float32 or
+    float64 arrays of one dtype that can be viewed flat; NumPy otherwise.
+    """
+    if fused_update(p, g, buffers, hp):
+        return
     work = np.result_type(np.float64, p.dtype, g.dtype, *(b.dtype for b in buffers.values()))
 
     def wide(key: str) -> NDArray | None:
@@ -221,6 +228,31 @@ def _update(p: NDArray, g: NDArray, buffers: dict[str, NDArray], hp: Hyperparame
         for key, value in zip(BUFFERS, new_state, strict=True):
             if key in buffers:
                 np.copyto(buffers[key], value, casting="unsafe")
+
+
+def fused_update(
+    p: NDArray, g: NDArray, buffers: Mapping[str, NDArray], hp: Hyperparameters
+) -> bool:
+    """Run the fused kernel on ``p`` and its buffers if it applies; whether it ran."""
+    kernels = _accel.kernels(p.size)
+    if kernels is None or p.dtype not in kernels.DTYPES:
+        return False
+    if any(b.dtype != p.dtype for b in buffers.values()):
+        return False
+    views = [kernels.flat(x) for x in (p, *buffers.values())]
+    if any(view is None for view in views):
+        return False
+    flat = dict(zip(("p", *buffers), views, strict=True))
+    grads = g if g.dtype in kernels.DTYPES else g.astype(np.float64)
+    kernels.update(
+        hp,
+        flat["p"],
+        np.ascontiguousarray(grads).reshape(-1),
+        flat["cache"],
+        flat.get("momentum_buffer"),
+        flat.get("grad_avg"),
+    )
+    return True
 
 
 def _clamp_at_zero(x: NDArray) -> NDArray:

@@ -20,6 +20,7 @@ from typing import Any, Final, Literal, TypeVar, overload
 import numpy as np
 import numpy.typing as npt
 
+from rmsprop import _accel
 from rmsprop import _validation as _v
 from rmsprop._rule import update
 from rmsprop._validation import describe
@@ -320,7 +321,17 @@ def _float_dtype(dtype: np.dtype[Any]) -> np.dtype[Any]:
 def _numpy_update(
     p: NDArray, g: NDArray, v: NDArray, lr: float, beta: float, eps: float
 ) -> tuple[NDArray, NDArray]:
-    """New params and cache, computed in float64 (or wider) and rounded once."""
+    """New params and cache, computed in float64 (or wider) and rounded once.
+
+    With the fused kernels (float32/float64 data), in one pass into fresh arrays.
+    """
+    kernels = _accel.kernels(p.size)
+    if kernels is not None and p.dtype in kernels.DTYPES and v.dtype in kernels.DTYPES:
+        new_p, new_v = np.empty(p.shape, p.dtype), np.empty(v.shape, v.dtype)
+        inputs = [np.ascontiguousarray(x) for x in (p, _kernel_grads(g, kernels), v)]
+        p1, g1, v1, out_p, out_v = (x.reshape(-1) for x in (*inputs, new_p, new_v))
+        kernels.seed(p1, g1, v1, lr, beta, eps, out_p, out_v)
+        return new_p, new_v
     work = np.result_type(np.float64, p.dtype, g.dtype, v.dtype)
     with np.errstate(all="ignore"):  # IEEE 754 results (inf, NaN), never warnings
         new_p, new_v = update(
@@ -366,9 +377,21 @@ def _numpy_inplace(
     ):
         if np.may_share_memory(a, b) and np.shares_memory(a, b):
             raise _overlap_error(a_name, b_name)
+    kernels = _accel.kernels(p.size)
+    if kernels is not None and p.dtype in kernels.DTYPES:
+        p1, v1 = kernels.flat(params), kernels.flat(cache)
+        if p1 is not None and v1 is not None:
+            g1 = np.ascontiguousarray(_kernel_grads(g, kernels)).reshape(-1)
+            kernels.seed(p1, g1, v1, lr, beta, eps)
+            return
     new_p, new_v = _numpy_update(p, g, v, lr, beta, eps)
     np.copyto(params, new_p)
     np.copyto(cache, new_v)
+
+
+def _kernel_grads(g: NDArray, kernels: ModuleType) -> NDArray:
+    """Gradients in a dtype the kernels read (integer, bool, float16: as float64)."""
+    return g if g.dtype in kernels.DTYPES else g.astype(np.float64)
 
 
 def _check_inplace_dtypes(p_dtype: object, v_dtype: object, p_is_float: bool) -> None:

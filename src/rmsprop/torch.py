@@ -9,12 +9,13 @@ from typing import Any, Final, Unpack, cast
 import torch
 from torch.optim import Optimizer
 
+from rmsprop._optimizer import BUFFERS, fused_update
 from rmsprop._options import OPTION_NAMES, FamilyOptions, Hyperparameters
 from rmsprop._rule import State, family_update
 
 __all__ = ["RMSProp"]
 
-#: Per-parameter state, named as torch.optim.RMSprop names it.
+#: Per-parameter state, named as torch.optim.RMSprop names it (rmsprop.RMSProp's BUFFERS).
 STATE_KEYS: Final = ("square_avg", "momentum_buffer", "grad_avg")
 #: torch.optim.RMSprop's group keys that are not options here.
 TORCH_ONLY_KEYS: Final = ("alpha", "foreach", "capturable", "differentiable", "fused")
@@ -212,10 +213,16 @@ def _real_view(t: torch.Tensor) -> torch.Tensor:
 
 
 def _update(p: torch.Tensor, g: torch.Tensor, state: dict[str, Any], hp: Hyperparameters) -> None:
-    """One family step for one parameter, computed wide and rounded once into place."""
-    work = torch.float32 if p.device.type == "mps" else torch.float64
+    """One family step for one parameter, computed wide and rounded once into place.
+
+    CPU float32/float64 tensors go through the fused kernels, on zero-copy NumPy
+    views; other devices and dtypes through tensor operations.
+    """
     p_real = _real_view(p)
     buffers = [_real_view(state[key]) if key in state else None for key in STATE_KEYS]
+    if _fused(p_real, _real_view(g), buffers, hp):
+        return
+    work = torch.float32 if p.device.type == "mps" else torch.float64
     new_p, new_state = family_update(
         p_real.to(work),
         _real_view(g).to(work),
@@ -228,6 +235,26 @@ def _update(p: torch.Tensor, g: torch.Tensor, state: dict[str, Any], hp: Hyperpa
     for buffer, value in zip(buffers, new_state, strict=True):
         if buffer is not None:
             buffer.copy_(value)
+
+
+def _fused(
+    p: torch.Tensor, g: torch.Tensor, buffers: list[torch.Tensor | None], hp: Hyperparameters
+) -> bool:
+    """The fused kernel on NumPy views of plain CPU tensors, if it applies; whether it ran."""
+    tensors = [p, g, *(b for b in buffers if b is not None)]
+    if any(
+        type(t) not in _PLAIN or t.device.type != "cpu" or t.dtype not in _KERNEL_DTYPES
+        for t in tensors
+    ):
+        return False  # DTensor and other subclasses, other devices and dtypes
+    arrays = {
+        name: b.detach().numpy() for name, b in zip(BUFFERS, buffers, strict=True) if b is not None
+    }
+    return fused_update(p.detach().numpy(), g.detach().numpy(), arrays, hp)
+
+
+_PLAIN: Final = (torch.Tensor, torch.nn.Parameter)
+_KERNEL_DTYPES: Final = (torch.float32, torch.float64)
 
 
 def _clamp_at_zero(x: torch.Tensor) -> torch.Tensor:

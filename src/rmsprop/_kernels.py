@@ -1,0 +1,221 @@
+"""Fused single-pass kernels: the family rule compiled by Numba, one pass over memory.
+
+The element rule is :func:`rmsprop._rule.family_update` itself, compiled for
+Python floats (float64), inside a loop that reads each input element once and
+writes each output once. Options that change the shape of the work (momentum,
+centered, ...) are compile-time constants of a kernel: one kernel per option
+combination, compiled on first use and cached on disk. Arithmetic is float64,
+so float32 data come out as the float64 evaluation rounded once, and float64
+data bit-identical to :func:`rmsprop._rule.family_update` on NumPy arrays.
+
+This module imports Numba: :mod:`rmsprop` imports it only through :func:`load`.
+"""
+
+import inspect
+import math
+import threading
+import types
+import zlib
+from collections import namedtuple
+from functools import cache
+from typing import Any, Final, cast
+
+import numba
+import numpy as np
+import numpy.typing as npt
+from numba import njit, prange
+
+from rmsprop import _rule
+from rmsprop._options import OPTION_NAMES, Hyperparameters
+
+NDArray = npt.NDArray[Any]
+
+#: Below this many elements a kernel runs on one thread: starting the others costs
+#: more than it saves (measured by ``benchmarks/bench_threshold.py``).
+PARALLEL_MIN: Final = 1 << 15
+#: The dtypes the kernels read and write; others (float16, ...) use the NumPy path.
+DTYPES: Final = (np.dtype(np.float32), np.dtype(np.float64))
+#: Threading layers that take concurrent parallel launches; Numba's fallback
+#: ``workqueue`` layer aborts the process on them, so launches are serialized there.
+THREAD_SAFE_LAYERS: Final = frozenset({"omp", "tbb"})
+
+# The options as the compiled rule sees them: the attributes of Hyperparameters.
+_Options: Any = cast(Any, namedtuple)("_Options", OPTION_NAMES)
+
+
+def _jit(function: Any) -> Any:
+    return njit(function, error_model="numpy", cache=True)
+
+
+# Numba keys a kernel's disk cache on the kernel's own file and closure, not on the
+# functions it calls: this closure constant makes a change to the rule a new key.
+_RULE_VERSION: Final = zlib.crc32(inspect.getsource(_rule).encode())
+
+# The rule's functions, compiled with the helpers they call compiled too.
+_rule_globals = dict(vars(_rule))
+_rule_globals["square_average"] = _jit(_rule.square_average)
+_family = _jit(types.FunctionType(_rule.family_update.__code__, _rule_globals, "family_update"))
+_seed = _jit(types.FunctionType(_rule.update.__code__, _rule_globals, "update"))
+
+
+@_jit
+def _sqrt(x: float) -> float:
+    return math.sqrt(x)
+
+
+@_jit
+def _clamp_at_zero(x: float) -> float:
+    return 0.0 if x < 0.0 else x  # NaN compares false and stays NaN
+
+
+Flags = tuple[bool, bool, bool, bool, bool, bool, bool, bool]
+
+
+def flags(hp: Hyperparameters) -> Flags:
+    """The options that select a kernel (compile-time constants in it)."""
+    return (
+        hp.maximize,
+        hp.centered,
+        hp.eps_in_sqrt,
+        hp.nesterov,
+        hp.lr_in_momentum,
+        hp.decoupled_weight_decay,
+        hp.momentum != 0.0,
+        hp.weight_decay != 0.0,
+    )
+
+
+@cache
+def _kernel(kernel_flags: Flags, parallel: bool) -> Any:
+    """The kernel for one option combination, serial or parallel."""
+    maximize, centered, eps_in_sqrt, nesterov, lr_in_momentum, decoupled, momentum_on, decay_on = (
+        kernel_flags
+    )
+    rule_version = _RULE_VERSION
+
+    @njit(parallel=parallel, error_model="numpy", cache=True)
+    def kernel(p, g, v, b, a, p_out, v_out, b_out, a_out, lr, beta, eps, momentum, weight_decay):  # type: ignore[no-untyped-def]
+        options = _Options(
+            lr,
+            beta,
+            eps,
+            eps_in_sqrt,
+            0.0,
+            momentum if momentum_on else 0.0,
+            nesterov,
+            lr_in_momentum,
+            centered,
+            weight_decay if decay_on else 0.0,
+            decoupled,
+            maximize,
+        )
+        if rule_version < 0:  # never: a compile-time constant that keys the cache
+            return
+        for i in prange(p.size):
+            state = _rule.State(
+                np.float64(v[i]),
+                np.float64(b[i]) if momentum_on else 0.0,
+                np.float64(a[i]) if centered else 0.0,
+            )
+            new_p, new = _family(
+                np.float64(p[i]), np.float64(g[i]), state, options, _sqrt, _clamp_at_zero
+            )
+            p_out[i] = new_p
+            v_out[i] = new.cache
+            if momentum_on:
+                b_out[i] = new.momentum_buffer
+            if centered:
+                a_out[i] = new.grad_avg
+
+    return kernel
+
+
+@cache
+def _seed_kernel(parallel: bool) -> Any:
+    """The seed's rule alone, with fewer arguments to pass than the family's kernel."""
+
+    rule_version = _RULE_VERSION
+
+    @njit(parallel=parallel, error_model="numpy", cache=True)
+    def kernel(p, g, v, p_out, v_out, lr, beta, eps):  # type: ignore[no-untyped-def]
+        if rule_version < 0:  # never: a compile-time constant that keys the cache
+            return
+        for i in prange(p.size):
+            new_p, new_v = _seed(
+                np.float64(p[i]), np.float64(g[i]), np.float64(v[i]), lr, beta, eps, _sqrt
+            )
+            p_out[i] = new_p
+            v_out[i] = new_v
+
+    return kernel
+
+
+def seed(
+    p: NDArray, g: NDArray, v: NDArray, lr: float, beta: float, eps: float,
+    p_out: NDArray | None = None, v_out: NDArray | None = None,
+) -> None:  # fmt: skip
+    """The seed's step over 1-D float32/float64 arrays, in place or into ``p_out``, ``v_out``."""
+    parallel = p.size >= PARALLEL_MIN
+    args = (p, g, v, p if p_out is None else p_out, v if v_out is None else v_out, lr, beta, eps)
+    if parallel:
+        _launch(_seed_kernel(True), *args)
+    else:
+        _seed_kernel(False)(*args)
+
+
+_launch_lock = threading.Lock()
+_layer: str | None = None
+
+
+def _launch(kernel: Any, *args: Any) -> None:
+    """Run a parallel kernel; serialized unless the threading layer is known to be safe."""
+    global _layer  # noqa: PLW0603
+    if _layer in THREAD_SAFE_LAYERS:
+        kernel(*args)
+        return
+    with _launch_lock:
+        kernel(*args)
+        _layer = numba.threading_layer()  # type: ignore[attr-defined]
+
+
+def flat(array: NDArray) -> NDArray | None:
+    """A 1-D view of ``array`` in C order, or None when that would need a copy."""
+    if array.ndim == 1:
+        return array
+    if array.flags.c_contiguous:
+        return array.reshape(-1)
+    return None
+
+
+def update(
+    hp: Hyperparameters,
+    p: NDArray,
+    g: NDArray,
+    v: NDArray,
+    b: NDArray | None = None,
+    a: NDArray | None = None,
+    out: tuple[NDArray, NDArray, NDArray | None, NDArray | None] | None = None,
+) -> None:
+    """One family step over 1-D arrays of equal length, in place or into ``out``.
+
+    ``p``, ``v`` (and ``b``, the momentum buffer, when momentum is on; ``a``, the
+    gradient average, when centered) share one dtype of :data:`DTYPES`; ``g``
+    is float32 or float64. ``out`` = (p, v, b, a) to write elsewhere. The
+    caller checks shapes, dtypes and memory overlap.
+    """
+    kernel_flags = flags(hp)
+    b_in = p if b is None else b
+    a_in = p if a is None else a
+    p_out, v_out, b_out, a_out = out if out is not None else (p, v, b_in, a_in)
+    parallel = p.size >= PARALLEL_MIN
+    args = (
+        p, g, v, b_in, a_in, p_out, v_out,
+        p_out if b_out is None else b_out,
+        p_out if a_out is None else a_out,
+        hp.lr, hp.beta, hp.eps, hp.momentum, hp.weight_decay,
+    )  # fmt: skip
+    kernel = _kernel(kernel_flags, parallel)
+    if parallel:
+        _launch(kernel, *args)
+    else:
+        kernel(*args)
