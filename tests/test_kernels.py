@@ -1,0 +1,196 @@
+"""The fused Numba kernels against the rule, across options, sizes, threads and layers."""
+
+import subprocess
+import sys
+import threading
+
+import numpy as np
+import pytest
+
+import rmsprop
+from rmsprop import Hyperparameters
+from rmsprop._rule import State, family_update
+
+from oracle import assert_identical, reference
+
+kernels = pytest.importorskip("rmsprop._kernels", reason="Numba is not installed")
+
+# Each option on its own, and mixes of them (every combination would compile 192 kernels).
+OPTION_SETS = [
+    {},
+    {"maximize": True},
+    {"eps_in_sqrt": False},
+    {"centered": True},
+    {"momentum": 0.9},
+    {"momentum": 0.9, "nesterov": True},
+    {"momentum": 0.9, "lr_in_momentum": False},
+    {"weight_decay": 0.1},
+    {"weight_decay": 0.1, "decoupled_weight_decay": True},
+    {"momentum": 0.5, "nesterov": True, "centered": True, "weight_decay": 0.01, "maximize": True},
+    {"momentum": 0.9, "lr_in_momentum": False, "centered": True, "eps_in_sqrt": False,
+     "weight_decay": 0.01, "decoupled_weight_decay": True},
+]  # fmt: skip
+SIZES = [0, 1, 7, 4097, kernels.PARALLEL_MIN - 1, kernels.PARALLEL_MIN + 3]
+
+
+def data(n, dtype, seed=0):
+    rng = np.random.default_rng(seed)
+    p, g, b, a = rng.normal(size=(4, n))
+    v = rng.random(n)
+    return [x.astype(dtype) for x in (p, g, v, b, a)]
+
+
+def numpy_family(hp, p, g, v, b, a):
+    """The rule on float64 NumPy arrays, rounded once to the inputs' dtype."""
+    wide = [x.astype(np.float64) for x in (p, g, v, b, a)]
+    with np.errstate(all="ignore"):
+        new_p, new = family_update(
+            wide[0], wide[1], State(*wide[2:]), hp, np.sqrt, lambda x: np.maximum(x, 0.0)
+        )
+    return [x.astype(p.dtype) for x in (new_p, *new)]
+
+
+@pytest.mark.parametrize("options", OPTION_SETS, ids=lambda o: "-".join(o) or "seed")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_family_kernel_is_the_rule(options, dtype):
+    hp = Hyperparameters(lr=0.01, **options)
+    for n in SIZES:
+        p, g, v, b, a = data(n, dtype)
+        expected = numpy_family(hp, p, g, v, b, a)
+        kernels.update(hp, p, g, v, b if hp.momentum else None, a if hp.centered else None)
+        assert_identical(p, expected[0])
+        assert_identical(v, expected[1])
+        if hp.momentum:
+            assert_identical(b, expected[2])
+        if hp.centered:
+            assert_identical(a, expected[3])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_seed_kernel_in_place_and_into_new_arrays(dtype):
+    for n in SIZES:
+        p, g, v, _, _ = data(n, dtype, seed=n)
+        expected = [x.astype(dtype) for x in reference(p, g, v, 0.01, 0.9)]
+        out_p, out_v = np.empty_like(p), np.empty_like(v)
+        kernels.seed(p, g, v, 0.01, 0.9, 1e-8, out_p, out_v)
+        assert_identical(out_p, expected[0])
+        assert_identical(out_v, expected[1])
+        kernels.seed(p, g, v, 0.01, 0.9, 1e-8)
+        assert_identical(p, expected[0])
+        assert_identical(v, expected[1])
+
+
+def test_mixed_dtypes_of_grads():
+    p, g, v, _, _ = data(100, np.float32)
+    expected = [x.astype(np.float32) for x in reference(p, g.astype(np.float64), v, 0.01, 0.9)]
+    kernels.seed(p, g.astype(np.float64), v, 0.01, 0.9, 1e-8)
+    assert_identical(p, expected[0])
+
+
+def test_flat_views_only_without_copies():
+    a = np.zeros((3, 4))
+    assert kernels.flat(a).base is a
+    assert kernels.flat(np.zeros(5)[::2]) is not None  # 1-D: any stride
+    assert kernels.flat(a.T) is None  # a 2-D view in another order would need a copy
+    assert kernels.flat(np.zeros(())).shape == (1,)
+
+
+def test_where_step_in_place_runs_the_kernel(monkeypatch):
+    calls = []
+    seed = kernels.seed
+    monkeypatch.setattr(kernels, "seed", lambda *args: calls.append(len(args)) or seed(*args))
+    p = np.ones((4, 4))
+    rmsprop.step_(p, np.ones((4, 4)), np.zeros((4, 4)), 0.1, 0.9)
+    assert calls == [6]  # in place, on flat views
+    rmsprop.step_(p.T, np.ones((4, 4)), np.zeros((4, 4)), 0.1, 0.9)
+    assert calls == [6, 8]  # F-ordered: into new arrays, then copied into the views
+    rmsprop.step_(np.ones(4, np.float16), np.ones(4), np.zeros(4, np.float16), 0.1, 0.9)
+    assert calls == [6, 8]  # float16: NumPy
+
+
+def run_in_threads(arrays, n_threads):
+    errors = []
+
+    def work(p, g, v):
+        try:
+            for _ in range(5):
+                rmsprop.step_(p, g, v, 0.01, 0.9)
+        except Exception as error:  # noqa: BLE001 - reported by the assertion below
+            errors.append(error)
+
+    threads = [threading.Thread(target=work, args=triple) for triple in arrays[:n_threads]]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not errors
+
+
+def test_concurrent_calls_from_threads_match_serial_calls():
+    n = kernels.PARALLEL_MIN * 4  # parallel kernels
+    arrays = [data(n, np.float32, seed=s)[:3] for s in range(4)]
+    serial = [[x.copy() for x in triple] for triple in arrays]
+    for p, g, v in serial:
+        for _ in range(5):
+            rmsprop.step_(p, g, v, 0.01, 0.9)
+    run_in_threads(arrays, 4)
+    for (p, _, v), (sp, _, sv) in zip(arrays, serial, strict=True):
+        assert_identical(p, sp)
+        assert_identical(v, sv)
+
+
+THREADED_SCRIPT = """
+import threading, numpy as np, rmsprop, numba
+from rmsprop import _kernels
+rmsprop.load_kernels()
+n = _kernels.PARALLEL_MIN * 4
+rng = np.random.default_rng(0)
+arrays = [[rng.normal(size=n).astype(np.float32) for _ in range(3)] for _ in range(4)]
+for a in arrays:
+    a[2] = np.abs(a[2])
+serial = [[x.copy() for x in a] for a in arrays]
+for p, g, v in serial:
+    for _ in range(5):
+        rmsprop.step_(p, g, v, 0.01, 0.9)
+def work(p, g, v):
+    for _ in range(5):
+        rmsprop.step_(p, g, v, 0.01, 0.9)
+threads = [threading.Thread(target=work, args=a) for a in arrays]
+[t.start() for t in threads]
+[t.join() for t in threads]
+assert all(np.array_equal(a[0], s[0]) and np.array_equal(a[2], s[2]) for a, s in zip(arrays, serial))
+print(numba.threading_layer())
+"""
+
+
+@pytest.mark.parametrize("layer", ["workqueue", "default"])
+def test_threads_are_safe_with_every_threading_layer(layer):
+    """Numba's workqueue layer aborts on concurrent parallel launches: they are serialized."""
+    env = {"NUMBA_THREADING_LAYER": layer} if layer != "default" else {}
+    result = subprocess.run(
+        [sys.executable, "-c", THREADED_SCRIPT],
+        capture_output=True, text=True, timeout=300, check=False,
+        env={**__import__("os").environ, **env},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    if layer == "workqueue":
+        assert result.stdout.strip() == "workqueue"
+
+
+def test_without_kernels_the_results_are_the_same():
+    script = (
+        "import numpy as np, rmsprop, sys\n"
+        "p = np.linspace(-1, 1, 70000); v = np.zeros_like(p)\n"
+        "rmsprop.step_(p, np.cos(p), v, 0.01, 0.9)\n"
+        "print(rmsprop.load_kernels(), 'numba' in sys.modules, p.tobytes().hex()[:64], p.sum())\n"
+    )
+    outputs = [
+        subprocess.run(
+            [sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+            check=True, env={**__import__("os").environ, "RMSPROP_KERNELS": setting},
+        ).stdout.split()
+        for setting in ("0", "1")
+    ]  # fmt: skip
+    assert outputs[0][:2] == ["False", "False"]
+    assert outputs[1][:2] == ["True", "True"]
+    assert outputs[0][2:] == outputs[1][2:]
