@@ -115,7 +115,7 @@ def run_in_threads(arrays, n_threads):
         try:
             for _ in range(5):
                 rmsprop.step_(p, g, v, 0.01, 0.9)
-        except Exception as error:  # noqa: BLE001 - reported by the assertion below
+        except Exception as error:
             errors.append(error)
 
     threads = [threading.Thread(target=work, args=triple) for triple in arrays[:n_threads]]

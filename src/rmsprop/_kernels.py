@@ -11,6 +11,7 @@ data bit-identical to :func:`rmsprop._rule.family_update` on NumPy arrays.
 This module imports Numba: :mod:`rmsprop` imports it only through :func:`load`.
 """
 
+import contextlib
 import inspect
 import math
 import threading
@@ -179,10 +180,8 @@ def _launch(kernel: Any, *args: Any) -> None:
         return
     with _launch_lock:
         kernel(*args)
-        try:
+        with contextlib.suppress(ValueError):  # no layer started yet: keep serializing
             _layer = numba.threading_layer()  # type: ignore[attr-defined]
-        except ValueError:  # no layer started yet: keep serializing
-            pass
 
 
 def flat(array: NDArray) -> NDArray | None:
