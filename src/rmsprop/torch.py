@@ -116,9 +116,10 @@ class RMSProp(Optimizer):
                 if p.grad.is_sparse:
                     raise RuntimeError("rmsprop.torch.RMSProp does not support sparse gradients")
                 work.append((p, hp, group["state_dtype"]))
-        for p, hp, state_dtype in work:
-            state = self._state_for(p, hp, state_dtype)
-            state["step"] += 1
+        states = [self._state_for(p, hp, state_dtype) for p, hp, state_dtype in work]
+        if states:  # one call for every step counter, not one per parameter
+            torch._foreach_add_([state["step"] for state in states], 1.0)
+        for (p, hp, _), state in zip(work, states, strict=True):
             _update(p, p.grad, state, hp)
         return loss
 
@@ -241,16 +242,14 @@ def _fused(
     p: torch.Tensor, g: torch.Tensor, buffers: list[torch.Tensor | None], hp: Hyperparameters
 ) -> bool:
     """The fused kernel on NumPy views of plain CPU tensors, if it applies; whether it ran."""
-    tensors = [p, g, *(b for b in buffers if b is not None)]
-    if any(
-        type(t) not in _PLAIN or t.device.type != "cpu" or t.dtype not in _KERNEL_DTYPES
-        for t in tensors
-    ):
-        return False  # DTensor and other subclasses, other devices and dtypes
-    arrays = {
-        name: b.detach().numpy() for name, b in zip(BUFFERS, buffers, strict=True) if b is not None
-    }
-    return fused_update(p.detach().numpy(), g.detach().numpy(), arrays, hp)
+    arrays = {}
+    for name, t in zip(("p", "g", *BUFFERS), (p, g, *buffers), strict=True):
+        if t is None:
+            continue
+        if type(t) not in _PLAIN or t.dtype not in _KERNEL_DTYPES or t.device.type != "cpu":
+            return False  # DTensor and other subclasses, other devices and dtypes
+        arrays[name] = t.detach().numpy()
+    return fused_update(arrays.pop("p"), arrays.pop("g"), arrays, hp)
 
 
 _PLAIN: Final = (torch.Tensor, torch.nn.Parameter)

@@ -1,10 +1,10 @@
-"""The ``rmsprop`` command: ``step`` (one update on JSON or .npy input) and ``demo``."""
+"""The ``rmsprop`` command: ``step`` (one update on JSON or .npy input), ``demo``, ``bench``."""
 
 import sys
 from collections.abc import Sequence
 
 import rmsprop
-from rmsprop.cli import _demo, _step
+from rmsprop.cli import _bench, _demo, _step
 from rmsprop.cli._common import Parser, UsageError
 
 
@@ -17,6 +17,7 @@ def build_parser() -> Parser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     _step.add_parser(commands)
     _demo.add_parser(commands)
+    _bench.add_parser(commands)
     return parser
 
 

@@ -49,3 +49,12 @@ def write_atomically(path: Path, write: Callable[[BinaryIO], None]) -> None:
         if isinstance(error, OSError):
             raise UsageError(f"cannot write {str(path)!r}: {error.strerror}") from None
         raise
+
+
+def write_bytes_atomically(path: Path, data: bytes) -> None:
+    """:func:`write_atomically` for bytes already in memory."""
+
+    def write(file: BinaryIO) -> None:
+        file.write(data)
+
+    write_atomically(path, write)

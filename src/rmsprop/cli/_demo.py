@@ -6,9 +6,9 @@ import io
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
-from rmsprop.cli._common import Subparsers, UsageError, write_atomically
+from rmsprop.cli._common import Subparsers, UsageError, write_atomically, write_bytes_atomically
 
 DEFAULT_STEPS = 2000
 QUICK_STEPS = 400
@@ -81,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
     report["digits"] = _digits(
         out / "digits_training.png", _plots.digits_training, steps, args.seed
     )
-    _write_bytes(out / "demo.json", json.dumps(report, indent=1).encode())
+    write_bytes_atomically(out / "demo.json", json.dumps(report, indent=1).encode())
     print()
     print(
         f"Wrote {out / 'adaptive_scaling.png'}, {out / 'digits_training.png'}, {out / 'demo.json'}"
@@ -166,8 +166,8 @@ def _surfaces(figure: Path, draw: Callable[[Any, Path], None]) -> list[dict[str,
 def _digits(
     figure: Path, draw: Callable[[Any, Path], None], steps: int, seed: int
 ) -> list[dict[str, Any]]:
+    from rmsprop._progress import Progress  # noqa: PLC0415
     from rmsprop.demo._digits import BATCH, contenders, load_digits, split, train  # noqa: PLC0415
-    from rmsprop.demo._progress import Progress  # noqa: PLC0415
 
     _, labels = load_digits()
     train_rows, test_rows = split(labels, seed)
@@ -200,11 +200,4 @@ def _digits(
 def _save_figure(path: Path, draw: Callable[[Any], None]) -> None:
     buffer = io.BytesIO()
     draw(buffer)
-    _write_bytes(path, buffer.getvalue())
-
-
-def _write_bytes(path: Path, data: bytes) -> None:
-    def write(file: BinaryIO) -> None:
-        file.write(data)
-
-    write_atomically(path, write)
+    write_bytes_atomically(path, buffer.getvalue())

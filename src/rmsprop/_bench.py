@@ -1,0 +1,510 @@
+"""``rmsprop bench``: rmsprop against its peers, side by side in one process.
+
+Every implementation takes RMSProp steps (lr 1e-3, beta 0.9, eps 1e-8 inside the root
+where it has the option) on arrays of N elements, for N from 10^3 to 5·10^7 in float32
+and float64, and on the parameter shapes of ResNet-50 (161 float32 tensors, 25.6M
+values). Rounds are interleaved: each round times one sample of every implementation,
+so machine noise hits all alike; a sample is as many calls as fill about 20 ms. The
+table gives the median per call with min and max over rounds, the throughput counting
+the five memory streams an RMSProp step must move (read params, grads, cache; write
+params, cache), and the share of a trivial five-stream loop that moves the same bytes
+(the roofline). Peers that are not installed are skipped with a note.
+"""
+
+import functools
+import gc
+import io
+import json
+import math
+import platform
+import statistics
+import sys
+import time
+import timeit
+import warnings
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import numpy as np
+import numpy.typing as npt
+
+import rmsprop
+from rmsprop import _accel
+from rmsprop._progress import Progress
+
+LR, BETA, EPS = 1e-3, 0.9, 1e-8
+SIZES = (10**3, 10**4, 10**5, 10**6, 10**7, 5 * 10**7)
+QUICK_SIZES = (10**3, 10**5, 10**6)
+DTYPES = ("float32", "float64")
+SAMPLE_SECONDS = 0.02
+ROOFLINE = "roofline: 5-stream loop"
+OURS = ("rmsprop.step_", "rmsprop.RMSProp", "rmsprop.torch.RMSProp")
+
+Step = Callable[[], object]
+Factory = Callable[[int, str], Step]
+
+
+def _arrays(n: int, dtype: str, seed: int = 0) -> list[npt.NDArray[Any]]:
+    rng = np.random.default_rng(seed)
+    p = rng.standard_normal(n, dtype=np.float32).astype(dtype)
+    g = rng.standard_normal(n, dtype=np.float32).astype(dtype)
+    return [p, g, np.zeros(n, dtype=dtype)]
+
+
+def _roofline(n: int, dtype: str) -> Step:
+    kernels = _accel.load()
+    if kernels is None:
+        raise UnavailableError("Numba is not installed")
+    p, g, v = _arrays(n, dtype)
+    loop = _roofline_kernel()
+    return lambda: loop(p, g, v)
+
+
+_ROOFLINE_KERNEL: Any = None
+
+
+def _roofline_kernel() -> Any:
+    """p += g; v += g: reads three arrays, writes two, computes nothing."""
+    global _ROOFLINE_KERNEL  # noqa: PLW0603
+    if _ROOFLINE_KERNEL is None:
+        from numba import njit, prange  # noqa: PLC0415
+
+        @njit(parallel=True, cache=True)
+        def loop(p, g, v):  # type: ignore[no-untyped-def]
+            for i in prange(p.size):
+                p[i] += g[i]
+                v[i] += g[i]
+
+        _ROOFLINE_KERNEL = loop
+    return _ROOFLINE_KERNEL
+
+
+def _step_(n: int, dtype: str) -> Step:
+    p, g, v = _arrays(n, dtype)
+    return lambda: rmsprop.step_(p, g, v, LR, BETA, EPS)
+
+
+def _numpy_optimizer(n: int, dtype: str) -> Step:
+    p, g, _ = _arrays(n, dtype)
+    optimizer = rmsprop.RMSProp([p], lr=LR, beta=BETA, eps=EPS)
+    grads = [g]
+    return lambda: optimizer.step(grads)
+
+
+def _torch_optimizer(make: Callable[[Any], Any]) -> Factory:
+    def factory(n: int, dtype: str) -> Step:
+        torch = _require("torch")
+        p, g, _ = _arrays(n, dtype)
+        w = torch.nn.Parameter(torch.from_numpy(p))
+        w.grad = torch.from_numpy(g)
+        optimizer = make([w])
+        return optimizer.step  # type: ignore[no-any-return]
+
+    return factory
+
+
+def _seed_numpy(n: int, dtype: str) -> Step:
+    """The seed's formula in NumPy, as written: temporaries for every operation."""
+    state = _arrays(n, dtype)
+
+    def step() -> None:
+        p, g, v = state
+        v = BETA * v + (1 - BETA) * g**2
+        state[0], state[2] = p - LR * g / np.sqrt(v + EPS), v
+
+    return step
+
+
+def _optax(n: int, dtype: str) -> Step:
+    jax = _require("jax")
+    optax = _require("optax")
+    if dtype == "float64" and not jax.config.read("jax_enable_x64"):
+        jax.config.update("jax_enable_x64", True)
+    transform = optax.rmsprop(LR, decay=BETA, eps=EPS, eps_in_sqrt=True)
+
+    def update(params: Any, grads: Any, state: Any) -> Any:
+        updates, state = transform.update(grads, state, params)
+        return optax.apply_updates(params, updates), state
+
+    jitted = jax.jit(update, donate_argnums=(0, 2))
+    p, g, _ = (jax.numpy.asarray(x) for x in _arrays(n, dtype))
+    box = [p, transform.init(p)]
+
+    def step() -> None:
+        box[0], box[1] = jitted(box[0], g, box[1])
+        box[0].block_until_ready()
+
+    return step
+
+
+class UnavailableError(Exception):
+    """A peer that cannot run here, with the reason."""
+
+
+def _require(module: str) -> Any:
+    try:
+        return __import__(module)
+    except ImportError:
+        raise UnavailableError(f"{module} is not installed") from None
+
+
+def _implementations() -> dict[str, Factory]:
+    def ours_torch(params: Any) -> Any:
+        import rmsprop.torch  # noqa: PLC0415
+
+        return rmsprop.torch.RMSProp(params, lr=LR, beta=BETA, eps=EPS)
+
+    def torch_foreach(params: Any) -> Any:
+        return _require("torch").optim.RMSprop(params, lr=LR, alpha=BETA, eps=EPS, foreach=True)
+
+    def torch_loop(params: Any) -> Any:
+        return _require("torch").optim.RMSprop(params, lr=LR, alpha=BETA, eps=EPS, foreach=False)
+
+    return {
+        ROOFLINE: _roofline,
+        "rmsprop.step_": _step_,
+        "rmsprop.RMSProp": _numpy_optimizer,
+        "rmsprop.torch.RMSProp": _torch_optimizer(ours_torch),
+        "NumPy as the seed writes it": _seed_numpy,
+        "torch.optim.RMSprop (foreach)": _torch_optimizer(torch_foreach),
+        "torch.optim.RMSprop (for-loop)": _torch_optimizer(torch_loop),
+        "optax.rmsprop (jit, donated)": _optax,
+    }
+
+
+# --- ResNet-50 -------------------------------------------------------------------------------
+
+
+def resnet50_shapes() -> list[tuple[int, ...]]:
+    """The 161 parameter shapes of torchvision's ResNet-50 (25,557,032 values)."""
+    shapes: list[tuple[int, ...]] = [(64, 3, 7, 7), (64,), (64,)]
+    channels = 64
+    for width, blocks in ((64, 3), (128, 4), (256, 6), (512, 3)):
+        for block in range(blocks):
+            shapes += [(width, channels, 1, 1), (width,), (width,)]
+            shapes += [(width, width, 3, 3), (width,), (width,)]
+            shapes += [(4 * width, width, 1, 1), (4 * width,), (4 * width,)]
+            if block == 0:
+                shapes += [(4 * width, channels, 1, 1), (4 * width,), (4 * width,)]
+            channels = 4 * width
+    return [*shapes, (1000, 2048), (1000,)]
+
+
+def _model_implementations() -> dict[str, Callable[[], Step]]:
+    shapes = resnet50_shapes()
+    total = sum(math.prod(s) for s in shapes)
+
+    def tensors() -> Any:
+        torch = _require("torch")
+        generator = torch.Generator().manual_seed(0)
+        params = [torch.nn.Parameter(torch.randn(s, generator=generator)) for s in shapes]
+        for p in params:
+            p.grad = torch.randn(p.shape, generator=generator)
+        return params
+
+    def ours_torch() -> Step:
+        import rmsprop.torch  # noqa: PLC0415
+
+        optimizer = rmsprop.torch.RMSProp(tensors(), lr=LR, beta=BETA, eps=EPS)
+        return optimizer.step
+
+    def ours_numpy() -> Step:
+        rng = np.random.default_rng(0)
+        params = [rng.standard_normal(s, dtype=np.float32) for s in shapes]
+        grads = [rng.standard_normal(s, dtype=np.float32) for s in shapes]
+        optimizer = rmsprop.RMSProp(params, lr=LR, beta=BETA, eps=EPS)
+        return lambda: optimizer.step(grads)
+
+    def torch_default() -> Step:
+        return _require("torch").optim.RMSprop(tensors(), lr=LR, alpha=BETA, eps=EPS).step  # type: ignore[no-any-return]
+
+    def torch_loop() -> Step:
+        optimizer = _require("torch").optim.RMSprop(
+            tensors(), lr=LR, alpha=BETA, eps=EPS, foreach=False
+        )
+        return optimizer.step  # type: ignore[no-any-return]
+
+    return {
+        f"{ROOFLINE}, one flat pass": lambda: _roofline(total, "float32"),
+        "rmsprop.torch.RMSProp": ours_torch,
+        "rmsprop.RMSProp": ours_numpy,
+        "torch.optim.RMSprop (defaults: foreach)": torch_default,
+        "torch.optim.RMSprop (for-loop)": torch_loop,
+    }
+
+
+# --- timing ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Result:
+    """Per-call times (seconds) of one implementation on one configuration."""
+
+    name: str
+    elements: int
+    dtype: str
+    times: list[float] = field(default_factory=list)
+    skipped: str | None = None
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.times)
+
+    def gbps(self) -> float:
+        return 5 * self.elements * np.dtype(self.dtype).itemsize / self.median / 1e9
+
+    def as_dict(self, roofline: "Result | None") -> dict[str, Any]:
+        if self.skipped:
+            return {"implementation": self.name, "skipped": self.skipped}
+        share = roofline.median / self.median if roofline and roofline.times else None
+        return {
+            "implementation": self.name,
+            "elements": self.elements,
+            "dtype": self.dtype,
+            "median_s": self.median,
+            "min_s": min(self.times),
+            "max_s": max(self.times),
+            "gb_per_s_5_streams": self.gbps(),
+            "share_of_roofline": share,
+        }
+
+
+def _calls_per_sample(step: Step) -> int:
+    """As many calls as take about SAMPLE_SECONDS (at least one)."""
+    started = time.perf_counter()
+    step()
+    once = max(time.perf_counter() - started, 1e-7)
+    return max(1, int(SAMPLE_SECONDS / once))
+
+
+@contextmanager
+def _quiet() -> Iterator[None]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # JAX on donation, torch on threads
+        yield
+
+
+def measure(
+    factories: Mapping[str, Callable[[], Step]],
+    elements: int,
+    dtype: str,
+    rounds: int,
+    tick: Callable[[], None],
+) -> list[Result]:
+    """Time every implementation, interleaved over ``rounds`` rounds."""
+    results = [Result(name, elements, dtype) for name in factories]
+    steps: list[tuple[Result, Step, int]] = []
+    with _quiet():
+        for result, factory in zip(results, factories.values(), strict=True):
+            try:
+                step = factory()
+                step()  # compile, allocate state
+                steps.append((result, step, _calls_per_sample(step)))
+            except UnavailableError as reason:
+                result.skipped = str(reason)
+        for _ in range(rounds):
+            for result, step, calls in steps:
+                result.times.append(timeit.timeit(step, number=calls) / calls)
+            tick()
+    del steps
+    gc.collect()
+    return results
+
+
+def rounds(elements: int, quick: bool) -> int:
+    """Rounds for arrays of ``elements``: fewer for big ones, whose samples are long."""
+    return 3 if quick or elements >= 10**7 else 9 if elements >= 10**6 else 15
+
+
+def run(sizes: tuple[int, ...], rounds_for: Callable[[int], int], model: bool) -> dict[str, Any]:
+    """All measurements, as the JSON document that ``rmsprop bench`` writes."""
+    implementations = _implementations()
+    configurations = [(n, d) for d in DTYPES for n in sizes]
+    total = sum(rounds_for(n) for n, _ in configurations) + (rounds_for(10**7) if model else 0)
+    report: dict[str, Any] = {
+        "machine": machine(),
+        "settings": {"lr": LR, "beta": BETA, "eps": EPS},
+    }
+    report["arrays"] = []
+    with Progress("benchmark rounds", total) as bar:
+        done = 0
+
+        def tick() -> None:
+            nonlocal done
+            done += 1
+            bar.update(done)
+
+        for n, dtype in configurations:
+            factories = {
+                name: functools.partial(f, n, dtype) for name, f in implementations.items()
+            }
+            results = measure(factories, n, dtype, rounds_for(n), tick)
+            roofline = results[0] if not results[0].skipped else None
+            report["arrays"] += [r.as_dict(roofline) for r in results]
+        if model:
+            shapes = resnet50_shapes()
+            total_elements = sum(math.prod(s) for s in shapes)
+            results = measure(
+                _model_implementations(), total_elements, "float32", rounds_for(10**7), tick
+            )
+            roofline = results[0] if not results[0].skipped else None
+            report["resnet50"] = {
+                "tensors": len(shapes),
+                "elements": total_elements,
+                "results": [r.as_dict(roofline) for r in results],
+            }
+    return report
+
+
+def machine() -> dict[str, Any]:
+    versions: dict[str, str | None] = {}
+    for package in ("rmsprop", "numpy", "numba", "torch", "jax", "optax"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = None
+    layer: str | None = None
+    if "numba" in sys.modules:
+        try:
+            layer = sys.modules["numba"].threading_layer()
+        except ValueError:
+            layer = None
+    import os  # noqa: PLC0415
+
+    return {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "versions": versions,
+        "numba_threading_layer": layer,
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+    }
+
+
+# --- reporting -------------------------------------------------------------------------------
+
+
+def table(report: dict[str, Any]) -> str:
+    """The report as text: one block per dtype and size, then speed-ups and ResNet-50."""
+    lines = []
+    rows = [r for r in report["arrays"] if "skipped" not in r]
+    for dtype in DTYPES:
+        for n in sorted({r["elements"] for r in rows if r["dtype"] == dtype}):
+            lines.append(f"\n{dtype}, N = {n:,}")
+            lines.append(HEADER)
+            for r in rows:
+                if r["dtype"] == dtype and r["elements"] == n:
+                    lines.append(_row(r))
+    skipped = {r["implementation"]: r["skipped"] for r in report["arrays"] if "skipped" in r}
+    for name, reason in skipped.items():
+        lines.append(f"\n(skipped {name}: {reason})")
+    lines += _speedups(rows)
+    if "resnet50" in report:
+        model = report["resnet50"]
+        lines.append(
+            f"\nResNet-50 parameters: {model['tensors']} float32 tensors, "
+            f"{model['elements']:,} values\n{HEADER}"
+        )
+        for r in model["results"]:
+            lines.append(
+                _row(r)
+                if "skipped" not in r
+                else f"  {r['implementation']}: skipped ({r['skipped']})"
+            )
+        timed = {r["implementation"]: r["median_s"] for r in model["results"] if "skipped" not in r}
+        ours = timed.get("rmsprop.torch.RMSProp")
+        if ours:
+            for name, seconds in timed.items():
+                if name not in OURS and not name.startswith(ROOFLINE):
+                    lines.append(
+                        f"  rmsprop.torch.RMSProp is {seconds / ours:.1f}x faster than {name}"
+                    )
+    return "\n".join(lines)
+
+
+WIDTH = 40
+HEADER = (
+    f"  {'implementation':<{WIDTH}} {'median':>10} {'(min - max)':>21} {'GB/s':>7} {'roofline':>9}"
+)
+
+
+def _row(r: dict[str, Any]) -> str:
+    share = f"{r['share_of_roofline']:.0%}" if r.get("share_of_roofline") else ""
+    spread = f"({_ms(r['min_s'])} - {_ms(r['max_s'])})"
+    name, gbps = r["implementation"], r["gb_per_s_5_streams"]
+    return f"  {name:<{WIDTH}} {_ms(r['median_s']):>10} {spread:>21} {gbps:7.1f} {share:>9}"
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1e3:.3f} ms" if seconds >= 1e-4 else f"{seconds * 1e6:.2f} µs"
+
+
+def _speedups(rows: list[dict[str, Any]]) -> list[str]:
+    lines = []
+    for dtype in DTYPES:
+        at = {
+            r["implementation"]: r["median_s"]
+            for r in rows
+            if r["dtype"] == dtype and r["elements"] == 10**7
+        }
+        ours = at.get("rmsprop.step_")
+        if not ours:
+            continue
+        lines.append(f"\nAt N = 10,000,000 ({dtype}), rmsprop.step_ is")
+        for name, seconds in at.items():
+            if name not in OURS and name != ROOFLINE:
+                lines.append(f"  {seconds / ours:6.1f}x faster than {name}")
+        if ROOFLINE in at:
+            lines.append(f"  at {at[ROOFLINE] / ours:.0%} of the roofline loop's throughput")
+    return lines
+
+
+def plot(report: dict[str, Any], out: Path | BinaryIO) -> None:
+    """Throughput against N (log axis), one panel per dtype."""
+    import matplotlib  # noqa: PLC0415
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    rows = [r for r in report["arrays"] if "skipped" not in r]
+    fig, axes = plt.subplots(1, len(DTYPES), figsize=(14, 5.5), sharey=True)
+    for axis, dtype in zip(axes, DTYPES, strict=True):
+        for name in dict.fromkeys(r["implementation"] for r in rows):
+            points = sorted(
+                (r["elements"], r["gb_per_s_5_streams"])
+                for r in rows
+                if r["implementation"] == name and r["dtype"] == dtype
+            )
+            if points:
+                style = "k--" if name == ROOFLINE else "-o"
+                width = 2.4 if name in OURS else 1.4
+                axis.semilogx(*zip(*points, strict=True), style, lw=width, ms=4, label=name)
+        axis.set(xlabel="N, elements per array", title=f"{dtype}: one RMSProp step on N elements")
+        axis.grid(True, which="both", alpha=0.3)
+    axes[0].set_ylabel("throughput, GB/s (5 streams: read p, g, v; write p, v)")
+    axes[-1].legend(fontsize=8, loc="upper left")
+    cpus = report["machine"]["cpus"]
+    fig.suptitle(f"rmsprop and its peers, same process, interleaved rounds ({cpus} CPUs)")
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
+def save(report: dict[str, Any], out: Path) -> list[Path]:
+    """Write bench.json and (with matplotlib) bench.png into ``out``; the paths written."""
+    from rmsprop.cli._common import write_bytes_atomically  # noqa: PLC0415
+
+    write_bytes_atomically(out / "bench.json", json.dumps(report, indent=1).encode())
+    written = [out / "bench.json"]
+    try:
+        buffer = io.BytesIO()
+        plot(report, buffer)
+    except ImportError:
+        return written  # no matplotlib: the JSON and the table only
+    write_bytes_atomically(out / "bench.png", buffer.getvalue())
+    return [*written, out / "bench.png"]
