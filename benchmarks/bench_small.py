@@ -1,4 +1,4 @@
-"""Per-call cost of small RMSProp steps, and of ``import rmsprop``.
+"""Per-call cost of small RMSProp steps, of ``import rmsprop``, and of loading the kernels.
 
 Every case runs in the same process, in interleaved rounds (one batch of each
 case per round), so machine noise hits all of them alike; the table gives the
@@ -18,6 +18,7 @@ from collections.abc import Callable
 import numpy as np
 
 import rmsprop
+from rmsprop import _accel
 
 SEED_2 = ([1.0, 2.0, 3.0], [0.1, 0.2, 0.3], [0.0, 0.0, 0.0], 0.01, 0.9)
 
@@ -49,12 +50,40 @@ def cases() -> dict[str, Callable[[], object]]:
         "NumPy round trip as the seed writes it": lambda: seed_with_numpy(*SEED_2),
         "rmsprop.step, Python floats": lambda: rmsprop.step(1.0, 0.1, 0.0, 0.1, 0.9),
         "rmsprop.step, 3-element float64 arrays": lambda: rmsprop.step(*arrays3, 0.01, 0.9),
-        "rmsprop.step_, 100 float32 elements": lambda: rmsprop.step_(p100, g100, v100, 1e-3, 0.9),
+        "rmsprop.step_, 100 float32 elements (NumPy path)": numpy_path(
+            lambda: rmsprop.step_(p100, g100, v100, 1e-3, 0.9)
+        ),
+        "rmsprop.step_, 100 float32 elements (kernels loaded)": lambda: rmsprop.step_(
+            p100, g100, v100, 1e-3, 0.9
+        ),
     }
 
 
-def import_times(runs: int) -> list[float]:
-    code = "import time; t = time.perf_counter(); import rmsprop; print(time.perf_counter() - t)"
+def numpy_path(function: Callable[[], object]) -> Callable[[], object]:
+    """``function`` with the fused kernels turned off while it runs."""
+
+    def call() -> object:
+        previous = _accel.set_enabled(False)
+        try:
+            return function()
+        finally:
+            _accel.set_enabled(previous)
+
+    return call
+
+
+IMPORT = "import time; t = time.perf_counter(); import rmsprop; print(time.perf_counter() - t)"
+# Numba imported and the first in-place step on kernels, cache warm (the import of numpy
+# and rmsprop before it not counted).
+FIRST_KERNEL_STEP = (
+    "import numpy as np, rmsprop, time\n"
+    "p, v = np.ones(100, np.float32), np.zeros(100, np.float32)\n"
+    "t = time.perf_counter(); rmsprop.load_kernels(); rmsprop.step_(p, p.copy(), v, 0.1, 0.9)\n"
+    "print(time.perf_counter() - t)"
+)
+
+
+def fresh_process_times(code: str, runs: int) -> list[float]:
     return [
         float(
             subprocess.run(
@@ -70,6 +99,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=25)
     parser.add_argument("--calls", type=int, default=20000, help="calls per batch")
     args = parser.parse_args()
+    rmsprop.load_kernels()
 
     timers = {name: timeit.Timer(function) for name, function in cases().items()}
     samples: dict[str, list[float]] = {name: [] for name in timers}
@@ -84,12 +114,17 @@ def main() -> None:
             f"{name:<{width}}  {statistics.median(values):8.2f}        "
             f"({min(values):.2f} to {max(values):.2f})"
         )
-    times = import_times(max(5, args.rounds // 3))
-    print(
-        f"{'import rmsprop (fresh process, NumPy included)':<{width}}  "
-        f"{statistics.median(times) * 1e3:8.1f} ms     "
-        f"({min(times) * 1e3:.1f} to {max(times) * 1e3:.1f})"
-    )
+    runs = max(5, args.rounds // 3)
+    fresh_process_times(FIRST_KERNEL_STEP, 1)  # warm the disk cache of the kernels
+    for name, code in (
+        ("import rmsprop (fresh process, NumPy included)", IMPORT),
+        ("import Numba + first kernel step_ (fresh process)", FIRST_KERNEL_STEP),
+    ):
+        times = fresh_process_times(code, runs)
+        print(
+            f"{name:<{width}}  {statistics.median(times) * 1e3:8.1f} ms     "
+            f"({min(times) * 1e3:.1f} to {max(times) * 1e3:.1f})"
+        )
 
 
 if __name__ == "__main__":

@@ -175,18 +175,22 @@ def seed(
     p_out: NDArray | None = None, v_out: NDArray | None = None,
 ) -> None:  # fmt: skip
     """The seed's step over 1-D float32/float64 arrays, in place or into ``p_out``, ``v_out``."""
-    parallel = p.size >= PARALLEL_MIN
     args: tuple[Any, ...]
     if p_out is None or v_out is None:
-        kernel, args = _seed_kernel(parallel, True), (p, g, v, lr, beta, eps)
+        if p.size < PARALLEL_MIN:  # the small in-place step: the shortest way to its kernel
+            _serial_in_place(p, g, v, lr, beta, eps)
+            return
+        kernel, args = _seed_kernel(True, True), (p, g, v, lr, beta, eps)
     else:
+        parallel = p.size >= PARALLEL_MIN
         kernel, args = _seed_kernel(parallel, False), (p, g, v, p_out, v_out, lr, beta, eps)
-    if parallel:
-        _launch(kernel, *args)
-    else:
-        kernel(*args)
+        if not parallel:
+            kernel(*args)
+            return
+    _launch(kernel, *args)
 
 
+_serial_in_place = _seed_kernel(False, True)
 _launch_lock = threading.Lock()
 _layer: str | None = None
 

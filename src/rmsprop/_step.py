@@ -147,6 +147,9 @@ def step_(
         (array([0.968377, 1.968377]), array([0.001, 0.004]))
     """
     lr, beta, eps = _v.hyperparameters(lr, beta, eps)
+    if type(params) is np.ndarray and type(grads) is np.ndarray and type(cache) is np.ndarray:
+        _numpy_inplace(params, grads, cache, lr, beta, eps)  # the common case, classified at once
+        return params, cache
     kind = _kind(params, grads, cache)
     if kind == "python":
         _python_inplace(params, grads, cache, lr, beta, eps)
@@ -296,7 +299,9 @@ def _python_inplace(
 
 
 def _to_numpy(x: object, name: str) -> NDArray:
-    if isinstance(x, np.ndarray | np.generic):
+    if type(x) is np.ndarray:
+        a = x
+    elif isinstance(x, np.ndarray | np.generic):
         a = np.asarray(x)
     else:
         shape, flat = _v.flatten(x, name)
