@@ -35,6 +35,7 @@ pytest: $(VENV)/.test-installed
 	$(BIN)/pytest
 
 bench: $(VENV)/.test-installed
+	$(BIN)/rmsprop bench
 	$(BIN)/python benchmarks/bench_small.py
 
 clean:
