@@ -28,11 +28,14 @@ def max_relative_difference(a, b):
 
 
 def run_numpy(p0, grads, preset=None, dtype=np.float64, **options):
+    """rmsprop.RMSProp; its state returned under torch.optim.RMSprop's names, as the others'."""
     p = p0.astype(dtype)
     optimizer = rmsprop.RMSProp([p], preset=preset, **options)
     for g in grads:
         optimizer.step([g.astype(dtype)])
-    return p, optimizer.state_dict()["state"][0]
+    state = optimizer.state_dict()["state"][0]
+    state["square_avg"] = state.pop("cache")
+    return p, state
 
 
 def run_torch(p0, grads, optimizer_class, dtype="float64", **options):
