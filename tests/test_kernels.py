@@ -6,6 +6,9 @@ import threading
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 import rmsprop
 from rmsprop import Hyperparameters
@@ -64,6 +67,24 @@ def test_family_kernel_is_the_rule(options, dtype):
             assert_identical(b, expected[2])
         if hp.centered:
             assert_identical(a, expected[3])
+
+
+@settings(max_examples=60)
+@given(
+    st.sampled_from(OPTION_SETS),
+    st.sampled_from([np.float32, np.float64]),
+    hnp.arrays(np.float64, st.integers(0, 50), elements=st.floats(-1e6, 1e6)),
+    st.floats(1e-6, 1.0),
+    st.floats(0.0, 1.0),
+)
+def test_family_kernel_is_the_rule_on_generated_values(options, dtype, values, lr, beta):
+    hp = Hyperparameters(lr=lr, beta=beta, **options)
+    p, g, b, a = (np.roll(values, k).astype(dtype) for k in range(4))
+    v = np.abs(np.roll(values, 4)).astype(dtype)
+    expected = numpy_family(hp, p, g, v, b, a)
+    kernels.update(hp, p, g, v, b if hp.momentum else None, a if hp.centered else None)
+    assert_identical(p, expected[0])
+    assert_identical(v, expected[1])
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
