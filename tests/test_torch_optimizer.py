@@ -254,3 +254,37 @@ def test_lazy_attribute_access_without_import():
     import rmsprop as package  # noqa: PLC0415
 
     assert package.torch.RMSProp is rmsprop.torch.RMSProp
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"momentum": 0.9, "centered": True},
+        {"preset": "pytorch", "weight_decay": 0.01, "maximize": True},
+    ],
+    ids=["seed", "momentum-centered", "pytorch-wd-maximize"],
+)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_foreach_path_matches_the_kernel_path(options, dtype, monkeypatch):
+    """Other devices and DTensors take the grouped torch._foreach_* path: the same numbers,
+    to rounding (PyTorch's CPU kernels fuse some multiply-adds, the Numba kernels do not)."""
+    from rmsprop import _accel  # noqa: PLC0415
+
+    foreach_calls = []
+    real = rmsprop.torch._foreach_update
+    monkeypatch.setattr(
+        rmsprop.torch, "_foreach_update", lambda *a: foreach_calls.append(1) or real(*a)
+    )
+    results = []
+    for kernels_on in (True, False):
+        previous = _accel.set_enabled(kernels_on)
+        try:
+            net = model(dtype=dtype)
+            results.append(
+                train(net, rmsprop.torch.RMSProp(net.parameters(), lr=0.01, **options), 5)
+            )
+        finally:
+            _accel.set_enabled(previous)
+        assert bool(foreach_calls) == (not kernels_on or not rmsprop.load_kernels())
+    assert_close(*results, tolerance=1e-13 if dtype == torch.float64 else 1e-6)

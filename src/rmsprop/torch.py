@@ -37,7 +37,9 @@ class RMSProp(Optimizer):
     reproduce a framework (see :data:`rmsprop.PRESETS`), explicit options
     override it, and param groups may set any option of their own. Values
     are computed in float64 (float32 on devices without float64) and
-    rounded once into the parameters and the state.
+    rounded once into the parameters and the state: by the fused kernels for
+    CPU float32/float64 tensors, by ``torch._foreach_*`` operations grouped by
+    device and dtype elsewhere (other devices, DTensors, float16/bfloat16).
 
     Switching from ``torch.optim.RMSprop(params, lr, alpha=a, ...)`` to
     ``RMSProp(params, preset="pytorch", lr=lr, beta=a, ...)`` changes no
@@ -119,8 +121,7 @@ class RMSProp(Optimizer):
         states = [self._state_for(p, hp, state_dtype) for p, hp, state_dtype in work]
         if states:  # one call for every step counter, not one per parameter
             torch._foreach_add_([state["step"] for state in states], 1.0)
-        for (p, hp, _), state in zip(work, states, strict=True):
-            _update(p, p.grad, state, hp)
+        _update([(p, hp, state) for (p, hp, _), state in zip(work, states, strict=True)])
         return loss
 
     def state_dict(self) -> dict[str, Any]:
@@ -213,29 +214,105 @@ def _real_view(t: torch.Tensor) -> torch.Tensor:
     return torch.view_as_real(t) if t.is_complex() else t
 
 
-def _update(p: torch.Tensor, g: torch.Tensor, state: dict[str, Any], hp: Hyperparameters) -> None:
-    """One family step for one parameter, computed wide and rounded once into place.
+def _update(work: list[tuple[torch.Tensor, Hyperparameters, dict[str, Any]]]) -> None:
+    """One family step for every (param, options, state), computed wide, rounded once.
 
-    CPU float32/float64 tensors go through the fused kernels, on zero-copy NumPy
-    views; other devices and dtypes through tensor operations.
+    Plain CPU float32/float64 tensors go through the fused kernels on zero-copy
+    NumPy views; the others (other devices, DTensors, other dtypes) through
+    ``torch._foreach_*`` operations, grouped by options, device and dtypes.
     """
-    p_real = _real_view(p)
-    buffers = [_real_view(state[key]) if key in state else None for key in STATE_KEYS]
-    if _fused(p_real, _real_view(g), buffers, hp):
-        return
-    work = torch.float32 if p.device.type == "mps" else torch.float64
+    groups: dict[tuple[Any, ...], list[tuple[torch.Tensor, torch.Tensor, list[Any]]]] = {}
+    for p, hp, state in work:
+        p_real, g_real = _real_view(p), _real_view(p.grad)
+        buffers = [_real_view(state[key]) if key in state else None for key in STATE_KEYS]
+        if not _fused(p_real, g_real, buffers, hp):
+            kinds = tuple(None if b is None else b.dtype for b in buffers)
+            key = (hp, p.device, type(p), p_real.dtype, g_real.dtype, kinds)
+            groups.setdefault(key, []).append((p_real, g_real, buffers))
+    for (hp, device, *_), members in groups.items():
+        _foreach_update(members, hp, torch.float32 if device.type == "mps" else torch.float64)
+
+
+def _foreach_update(
+    members: list[tuple[torch.Tensor, torch.Tensor, list[Any]]],
+    hp: Hyperparameters,
+    work: torch.dtype,
+) -> None:
+    """The rule on lists of tensors of one device and dtype, with ``torch._foreach_*``."""
+    params = [p for p, _, _ in members]
+    columns = list(zip(*(buffers for _, _, buffers in members), strict=True))
     new_p, new_state = family_update(
-        p_real.to(work),
-        _real_view(g).to(work),
-        State(*(None if b is None else b.to(work) for b in buffers)),
+        _TensorList([p.to(work) for p in params]),
+        _TensorList([g.to(work) for _, g, _ in members]),
+        State(*(None if c[0] is None else _TensorList([b.to(work) for b in c]) for c in columns)),
         hp,
-        torch.sqrt,
-        _clamp_at_zero,
+        _TensorList.sqrt,
+        _TensorList.clamp_at_zero,
     )
-    p_real.copy_(new_p)
-    for buffer, value in zip(buffers, new_state, strict=True):
-        if buffer is not None:
-            buffer.copy_(value)
+    _copy(params, new_p.tensors)
+    for column, value in zip(columns, new_state, strict=True):
+        if column[0] is not None:
+            _copy(list(column), value.tensors)
+
+
+def _copy(targets: list[torch.Tensor], values: list[torch.Tensor]) -> None:
+    """``targets[i].copy_(values[i])``: one foreach call where the tensors allow it.
+
+    DTensor has no sharding rule for ``_foreach_copy_``; its tensors copy one by one.
+    """
+    if all(type(t) in _PLAIN for t in targets):
+        torch._foreach_copy_(targets, values)
+    else:
+        for target, value in zip(targets, values, strict=True):
+            target.copy_(value)
+
+
+class _TensorList:
+    """Tensors that do arithmetic together through ``torch._foreach_*``.
+
+    Just the operations :func:`rmsprop._rule.family_update` uses, so that the rule
+    runs unchanged on whole lists of tensors.
+    """
+
+    __slots__ = ("tensors",)
+
+    def __init__(self, tensors: list[torch.Tensor]) -> None:
+        self.tensors = tensors
+
+    @staticmethod
+    def _operand(other: "_TensorList | float") -> Any:
+        return other.tensors if isinstance(other, _TensorList) else other
+
+    def __add__(self, other: "_TensorList | float") -> "_TensorList":
+        return _TensorList(torch._foreach_add(self.tensors, self._operand(other)))
+
+    __radd__ = __add__
+
+    def __sub__(self, other: "_TensorList | float") -> "_TensorList":
+        return _TensorList(torch._foreach_sub(self.tensors, self._operand(other)))
+
+    def __rsub__(self, other: float) -> "_TensorList":
+        return _TensorList(torch._foreach_add(torch._foreach_neg(self.tensors), other))
+
+    def __mul__(self, other: "_TensorList | float") -> "_TensorList":
+        return _TensorList(torch._foreach_mul(self.tensors, self._operand(other)))
+
+    __rmul__ = __mul__
+
+    def __truediv__(self, other: "_TensorList | float") -> "_TensorList":
+        return _TensorList(torch._foreach_div(self.tensors, self._operand(other)))
+
+    def __rtruediv__(self, other: float) -> "_TensorList":
+        return _TensorList(torch._foreach_mul(torch._foreach_reciprocal(self.tensors), other))
+
+    def __neg__(self) -> "_TensorList":
+        return _TensorList(torch._foreach_neg(self.tensors))
+
+    def sqrt(self) -> "_TensorList":
+        return _TensorList(torch._foreach_sqrt(self.tensors))
+
+    def clamp_at_zero(self) -> "_TensorList":
+        return _TensorList(torch._foreach_clamp_min(self.tensors, 0.0))
 
 
 def _fused(
@@ -256,5 +333,3 @@ _PLAIN: Final = (torch.Tensor, torch.nn.Parameter)
 _KERNEL_DTYPES: Final = (torch.float32, torch.float64)
 
 
-def _clamp_at_zero(x: torch.Tensor) -> torch.Tensor:
-    return x.clamp_min(0.0)
