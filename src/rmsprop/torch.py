@@ -3,7 +3,7 @@
 Importing this module imports PyTorch; ``import rmsprop`` alone does not.
 """
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Final, Unpack, cast
 
 import torch
@@ -223,6 +223,7 @@ def _update(work: list[tuple[torch.Tensor, Hyperparameters, dict[str, Any]]]) ->
     """
     groups: dict[tuple[Any, ...], list[tuple[torch.Tensor, torch.Tensor, list[Any]]]] = {}
     for p, hp, state in work:
+        assert p.grad is not None  # step() gathers only parameters with a gradient
         p_real, g_real = _real_view(p), _real_view(p.grad)
         buffers = [_real_view(state[key]) if key in state else None for key in STATE_KEYS]
         if not _fused(p_real, g_real, buffers, hp):
@@ -276,8 +277,8 @@ class _TensorList:
 
     __slots__ = ("tensors",)
 
-    def __init__(self, tensors: list[torch.Tensor]) -> None:
-        self.tensors = tensors
+    def __init__(self, tensors: Sequence[torch.Tensor]) -> None:
+        self.tensors = list(tensors)
 
     @staticmethod
     def _operand(other: "_TensorList | float") -> Any:
