@@ -332,5 +332,3 @@ def _fused(
 
 _PLAIN: Final = (torch.Tensor, torch.nn.Parameter)
 _KERNEL_DTYPES: Final = (torch.float32, torch.float64)
-
-
