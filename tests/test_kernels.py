@@ -215,3 +215,27 @@ def test_without_kernels_the_results_are_the_same():
     assert outputs[0][:2] == ["False", "False"]
     assert outputs[1][:2] == ["True", "True"]
     assert outputs[0][2:] == outputs[1][2:]
+
+
+@pytest.mark.parametrize("options", OPTION_SETS[:6], ids=lambda o: "-".join(o) or "seed")
+def test_float32_arithmetic_kernel_stays_close(options):
+    hp = Hyperparameters(lr=0.01, **options)
+    for n in (7, kernels.PARALLEL_MIN + 3):
+        accurate = data(n, np.float32)
+        fast = [x.copy() for x in accurate]
+        kernels.update(
+            hp,
+            *accurate[:3],
+            accurate[3] if hp.momentum else None,
+            accurate[4] if hp.centered else None,
+        )
+        kernels.update(
+            hp,
+            *fast[:3],
+            fast[3] if hp.momentum else None,
+            fast[4] if hp.centered else None,
+            float32_arithmetic=True,
+        )
+        for a, f in zip(accurate, fast, strict=True):
+            assert f.dtype == np.float32
+            assert np.max(np.abs(f - a), initial=0) <= 4e-7 * max(np.max(np.abs(a)), 1.0)

@@ -212,3 +212,36 @@ def test_bad_gradients_change_nothing():
         for p, b in zip(params, before, strict=True):
             assert_identical(p, b)
         assert optimizer.steps == 0
+
+
+def test_float32_arithmetic_is_close_and_opt_in():
+    """float32 data computed in float32: a few float32 ulp from the float64 evaluation."""
+    params = make(dtype=np.float32)
+    grads = gradients(params, 20)
+    runs = {}
+    for fast in (False, True):
+        ps = [p.copy() for p in params]
+        optimizer = rmsprop.RMSProp(
+            ps, lr=0.01, momentum=0.9, centered=True, float32_arithmetic=fast
+        )
+        for g in grads:
+            optimizer.step(g)
+        runs[fast] = ps
+    for accurate, fast in zip(runs[False], runs[True], strict=True):
+        assert fast.dtype == np.float32
+        assert np.max(np.abs(fast - accurate)) <= 1e-6 * np.max(np.abs(accurate))
+    assert any(not np.array_equal(a, f) for a, f in zip(runs[False], runs[True], strict=True))
+    with pytest.raises(TypeError, match="float32_arithmetic must be True or False"):
+        rmsprop.RMSProp(params, lr=0.1, float32_arithmetic="yes")
+
+
+def test_float32_arithmetic_leaves_float64_data_alone():
+    params = make(dtype=np.float64)
+    expected = [p.copy() for p in params]
+    grads = gradients(params, 3)
+    for ps, fast in ((params, True), (expected, False)):
+        optimizer = rmsprop.RMSProp(ps, lr=0.01, float32_arithmetic=fast)
+        for g in grads:
+            optimizer.step(g)
+    for p, e in zip(params, expected, strict=True):
+        assert_identical(p, e)

@@ -288,3 +288,24 @@ def test_foreach_path_matches_the_kernel_path(options, dtype, monkeypatch):
             _accel.set_enabled(previous)
         assert bool(foreach_calls) == (not kernels_on or not rmsprop.load_kernels())
     assert_close(*results, tolerance=1e-13 if dtype == torch.float64 else 1e-6)
+
+
+@pytest.mark.parametrize("kernels_on", [True, False], ids=["kernels", "foreach"])
+def test_float32_arithmetic_option(kernels_on):
+    from rmsprop import _accel  # noqa: PLC0415
+
+    results = []
+    previous = _accel.set_enabled(kernels_on)
+    try:
+        for fast in (False, True):
+            net = model(dtype=torch.float32)
+            optimizer = rmsprop.torch.RMSProp(
+                net.parameters(), lr=0.01, momentum=0.9, float32_arithmetic=fast
+            )
+            results.append(train(net, optimizer, 10))
+    finally:
+        _accel.set_enabled(previous)
+    assert_close(*results, tolerance=1e-5)
+    assert any(not torch.equal(a, b) for a, b in zip(*results, strict=True))
+    with pytest.raises(TypeError, match="float32_arithmetic must be True or False"):
+        rmsprop.torch.RMSProp([torch.nn.Parameter(torch.ones(2))], lr=0.1, float32_arithmetic=1)

@@ -57,11 +57,26 @@ def _jit(function: Any) -> Any:
 # builds of one kernel, never share a cache entry.
 _RULE_VERSION: Final = zlib.crc32(inspect.getsource(_rule).encode())
 
-# The rule's functions, compiled with the helpers they call compiled too.
-_rule_globals = dict(vars(_rule))
-_rule_globals["square_average"] = _jit(_rule.square_average)
-_family = _jit(types.FunctionType(_rule.family_update.__code__, _rule_globals, "family_update"))
-_seed = _jit(types.FunctionType(_rule.update.__code__, _rule_globals, "update"))
+
+def _compile_rule(one_minus: Any) -> tuple[Any, Any]:
+    """family_update and update compiled, with the helpers they call compiled too."""
+    namespace = dict(vars(_rule), one_minus=one_minus)
+    namespace["square_average"] = _jit(
+        types.FunctionType(_rule.square_average.__code__, namespace, "square_average")
+    )
+    family = _jit(types.FunctionType(_rule.family_update.__code__, namespace, "family_update"))
+    seed = _jit(types.FunctionType(_rule.update.__code__, namespace, "update"))
+    return family, seed
+
+
+@_jit
+def _one_minus_float32(x: Any) -> Any:
+    return np.float32(1.0) - x
+
+
+_family, _seed = _compile_rule(_jit(_rule.one_minus))
+# For float32 arithmetic: a float32 one, so that nothing widens to float64.
+_family32, _ = _compile_rule(_one_minus_float32)
 
 
 @_jit
@@ -70,8 +85,18 @@ def _sqrt(x: float) -> float:
 
 
 @_jit
+def _sqrt32(x: Any) -> Any:
+    return np.sqrt(x)
+
+
+@_jit
 def _clamp_at_zero(x: float) -> float:
     return 0.0 if x < 0.0 else x  # NaN compares false and stays NaN
+
+
+@_jit
+def _clamp_at_zero32(x: Any) -> Any:
+    return np.float32(0.0) if x < 0.0 else x
 
 
 Flags = tuple[bool, bool, bool, bool, bool, bool, bool, bool]
@@ -92,31 +117,43 @@ def flags(hp: Hyperparameters) -> Flags:
 
 
 @cache
-def _kernel(kernel_flags: Flags, parallel: bool) -> Any:
-    """The kernel for one option combination, serial or parallel."""
+def _kernel(kernel_flags: Flags, parallel: bool, float32: bool) -> Any:
+    """The kernel for one option combination: serial or parallel, float64 or float32 math."""
     maximize, centered, eps_in_sqrt, nesterov, lr_in_momentum, decoupled, momentum_on, decay_on = (
         kernel_flags
     )
-    cache_key = (_RULE_VERSION, parallel)
+    cache_key = (_RULE_VERSION, parallel, float32)
 
     @njit(parallel=parallel, error_model="numpy", cache=True)
     def kernel(p, g, v, b, a, lr, beta, eps, momentum, weight_decay):  # type: ignore[no-untyped-def]
-        options = _Options(
-            lr,
-            beta,
-            eps,
-            eps_in_sqrt,
-            0.0,
-            momentum if momentum_on else 0.0,
-            nesterov,
-            lr_in_momentum,
-            centered,
-            weight_decay if decay_on else 0.0,
-            decoupled,
-            maximize,
-        )
         if cache_key[0] < 0:  # never: cache_key is here to key the disk cache
             return
+        if float32:  # float32 data, computed in float32: no conversion, half-width vectors
+            zero = np.float32(0.0)
+            options = _Options(
+                np.float32(lr), np.float32(beta), np.float32(eps), eps_in_sqrt, zero,
+                np.float32(momentum) if momentum_on else zero,
+                nesterov, lr_in_momentum, centered,
+                np.float32(weight_decay) if decay_on else zero,
+                decoupled, maximize,
+            )  # fmt: skip
+            for i in prange(p.size):
+                state = _rule.State(v[i], b[i] if momentum_on else zero, a[i] if centered else zero)
+                new_p, new = _family32(p[i], g[i], state, options, _sqrt32, _clamp_at_zero32)
+                p[i] = new_p
+                v[i] = new.cache
+                if momentum_on:
+                    b[i] = new.momentum_buffer
+                if centered:
+                    a[i] = new.grad_avg
+            return
+        options = _Options(
+            lr, beta, eps, eps_in_sqrt, 0.0,
+            momentum if momentum_on else 0.0,
+            nesterov, lr_in_momentum, centered,
+            weight_decay if decay_on else 0.0,
+            decoupled, maximize,
+        )  # fmt: skip
         for i in prange(p.size):
             state = _rule.State(
                 np.float64(v[i]),
@@ -223,19 +260,24 @@ def update(
     v: NDArray,
     b: NDArray | None = None,
     a: NDArray | None = None,
+    *,
+    float32_arithmetic: bool = False,
 ) -> None:
     """One family step, in place, over 1-D arrays of equal length.
 
     ``p``, ``v`` (and ``b``, the momentum buffer, when momentum is on; ``a``, the
     gradient average, when centered) share one dtype of :data:`DTYPES`; ``g``
-    is float32 or float64. The caller checks shapes, dtypes and memory overlap.
+    is float32 or float64. ``float32_arithmetic`` computes float32 data in
+    float32 instead of float64: faster, less exact. The caller checks shapes,
+    dtypes and memory overlap.
     """
     parallel = p.size >= PARALLEL_MIN
+    float32 = float32_arithmetic and p.dtype == np.float32 and g.dtype == np.float32
     args = (
         p, g, v, p if b is None else b, p if a is None else a,
         hp.lr, hp.beta, hp.eps, hp.momentum, hp.weight_decay,
     )  # fmt: skip
-    kernel = _kernel(flags(hp), parallel)
+    kernel = _kernel(flags(hp), parallel, float32)
     if parallel:
         _launch(kernel, *args)
     else:

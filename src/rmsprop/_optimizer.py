@@ -28,7 +28,7 @@ class RMSProp:
     :data:`rmsprop.PRESETS`); keyword options override it.
 
     Every value is computed in float64 (or wider) and rounded once into the
-    arrays, whatever their dtype.
+    arrays, whatever their dtype (unless ``float32_arithmetic``).
 
     Args:
         params: the arrays to optimize: writable, floating dtype, none sharing
@@ -36,6 +36,10 @@ class RMSProp:
         preset: a framework's options to start from, or None for the seed's rule.
         state_dtype: dtype of the buffers (default: each parameter's dtype),
             e.g. ``np.float32`` to keep float16 parameters' statistics exact.
+        float32_arithmetic: compute float32 parameters in float32 rather than
+            float64: up to twice as fast where the arrays fit in the cache, but
+            no longer the float64 evaluation rounded once (a few float32 ulp
+            apart, more where the step nearly cancels the parameter).
         **options: ``lr`` (required unless the preset has one), ``beta``,
             ``eps``, ... as in :class:`rmsprop.Hyperparameters`.
 
@@ -54,6 +58,7 @@ class RMSProp:
         *,
         preset: str | None = None,
         state_dtype: npt.DTypeLike | None = None,
+        float32_arithmetic: bool = False,
         **options: Unpack[Options],
     ) -> None:
         self._hp = Hyperparameters.from_preset(preset, **options)
@@ -69,6 +74,11 @@ class RMSProp:
                 raise TypeError(f"state_dtype must be a floating dtype, got {dtype}")
         self._params: tuple[NDArray, ...] = tuple(params)
         self._state_dtype = None if state_dtype is None else np.dtype(state_dtype)
+        if not isinstance(float32_arithmetic, bool):
+            raise TypeError(
+                f"float32_arithmetic must be True or False, got {describe(float32_arithmetic)}"
+            )
+        self._float32_arithmetic = float32_arithmetic
         self._state: list[dict[str, NDArray]] = []
         self.zero_state()
 
@@ -128,7 +138,7 @@ class RMSProp:
         for p, g, buffers in zip(self._params, checked, self._state, strict=True):
             if g is not None:
                 self._add_missing_buffers(p, buffers)
-                _update(p, g, buffers, hp)
+                _update(p, g, buffers, hp, self._float32_arithmetic)
         self._steps += 1
 
     def state_dict(self) -> dict[str, Any]:
@@ -202,15 +212,26 @@ def _check_param(p: object, name: str) -> None:
         raise ValueError(f"{name} is a read-only array")
 
 
-def _update(p: NDArray, g: NDArray, buffers: dict[str, NDArray], hp: Hyperparameters) -> None:
+def _update(
+    p: NDArray,
+    g: NDArray,
+    buffers: dict[str, NDArray],
+    hp: Hyperparameters,
+    float32_arithmetic: bool,
+) -> None:
     """One family step for one parameter, in float64 (or wider), rounded once into place.
 
     With the fused kernels when the parameter and its buffers are float32 or
-    float64 arrays of one dtype that can be viewed flat; NumPy otherwise.
+    float64 arrays of one dtype that can be viewed flat; NumPy otherwise. With
+    ``float32_arithmetic``, float32 data are computed in float32 instead.
     """
-    if fused_update(p, g, buffers, hp):
+    if fused_update(p, g, buffers, hp, float32_arithmetic):
         return
-    work = np.result_type(np.float64, p.dtype, g.dtype, *(b.dtype for b in buffers.values()))
+    dtypes = (p.dtype, g.dtype, *(b.dtype for b in buffers.values()))
+    if float32_arithmetic and all(d == np.float32 for d in dtypes):
+        work = np.dtype(np.float32)
+    else:
+        work = np.result_type(np.float64, *dtypes)
 
     def wide(key: str) -> NDArray | None:
         return buffers[key].astype(work) if key in buffers else None
@@ -231,7 +252,11 @@ def _update(p: NDArray, g: NDArray, buffers: dict[str, NDArray], hp: Hyperparame
 
 
 def fused_update(
-    p: NDArray, g: NDArray, buffers: Mapping[str, NDArray], hp: Hyperparameters
+    p: NDArray,
+    g: NDArray,
+    buffers: Mapping[str, NDArray],
+    hp: Hyperparameters,
+    float32_arithmetic: bool = False,
 ) -> bool:
     """Run the fused kernel on ``p`` and its buffers if it applies; whether it ran."""
     kernels = _accel.kernels(p.size)
@@ -251,6 +276,7 @@ def fused_update(
         flat["cache"],
         flat.get("momentum_buffer"),
         flat.get("grad_avg"),
+        float32_arithmetic=float32_arithmetic,
     )
     return True
 

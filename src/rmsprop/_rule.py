@@ -16,13 +16,19 @@ if TYPE_CHECKING:
 Unary = Callable[[Any], Any]
 
 
+def one_minus(x: Any) -> Any:
+    """``1 - x``. A function of its own so that a compiled float32 kernel can
+    supply a float32 ``1`` (a literal ``1.0`` would widen its arithmetic to float64)."""
+    return 1.0 - x
+
+
 def square_average(v: Any, g: Any, beta: float) -> Any:
     """``beta * v + (1 - beta) * g**2``, as ``((1 - beta) * g) * g``.
 
     Multiplying by ``1 - beta`` first keeps ``beta = 1`` exact where ``g * g``
     would overflow.
     """
-    return beta * v + (1.0 - beta) * g * g
+    return beta * v + one_minus(beta) * g * g
 
 
 def update(
@@ -75,14 +81,14 @@ def family_update(
         g = -g
     if hp.weight_decay:
         if hp.decoupled_weight_decay:
-            p = p * (1.0 - lr * hp.weight_decay)
+            p = p * one_minus(lr * hp.weight_decay)
         else:
             g = g + hp.weight_decay * p
     cache = square_average(state.cache, g, beta)
     grad_avg = state.grad_avg
     variance = cache
     if hp.centered:
-        grad_avg = beta * grad_avg + (1.0 - beta) * g
+        grad_avg = beta * grad_avg + one_minus(beta) * g
         variance = clamp_at_zero(cache - grad_avg * grad_avg)
     den = sqrt(variance + hp.eps) if hp.eps_in_sqrt else sqrt(variance) + hp.eps
     if not hp.momentum:

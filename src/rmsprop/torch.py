@@ -60,6 +60,9 @@ class RMSProp(Optimizer):
             ``"timm"``, or None for the seed's rule.
         state_dtype: dtype of the state (default: each parameter's dtype),
             e.g. ``torch.float32`` for float16/bfloat16 parameters.
+        float32_arithmetic: compute float32 parameters in float32 rather than
+            float64: faster where the step is compute-bound, but no longer the
+            float64 evaluation rounded once (a few float32 ulp apart).
         **options: ``beta``, ``eps``, ``momentum``, ``centered``, ... as in
             :class:`rmsprop.Hyperparameters`.
 
@@ -80,13 +83,19 @@ class RMSProp(Optimizer):
         *,
         preset: str | None = None,
         state_dtype: torch.dtype | None = None,
+        float32_arithmetic: bool = False,
         **options: Unpack[FamilyOptions],
     ) -> None:
         given: dict[str, Any] = dict(options)
         if lr is not None:
             given["lr"] = _scalar(lr)
         hp = Hyperparameters.from_preset(preset, **given)
-        super().__init__(params, {**hp.as_dict(), "state_dtype": state_dtype})
+        defaults = {
+            **hp.as_dict(),
+            "state_dtype": state_dtype,
+            "float32_arithmetic": float32_arithmetic,
+        }
+        super().__init__(params, defaults)
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         """Add a group; its options are checked now (and again at each step)."""
@@ -95,6 +104,10 @@ class RMSProp(Optimizer):
         try:
             _group_hyperparameters(group)
             _check_state_dtype(group["state_dtype"])
+            if not isinstance(group["float32_arithmetic"], bool):
+                raise TypeError(
+                    f"float32_arithmetic must be True or False, got {group['float32_arithmetic']!r}"
+                )
             for p in group["params"]:
                 if not (p.is_floating_point() or p.is_complex()):
                     raise TypeError(f"parameters must be floating point or complex, got {p.dtype}")
@@ -117,11 +130,16 @@ class RMSProp(Optimizer):
                     continue
                 if p.grad.is_sparse:
                     raise RuntimeError("rmsprop.torch.RMSProp does not support sparse gradients")
-                work.append((p, hp, group["state_dtype"]))
-        states = [self._state_for(p, hp, state_dtype) for p, hp, state_dtype in work]
+                work.append((p, hp, group))
+        states = [self._state_for(p, hp, group["state_dtype"]) for p, hp, group in work]
         if states:  # one call for every step counter, not one per parameter
             torch._foreach_add_([state["step"] for state in states], 1.0)
-        _update([(p, hp, state) for (p, hp, _), state in zip(work, states, strict=True)])
+        _update(
+            [
+                (p, hp, state, group["float32_arithmetic"])
+                for (p, hp, group), state in zip(work, states, strict=True)
+            ]
+        )
         return loss
 
     def state_dict(self) -> dict[str, Any]:
@@ -145,6 +163,7 @@ class RMSProp(Optimizer):
             if "beta" not in saved and "alpha" in saved:  # torch.optim.RMSprop's checkpoint
                 group |= TORCH_RULE | {"beta": saved["alpha"]}
             group.setdefault("state_dtype", current["state_dtype"])
+            group.setdefault("float32_arithmetic", current["float32_arithmetic"])
             groups.append(group)
         for group in groups:
             _group_hyperparameters(group)
@@ -214,7 +233,7 @@ def _real_view(t: torch.Tensor) -> torch.Tensor:
     return torch.view_as_real(t) if t.is_complex() else t
 
 
-def _update(work: list[tuple[torch.Tensor, Hyperparameters, dict[str, Any]]]) -> None:
+def _update(work: list[tuple[torch.Tensor, Hyperparameters, dict[str, Any], bool]]) -> None:
     """One family step for every (param, options, state), computed wide, rounded once.
 
     Plain CPU float32/float64 tensors go through the fused kernels on zero-copy
@@ -222,16 +241,19 @@ def _update(work: list[tuple[torch.Tensor, Hyperparameters, dict[str, Any]]]) ->
     ``torch._foreach_*`` operations, grouped by options, device and dtypes.
     """
     groups: dict[tuple[Any, ...], list[tuple[torch.Tensor, torch.Tensor, list[Any]]]] = {}
-    for p, hp, state in work:
+    for p, hp, state, float32_arithmetic in work:
         assert p.grad is not None  # step() gathers only parameters with a gradient
         p_real, g_real = _real_view(p), _real_view(p.grad)
         buffers = [_real_view(state[key]) if key in state else None for key in STATE_KEYS]
-        if not _fused(p_real, g_real, buffers, hp):
-            kinds = tuple(None if b is None else b.dtype for b in buffers)
-            key = (hp, p.device, type(p), p_real.dtype, g_real.dtype, kinds)
+        if not _fused(p_real, g_real, buffers, hp, float32_arithmetic):
+            dtypes = (p_real.dtype, g_real.dtype, *(b.dtype for b in buffers if b is not None))
+            narrow = p.device.type == "mps" or (
+                float32_arithmetic and all(d == torch.float32 for d in dtypes)
+            )
+            key = (hp, p.device, type(p), narrow, dtypes)
             groups.setdefault(key, []).append((p_real, g_real, buffers))
-    for (hp, device, *_), members in groups.items():
-        _foreach_update(members, hp, torch.float32 if device.type == "mps" else torch.float64)
+    for (hp, _, _, narrow, _), members in groups.items():
+        _foreach_update(members, hp, torch.float32 if narrow else torch.float64)
 
 
 def _foreach_update(
@@ -317,7 +339,11 @@ class _TensorList:
 
 
 def _fused(
-    p: torch.Tensor, g: torch.Tensor, buffers: list[torch.Tensor | None], hp: Hyperparameters
+    p: torch.Tensor,
+    g: torch.Tensor,
+    buffers: list[torch.Tensor | None],
+    hp: Hyperparameters,
+    float32_arithmetic: bool,
 ) -> bool:
     """The fused kernel on NumPy views of plain CPU tensors, if it applies; whether it ran."""
     arrays = {}
@@ -327,7 +353,7 @@ def _fused(
         if type(t) not in _PLAIN or t.dtype not in _KERNEL_DTYPES or t.device.type != "cpu":
             return False  # DTensor and other subclasses, other devices and dtypes
         arrays[name] = t.detach().numpy()
-    return fused_update(arrays.pop("p"), arrays.pop("g"), arrays, hp)
+    return fused_update(arrays.pop("p"), arrays.pop("g"), arrays, hp, float32_arithmetic)
 
 
 _PLAIN: Final = (torch.Tensor, torch.nn.Parameter)
