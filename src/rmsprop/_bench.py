@@ -42,7 +42,9 @@ QUICK_SIZES = (10**3, 10**5, 10**6)
 DTYPES = ("float32", "float64")
 SAMPLE_SECONDS = 0.02
 ROOFLINE = "roofline: 5-stream loop"
-OURS = ("rmsprop.step_", "rmsprop.RMSProp", "rmsprop.torch.RMSProp")
+FAST_NUMPY = "rmsprop.RMSProp, float32 arithmetic"
+FAST_TORCH = "rmsprop.torch.RMSProp, float32 arithmetic"
+OURS = ("rmsprop.step_", "rmsprop.RMSProp", "rmsprop.torch.RMSProp", FAST_NUMPY, FAST_TORCH)
 
 Step = Callable[[], object]
 Factory = Callable[[int, str], Step]
@@ -88,9 +90,13 @@ def _step_(n: int, dtype: str) -> Step:
     return lambda: rmsprop.step_(p, g, v, LR, BETA, EPS)
 
 
-def _numpy_optimizer(n: int, dtype: str) -> Step:
+def _numpy_optimizer(n: int, dtype: str, float32_arithmetic: bool = False) -> Step:
+    if float32_arithmetic and dtype != "float32":
+        raise UnavailableError("float32 arithmetic applies to float32 data")
     p, g, _ = _arrays(n, dtype)
-    optimizer = rmsprop.RMSProp([p], lr=LR, beta=BETA, eps=EPS)
+    optimizer = rmsprop.RMSProp(
+        [p], lr=LR, beta=BETA, eps=EPS, float32_arithmetic=float32_arithmetic
+    )
     grads = [g]
     return lambda: optimizer.step(grads)
 
@@ -168,6 +174,7 @@ def _implementations() -> dict[str, Factory]:
         ROOFLINE: _roofline,
         "rmsprop.step_": _step_,
         "rmsprop.RMSProp": _numpy_optimizer,
+        FAST_NUMPY: functools.partial(_numpy_optimizer, float32_arithmetic=True),
         "rmsprop.torch.RMSProp": _torch_optimizer(ours_torch),
         "NumPy as the seed writes it": _seed_numpy,
         "torch.optim.RMSprop (foreach)": _torch_optimizer(torch_foreach),
@@ -206,10 +213,12 @@ def _model_implementations() -> dict[str, Callable[[], Step]]:
             p.grad = torch.randn(p.shape, generator=generator)
         return params
 
-    def ours_torch() -> Step:
+    def ours_torch(float32_arithmetic: bool = False) -> Step:
         import rmsprop.torch  # noqa: PLC0415
 
-        optimizer = rmsprop.torch.RMSProp(tensors(), lr=LR, beta=BETA, eps=EPS)
+        optimizer = rmsprop.torch.RMSProp(
+            tensors(), lr=LR, beta=BETA, eps=EPS, float32_arithmetic=float32_arithmetic
+        )
         return optimizer.step
 
     def ours_numpy() -> Step:
@@ -231,6 +240,7 @@ def _model_implementations() -> dict[str, Callable[[], Step]]:
     return {
         f"{ROOFLINE}, one flat pass": lambda: _roofline(total, "float32"),
         "rmsprop.torch.RMSProp": ours_torch,
+        FAST_TORCH: functools.partial(ours_torch, float32_arithmetic=True),
         "rmsprop.RMSProp": ours_numpy,
         "torch.optim.RMSprop (defaults: foreach)": torch_default,
         "torch.optim.RMSprop (for-loop)": torch_loop,
