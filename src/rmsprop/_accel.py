@@ -1,6 +1,6 @@
 """Finding the fused kernels: Numba is imported on first use, never by ``import rmsprop``.
 
-Loading Numba and the cached kernels costs about half a second once per process,
+Loading Numba and the cached kernels costs about a quarter of a second once per process,
 so it happens on the first array of at least :data:`LOAD_MIN` elements; after
 that, arrays of every size use the kernels. Small inputs in a fresh process (the
 seed's examples, ``rmsprop step`` on small JSON) never wait for Numba.
@@ -31,7 +31,7 @@ def load() -> ModuleType | None:
     if _module is None and _enabled:
         try:
             from rmsprop import _kernels  # noqa: PLC0415 - the point of this module
-        except ImportError:  # no Numba (or none that works here): the NumPy path
+        except Exception:  # no Numba, or one that fails to load here: the NumPy path
             _enabled = False
         else:
             _module = _kernels
