@@ -13,7 +13,6 @@ params, cache), and the share of a trivial five-stream loop that moves the same 
 
 import functools
 import gc
-import io
 import json
 import math
 import platform
@@ -507,14 +506,12 @@ def plot(report: dict[str, Any], out: Path | BinaryIO) -> None:
 
 def save(report: dict[str, Any], out: Path) -> list[Path]:
     """Write bench.json and (with matplotlib) bench.png into ``out``; the paths written."""
-    from rmsprop.cli._common import write_bytes_atomically  # noqa: PLC0415
+    from rmsprop.cli._common import save_figure, write_bytes_atomically  # noqa: PLC0415
 
     write_bytes_atomically(out / "bench.json", json.dumps(report, indent=1).encode())
     written = [out / "bench.json"]
     try:
-        buffer = io.BytesIO()
-        plot(report, buffer)
+        save_figure(out / "bench.png", lambda target: plot(report, target))
     except ImportError:
         return written  # no matplotlib: the JSON and the table only
-    write_bytes_atomically(out / "bench.png", buffer.getvalue())
     return [*written, out / "bench.png"]

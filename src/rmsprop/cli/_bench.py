@@ -3,7 +3,7 @@
 import argparse
 from pathlib import Path
 
-from rmsprop.cli._common import Subparsers, UsageError
+from rmsprop.cli._common import Subparsers, prepare_out_dir
 
 DEFAULT_OUT = Path("rmsprop-bench")
 
@@ -34,10 +34,7 @@ def run(args: argparse.Namespace) -> int:
     from rmsprop import _bench  # noqa: PLC0415 - imports nothing heavy until it runs
 
     out: Path = args.out
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise UsageError(f"cannot write to --out {str(out)!r}: {error.strerror}") from None
+    prepare_out_dir(out)  # before minutes of measuring, not after
     sizes = _bench.QUICK_SIZES if args.quick else _bench.SIZES
     report = _bench.run(sizes, lambda n: _bench.rounds(n, args.quick), model=not args.quick)
     print(_bench.table(report))

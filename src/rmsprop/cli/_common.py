@@ -1,6 +1,7 @@
 """What the CLI's commands share."""
 
 import argparse
+import io
 import os
 import tempfile
 from collections.abc import Callable
@@ -58,3 +59,23 @@ def write_bytes_atomically(path: Path, data: bytes) -> None:
         file.write(data)
 
     write_atomically(path, write)
+
+
+def prepare_out_dir(out: Path) -> None:
+    """Create ``out`` and check that files can be written there, before any work."""
+    check = out / ".rmsprop-write-check"
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        write_atomically(check, lambda file: None)
+        check.unlink()
+    except OSError as error:
+        raise UsageError(f"cannot write to --out {str(out)!r}: {error.strerror}") from None
+    except UsageError:
+        raise UsageError(f"cannot write to --out {str(out)!r}") from None
+
+
+def save_figure(path: Path, draw: Callable[[BinaryIO], None]) -> None:
+    """Have ``draw`` render a figure in memory, then write it to ``path`` atomically."""
+    buffer = io.BytesIO()
+    draw(buffer)
+    write_bytes_atomically(path, buffer.getvalue())

@@ -2,14 +2,19 @@
 
 import argparse
 import importlib.util
-import io
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import rmsprop
-from rmsprop.cli._common import Subparsers, UsageError, write_atomically, write_bytes_atomically
+from rmsprop.cli._common import (
+    Subparsers,
+    UsageError,
+    prepare_out_dir,
+    save_figure,
+    write_bytes_atomically,
+)
 
 DEFAULT_STEPS = 2000
 QUICK_STEPS = 400
@@ -70,7 +75,7 @@ def _non_negative(text: str) -> int:
 def run(args: argparse.Namespace) -> int:
     out: Path = args.out
     steps = args.steps or (QUICK_STEPS if args.quick else DEFAULT_STEPS)
-    _prepare(out)
+    prepare_out_dir(out)
     if importlib.util.find_spec("matplotlib") is None:
         raise UsageError("the demo draws its figures with matplotlib: pip install 'rmsprop[demo]'")
     # Imported here: `rmsprop step` and `rmsprop --help` need none of this.
@@ -88,18 +93,6 @@ def run(args: argparse.Namespace) -> int:
         f"Wrote {out / 'adaptive_scaling.png'}, {out / 'digits_training.png'}, {out / 'demo.json'}"
     )
     return 0
-
-
-def _prepare(out: Path) -> None:
-    """Create ``out`` and check that files can be written there, before any work."""
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        write_atomically(out / ".rmsprop-demo-check", lambda file: None)
-        (out / ".rmsprop-demo-check").unlink()
-    except OSError as error:
-        raise UsageError(f"cannot write to --out {str(out)!r}: {error.strerror}") from None
-    except UsageError:
-        raise UsageError(f"cannot write to --out {str(out)!r}") from None
 
 
 def _seed_examples() -> list[dict[str, Any]]:
@@ -134,7 +127,7 @@ def _numbers(values: list[float], decimals: int | None = None) -> str:
     return "[" + ", ".join(shown) + "]"
 
 
-def _surfaces(figure: Path, draw: Callable[[Any, Path], None]) -> list[dict[str, Any]]:
+def _surfaces(figure: Path, draw: Callable[[Any, BinaryIO], None]) -> list[dict[str, Any]]:
     from rmsprop.demo._surfaces import SURFACES, descend  # noqa: PLC0415
 
     print("\n2. Adaptive scaling, seen: gradient descent and RMSProp from the same start")
@@ -160,12 +153,12 @@ def _surfaces(figure: Path, draw: Callable[[Any, Path], None]) -> list[dict[str,
         "   Rosenbrock's curved valley follows no axis, so per-coordinate scaling helps\n"
         "   less: with each method's best step size, gradient descent ends lower there."
     )
-    _save_figure(figure, lambda target: draw(results, target))
+    save_figure(figure, lambda target: draw(results, target))
     return report
 
 
 def _digits(
-    figure: Path, draw: Callable[[Any, Path], None], steps: int, seed: int
+    figure: Path, draw: Callable[[Any, BinaryIO], None], steps: int, seed: int
 ) -> list[dict[str, Any]]:
     from rmsprop._progress import Progress  # noqa: PLC0415
     from rmsprop.demo._digits import BATCH, contenders, load_digits, split, train  # noqa: PLC0415
@@ -195,11 +188,5 @@ def _digits(
             f"{r.test_loss:9.4f} {r.microseconds_per_step:8.1f}"
         )
     print("   (µs/step: median time of the optimizer's step alone, the network's work excluded)")
-    _save_figure(figure, lambda target: draw(runs, target))
+    save_figure(figure, lambda target: draw(runs, target))
     return [r.summary() for r in runs]
-
-
-def _save_figure(path: Path, draw: Callable[[Any], None]) -> None:
-    buffer = io.BytesIO()
-    draw(buffer)
-    write_bytes_atomically(path, buffer.getvalue())

@@ -1,7 +1,7 @@
 """The demo's figures, drawn with matplotlib's non-interactive Agg backend."""
 
 from pathlib import Path as FilePath
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -27,7 +27,9 @@ def _pyplot() -> Any:
     return plt
 
 
-def adaptive_scaling(results: list[tuple[Surface, tuple[Path, Path]]], out: FilePath) -> None:
+def adaptive_scaling(
+    results: list[tuple[Surface, tuple[Path, Path]]], out: FilePath | BinaryIO
+) -> None:
     """Trajectories over contour lines (top) and the loss per step (bottom)."""
     plt = _pyplot()
     fig, axes = plt.subplots(2, len(results), figsize=(6.2 * len(results), 10), squeeze=False)
@@ -63,7 +65,7 @@ def adaptive_scaling(results: list[tuple[Surface, tuple[Path, Path]]], out: File
     plt.close(fig)
 
 
-def digits_training(runs: list[Run], out: FilePath) -> None:
+def digits_training(runs: list[Run], out: FilePath | BinaryIO) -> None:
     """Training loss (moving average) and test accuracy against the step, per optimizer."""
     plt = _pyplot()
     fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5))
