@@ -481,22 +481,27 @@ def plot(report: dict[str, Any], out: Path | BinaryIO) -> None:
     import matplotlib.pyplot as plt  # noqa: PLC0415
 
     rows = [r for r in report["arrays"] if "skipped" not in r]
+    names = list(dict.fromkeys(r["implementation"] for r in rows))
+    # One color per implementation in both panels, whichever of them it appears in.
+    colors = dict(zip(names, plt.rcParams["axes.prop_cycle"].by_key()["color"] * 2, strict=False))
     fig, axes = plt.subplots(1, len(DTYPES), figsize=(14, 5.5), sharey=True)
     for axis, dtype in zip(axes, DTYPES, strict=True):
-        for name in dict.fromkeys(r["implementation"] for r in rows):
+        for name in names:
             points = sorted(
                 (r["elements"], r["gb_per_s_5_streams"])
                 for r in rows
                 if r["implementation"] == name and r["dtype"] == dtype
             )
             if points:
-                style = "k--" if name == ROOFLINE else "-o"
+                style = {"ls": "--", "color": "k"} if name == ROOFLINE else {"color": colors[name]}
                 width = 2.4 if name in OURS else 1.4
-                axis.semilogx(*zip(*points, strict=True), style, lw=width, ms=4, label=name)
+                axis.semilogx(
+                    *zip(*points, strict=True), marker="o", lw=width, ms=4, label=name, **style
+                )
         axis.set(xlabel="N, elements per array", title=f"{dtype}: one RMSProp step on N elements")
         axis.grid(True, which="both", alpha=0.3)
+        axis.legend(fontsize=7, loc="upper left")
     axes[0].set_ylabel("throughput, GB/s (5 streams: read p, g, v; write p, v)")
-    axes[-1].legend(fontsize=8, loc="upper left")
     cpus = report["machine"]["cpus"]
     fig.suptitle(f"rmsprop and its peers, same process, interleaved rounds ({cpus} CPUs)")
     fig.tight_layout()
