@@ -1,0 +1,409 @@
+"""The fused GPU kernel: the family rule in Triton, one launch per group of tensors.
+
+One launch updates every tensor of a group (same options, device and dtypes). The
+host builds a table of the tensors' addresses (parameter, gradient and the three
+state buffers) and element counts, and a table of chunks (tensor, first element);
+each program of the launch updates one chunk of :data:`CHUNK` elements in blocks
+of :data:`BLOCK`, without masks where the block is full. Options are compile-time
+constants, so each combination is its own kernel; the hyperparameter values are
+read from a small float64 tensor on the device, so a new ``lr`` never recompiles.
+
+Arithmetic is float64 by default: every value read is widened exactly, the rule is
+evaluated with correctly rounded operations and no fused multiply-adds, and each
+result is rounded once to its storage dtype (through float32 for bfloat16 and
+float16, as PyTorch's own ``copy_`` from float64 rounds), so the results are
+bit-identical to the float64 ``torch._foreach_*`` path of :mod:`rmsprop.torch`.
+With ``float32_arithmetic`` and float32 data, the kernel computes in float32
+with correctly rounded division and square root.
+
+Triton cannot compile :func:`rmsprop._rule.family_update` (its annotations and
+the option fields are not compile-time values to Triton), so :func:`_rule`
+below is a second spelling of the same rule. :data:`RULE_CRC` records the
+version of ``_rule.py`` it was checked against; a test fails when the rule
+changes without this copy being revisited, and another compares both, bit for
+bit, for every option combination.
+
+bfloat16 data are read and written as 16-bit integers: a bfloat16 is the upper
+half of a float32, and writing rounds to nearest even by integer arithmetic
+(Triton's interpreter truncates where the compiled conversion rounds; this way
+both round alike). Importing this module imports Triton.
+"""
+
+import collections
+import contextlib
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Final, cast
+
+import torch
+import triton
+import triton.language as tl
+
+from rmsprop._options import Hyperparameters
+
+#: The CRC-32 of ``_rule.py`` that :func:`_rule` was last checked against.
+RULE_CRC: Final = 0
+#: Elements per program (one row of the chunk table).
+CHUNK: Final = 1 << 14
+#: Elements per block within a chunk.
+BLOCK: Final = 1 << 10
+#: The storage dtypes the kernel reads and writes.
+DTYPES: Final = (torch.float32, torch.float64, torch.bfloat16, torch.float16)
+#: Addresses are checked to be multiples of this before the kernel is told so.
+ALIGNMENT: Final = 16
+
+_STORAGE: Final = {
+    torch.float32: tl.float32,
+    torch.float64: tl.float64,
+    torch.bfloat16: tl.uint16,  # the upper half of a float32, converted by hand
+    torch.float16: tl.float16,
+}
+
+
+@triton.jit
+def _read(pointer, offsets, mask, MASKED: tl.constexpr, WORK: tl.constexpr):  # type: ignore[no-untyped-def]
+    """Load a block and widen it exactly to the work dtype (bfloat16 stored as uint16)."""
+    if MASKED:
+        x = tl.load(pointer + offsets, mask=mask, other=0)
+    else:
+        x = tl.load(pointer + offsets)
+    if x.dtype == tl.uint16:
+        x = (x.to(tl.uint32) << 16).to(tl.float32, bitcast=True)
+    return x.to(WORK)
+
+
+@triton.jit
+def _write(pointer, offsets, mask, x, MASKED: tl.constexpr):  # type: ignore[no-untyped-def]
+    """Round ``x`` once to the pointer's dtype (through float32, as torch does) and store it."""
+    STORE: tl.constexpr = pointer.dtype.element_ty
+    if STORE == tl.float64:
+        y = x.to(tl.float64)
+    elif STORE == tl.uint16:  # bfloat16: round the float32 to nearest even, keep NaN a NaN
+        bits = x.to(tl.float32).to(tl.uint32, bitcast=True)
+        rounded = (bits + 0x7FFF + ((bits >> 16) & 1)) >> 16
+        y = tl.where(x != x, 0x7FC0, rounded).to(tl.uint16)
+    else:
+        y = x.to(tl.float32).to(STORE)
+    if MASKED:
+        tl.store(pointer + offsets, y, mask=mask)
+    else:
+        tl.store(pointer + offsets, y)
+
+
+@triton.jit
+def _sqrt(x):  # type: ignore[no-untyped-def]
+    """Correctly rounded square root (float64's is; float32's default is approximate)."""
+    if x.dtype == tl.float64:
+        y = tl.sqrt(x)
+    else:
+        y = tl.sqrt_rn(x)
+    return y
+
+
+@triton.jit
+def _div(x, y):  # type: ignore[no-untyped-def]
+    """Correctly rounded division (float64's is; float32's default is approximate)."""
+    if x.dtype == tl.float64:
+        z = x / y
+    else:
+        z = tl.div_rn(x, y)
+    return z
+
+
+@triton.jit
+def _rule(  # type: ignore[no-untyped-def]
+    p, g, v, b, a,
+    lr, beta, one_minus_beta, eps, momentum, weight_decay, decay_factor,
+    MAXIMIZE: tl.constexpr, CENTERED: tl.constexpr, EPS_IN_SQRT: tl.constexpr,
+    NESTEROV: tl.constexpr, LR_IN_MOMENTUM: tl.constexpr, DECOUPLED: tl.constexpr,
+    MOMENTUM: tl.constexpr, DECAY: tl.constexpr,
+):  # fmt: skip
+    """:func:`rmsprop._rule.family_update`, operation for operation (see its docstring)."""
+    if MAXIMIZE:
+        g = -g
+    if DECAY:
+        if DECOUPLED:
+            p = p * decay_factor
+        else:
+            g = g + weight_decay * p
+    v = beta * v + one_minus_beta * g * g
+    variance = v
+    if CENTERED:
+        a = beta * a + one_minus_beta * g
+        variance = v - a * a
+        variance = tl.where(variance < 0, 0.0, variance).to(v.dtype)  # NaN stays NaN
+    if EPS_IN_SQRT:
+        den = _sqrt(variance + eps)
+    else:
+        den = _sqrt(variance) + eps
+    if MOMENTUM:
+        if LR_IN_MOMENTUM:
+            scaled = _div(lr * g, den)
+        else:
+            scaled = _div(g, den)
+        b = momentum * b + scaled
+        if NESTEROV:
+            step = momentum * b + scaled
+        else:
+            step = b
+        if not LR_IN_MOMENTUM:
+            step = lr * step
+        p = p - step
+    else:
+        p = p - _div(lr * g, den)
+    return p, v, b, a
+
+
+@triton.jit
+def _block(  # type: ignore[no-untyped-def]
+    pp, gp, vp, bp, ap, offsets, mask,
+    lr, beta, one_minus_beta, eps, momentum, weight_decay, decay_factor,
+    WORK: tl.constexpr, MASKED: tl.constexpr,
+    MAXIMIZE: tl.constexpr, CENTERED: tl.constexpr, EPS_IN_SQRT: tl.constexpr,
+    NESTEROV: tl.constexpr, LR_IN_MOMENTUM: tl.constexpr, DECOUPLED: tl.constexpr,
+    MOMENTUM: tl.constexpr, DECAY: tl.constexpr,
+):  # fmt: skip
+    """Read one block, apply the rule, write the results back."""
+    p = _read(pp, offsets, mask, MASKED, WORK)
+    g = _read(gp, offsets, mask, MASKED, WORK)
+    v = _read(vp, offsets, mask, MASKED, WORK)
+    b = v
+    a = v
+    if MOMENTUM:
+        b = _read(bp, offsets, mask, MASKED, WORK)
+    if CENTERED:
+        a = _read(ap, offsets, mask, MASKED, WORK)
+    p, v, b, a = _rule(
+        p, g, v, b, a, lr, beta, one_minus_beta, eps, momentum, weight_decay, decay_factor,
+        MAXIMIZE, CENTERED, EPS_IN_SQRT, NESTEROV, LR_IN_MOMENTUM, DECOUPLED, MOMENTUM, DECAY,
+    )  # fmt: skip
+    _write(pp, offsets, mask, p, MASKED)
+    _write(vp, offsets, mask, v, MASKED)
+    if MOMENTUM:
+        _write(bp, offsets, mask, b, MASKED)
+    if CENTERED:
+        _write(ap, offsets, mask, a, MASKED)
+
+
+@triton.jit
+def _family_kernel(  # type: ignore[no-untyped-def]
+    addresses, sizes, chunks, hyper,
+    P: tl.constexpr, G: tl.constexpr, S: tl.constexpr, WORK: tl.constexpr,
+    MAXIMIZE: tl.constexpr, CENTERED: tl.constexpr, EPS_IN_SQRT: tl.constexpr,
+    NESTEROV: tl.constexpr, LR_IN_MOMENTUM: tl.constexpr, DECOUPLED: tl.constexpr,
+    MOMENTUM: tl.constexpr, DECAY: tl.constexpr,
+    ALIGNED: tl.constexpr, CHUNK_SIZE: tl.constexpr, BLOCK_SIZE: tl.constexpr,
+):  # fmt: skip
+    """One program per chunk: ``chunks[2k], chunks[2k + 1]`` are its tensor and first element.
+
+    ``addresses[5t:5t + 5]`` are tensor t's parameter, gradient, square average,
+    momentum buffer and gradient average (unused ones repeat the parameter's);
+    ``sizes[t]`` its element count; ``hyper`` holds lr, beta, 1 - beta, eps,
+    momentum, weight_decay and 1 - lr * weight_decay in float64.
+    """
+    chunk = tl.program_id(0).to(tl.int64)
+    tensor = tl.load(chunks + 2 * chunk)
+    first = tl.load(chunks + 2 * chunk + 1)
+    size = tl.load(sizes + tensor)
+    row = addresses + 5 * tensor
+    pp = tl.load(row).to(tl.pointer_type(P))
+    gp = tl.load(row + 1).to(tl.pointer_type(G))
+    vp = tl.load(row + 2).to(tl.pointer_type(S))
+    bp = tl.load(row + 3).to(tl.pointer_type(S))
+    ap = tl.load(row + 4).to(tl.pointer_type(S))
+    if ALIGNED:
+        pp = tl.multiple_of(pp, 16)
+        gp = tl.multiple_of(gp, 16)
+        vp = tl.multiple_of(vp, 16)
+        bp = tl.multiple_of(bp, 16)
+        ap = tl.multiple_of(ap, 16)
+    lr = tl.load(hyper).to(WORK)
+    beta = tl.load(hyper + 1).to(WORK)
+    one_minus_beta = tl.load(hyper + 2).to(WORK)
+    eps = tl.load(hyper + 3).to(WORK)
+    momentum = tl.load(hyper + 4).to(WORK)
+    weight_decay = tl.load(hyper + 5).to(WORK)
+    decay_factor = tl.load(hyper + 6).to(WORK)
+    for start in tl.range(0, CHUNK_SIZE, BLOCK_SIZE):
+        base = first + start
+        # Chunks start at multiples of CHUNK_SIZE, itself a multiple of BLOCK_SIZE.
+        offsets = tl.max_contiguous(
+            tl.multiple_of(base + tl.arange(0, BLOCK_SIZE), BLOCK_SIZE), BLOCK_SIZE
+        )
+        if base + BLOCK_SIZE <= size:
+            _block(
+                pp, gp, vp, bp, ap, offsets, None,
+                lr, beta, one_minus_beta, eps, momentum, weight_decay, decay_factor,
+                WORK, False,
+                MAXIMIZE, CENTERED, EPS_IN_SQRT, NESTEROV, LR_IN_MOMENTUM, DECOUPLED,
+                MOMENTUM, DECAY,
+            )  # fmt: skip
+        elif base < size:
+            _block(
+                pp, gp, vp, bp, ap, offsets, offsets < size,
+                lr, beta, one_minus_beta, eps, momentum, weight_decay, decay_factor,
+                WORK, True,
+                MAXIMIZE, CENTERED, EPS_IN_SQRT, NESTEROV, LR_IN_MOMENTUM, DECOUPLED,
+                MOMENTUM, DECAY,
+            )  # fmt: skip
+
+
+#: One parameter as the kernel sees it: real views of the parameter, its gradient,
+#: and its square average, momentum buffer and gradient average (None when unused).
+Member = tuple[torch.Tensor, torch.Tensor, Sequence[torch.Tensor | None]]
+
+_PLAIN: Final = (torch.Tensor, torch.nn.Parameter)
+
+
+def supported(p: torch.Tensor, g: torch.Tensor, buffers: Sequence[torch.Tensor | None]) -> bool:
+    """Whether the kernel can update ``p``: plain dense tensors of one device and layout.
+
+    The parameter and the gradient each have a dtype of :data:`DTYPES`, the state
+    buffers share one; all of them are non-overlapping and dense (contiguous, or
+    a permutation of contiguous such as channels_last) with the same strides.
+    """
+    tensors = [p, g, *(b for b in buffers if b is not None)]
+    state_dtypes = {t.dtype for t in tensors[2:]}
+    if len(state_dtypes) != 1 or not state_dtypes <= set(DTYPES):
+        return False
+    if p.dtype not in DTYPES or g.dtype not in DTYPES:
+        return False
+    if p.numel() <= 1:  # strides of empty and one-element tensors say nothing
+        return all(type(t) in _PLAIN and t.device == p.device for t in tensors)
+    return all(
+        type(t) in _PLAIN and t.device == p.device and t.stride() == p.stride() and _dense(t)
+        for t in tensors
+    )
+
+
+def _dense(t: torch.Tensor) -> bool:
+    """Whether ``t``'s elements fill one run of memory (in any order of dimensions)."""
+    return bool(cast(Any, t).is_non_overlapping_and_dense())
+
+
+@dataclass(frozen=True)
+class _Tables:
+    """The launch's tables on the device, in one int64 tensor."""
+
+    addresses: torch.Tensor
+    sizes: torch.Tensor
+    chunks: torch.Tensor
+    aligned: bool
+
+    @property
+    def programs(self) -> int:
+        return self.chunks.numel() // 2
+
+
+_TABLES_KEPT: Final = 16
+_tables_cache: "collections.OrderedDict[tuple[Any, ...], _Tables]" = collections.OrderedDict()
+_hyper_cache: "collections.OrderedDict[tuple[Any, ...], torch.Tensor]" = collections.OrderedDict()
+_cache_lock = threading.Lock()
+
+
+def _remember(cache: "collections.OrderedDict[Any, Any]", key: Any, value: Any) -> None:
+    with _cache_lock:
+        cache[key] = value
+        while len(cache) > _TABLES_KEPT:
+            cache.popitem(last=False)
+
+
+def _upload(values: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Copy a small CPU tensor to ``device`` without making the host wait for the device."""
+    if device.type == "cuda":
+        return values.pin_memory().to(device, non_blocking=True)
+    return values.to(device)
+
+
+def _tables(members: Sequence[Member], device: torch.device, chunk: int) -> _Tables | None:
+    """The address, size and chunk tables of ``members``; cached by their addresses."""
+    addresses: list[int] = []
+    sizes: list[int] = []
+    for p, g, buffers in members:
+        n = p.numel()
+        if n == 0:
+            continue
+        base = p.data_ptr()
+        addresses += (base, g.data_ptr(), *(base if b is None else b.data_ptr() for b in buffers))
+        sizes.append(n)
+    if not sizes:
+        return None
+    key = (device, chunk, *addresses, *sizes)
+    found = _tables_cache.get(key)
+    if found is not None:
+        return found
+    counts = torch.tensor(sizes, dtype=torch.int64).add_(chunk - 1).floor_divide_(chunk)
+    owner = torch.repeat_interleave(torch.arange(len(sizes)), counts)
+    firsts = torch.cumsum(counts, 0) - counts
+    starts = (torch.arange(owner.numel()) - firsts[owner]) * chunk
+    chunks = torch.stack([owner, starts], dim=1).reshape(-1)
+    table = torch.cat([torch.tensor(addresses, dtype=torch.int64), torch.tensor(sizes), chunks])
+    table = _upload(table, device)
+    t = len(sizes)
+    tables = _Tables(
+        addresses=table[: 5 * t],
+        sizes=table[5 * t : 6 * t],
+        chunks=table[6 * t :],
+        aligned=all(address % ALIGNMENT == 0 for address in addresses),
+    )
+    _remember(_tables_cache, key, tables)
+    return tables
+
+
+def _hyper(hp: Hyperparameters, device: torch.device) -> torch.Tensor:
+    """The hyperparameter values as a float64 tensor on ``device`` (see the kernel)."""
+    values = (
+        hp.lr,
+        hp.beta,
+        1.0 - hp.beta,
+        hp.eps,
+        hp.momentum,
+        hp.weight_decay,
+        1.0 - hp.lr * hp.weight_decay,
+    )
+    key = (device, *values)
+    found = _hyper_cache.get(key)
+    if found is None:
+        found = _upload(torch.tensor(values, dtype=torch.float64), device)
+        _remember(_hyper_cache, key, found)
+    return found
+
+
+def update(
+    members: Sequence[Member],
+    hp: Hyperparameters,
+    *,
+    float32_arithmetic: bool = False,
+    chunk: int = CHUNK,
+    block: int = BLOCK,
+) -> None:
+    """One family step over ``members`` in one launch, in place.
+
+    Every member passes :func:`supported` and shares the first one's device and
+    dtypes (parameter, gradient, state); buffers that the options use are given.
+    ``chunk`` and ``block`` (powers of two, ``block`` dividing ``chunk``) set the
+    work of one program; tests under Triton's interpreter use large blocks.
+    """
+    if not members:
+        return
+    p, g, buffers = members[0]
+    state_dtype = next(b.dtype for b in buffers if b is not None)
+    device = p.device
+    tables = _tables(members, device, chunk)
+    if tables is None:
+        return
+    float32 = float32_arithmetic and p.dtype == g.dtype == state_dtype == torch.float32
+    launch = _family_kernel[(tables.programs,)]
+    with torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext():
+        launch(
+            tables.addresses, tables.sizes, tables.chunks, _hyper(hp, device),
+            P=_STORAGE[p.dtype], G=_STORAGE[g.dtype], S=_STORAGE[state_dtype],
+            WORK=tl.float32 if float32 else tl.float64,
+            MAXIMIZE=hp.maximize, CENTERED=hp.centered, EPS_IN_SQRT=hp.eps_in_sqrt,
+            NESTEROV=hp.nesterov, LR_IN_MOMENTUM=hp.lr_in_momentum,
+            DECOUPLED=hp.decoupled_weight_decay,
+            MOMENTUM=hp.momentum != 0.0, DECAY=hp.weight_decay != 0.0,
+            ALIGNED=tables.aligned, CHUNK_SIZE=chunk, BLOCK_SIZE=block,
+            num_warps=4, enable_fp_fusion=False,
+        )  # fmt: skip
