@@ -200,6 +200,18 @@ def resnet50_shapes() -> list[tuple[int, ...]]:
     return [*shapes, (1000, 2048), (1000,)]
 
 
+def bert_base_shapes() -> list[tuple[int, ...]]:
+    """The 199 parameter shapes of BERT-base with its pooler (109,482,240 values)."""
+    hidden, inner = 768, 3072
+    norm = [(hidden,), (hidden,)]
+    shapes: list[tuple[int, ...]] = [(30522, hidden), (512, hidden), (2, hidden), *norm]
+    for _ in range(12):
+        for _ in range(4):  # query, key, value, attention output
+            shapes += [(hidden, hidden), (hidden,)]
+        shapes += [*norm, (inner, hidden), (inner,), (hidden, inner), (hidden,), *norm]
+    return [*shapes, (hidden, hidden), (hidden,)]
+
+
 def _model_implementations() -> dict[str, Callable[[], Step]]:
     shapes = resnet50_shapes()
     total = sum(math.prod(s) for s in shapes)

@@ -34,7 +34,7 @@ import contextlib
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Final, cast
+from typing import Any, Final
 
 import torch
 import triton
@@ -48,6 +48,8 @@ RULE_CRC: Final = 0
 CHUNK: Final = 1 << 14
 #: Elements per block within a chunk.
 BLOCK: Final = 1 << 10
+#: Warps per program.
+WARPS: Final = 4
 #: The storage dtypes the kernel reads and writes.
 DTYPES: Final = (torch.float32, torch.float64, torch.bfloat16, torch.float16)
 #: Addresses are checked to be multiples of this before the kernel is told so.
@@ -253,34 +255,6 @@ def _family_kernel(  # type: ignore[no-untyped-def]
 #: and its square average, momentum buffer and gradient average (None when unused).
 Member = tuple[torch.Tensor, torch.Tensor, Sequence[torch.Tensor | None]]
 
-_PLAIN: Final = (torch.Tensor, torch.nn.Parameter)
-
-
-def supported(p: torch.Tensor, g: torch.Tensor, buffers: Sequence[torch.Tensor | None]) -> bool:
-    """Whether the kernel can update ``p``: plain dense tensors of one device and layout.
-
-    The parameter and the gradient each have a dtype of :data:`DTYPES`, the state
-    buffers share one; all of them are non-overlapping and dense (contiguous, or
-    a permutation of contiguous such as channels_last) with the same strides.
-    """
-    tensors = [p, g, *(b for b in buffers if b is not None)]
-    state_dtypes = {t.dtype for t in tensors[2:]}
-    if len(state_dtypes) != 1 or not state_dtypes <= set(DTYPES):
-        return False
-    if p.dtype not in DTYPES or g.dtype not in DTYPES:
-        return False
-    if p.numel() <= 1:  # strides of empty and one-element tensors say nothing
-        return all(type(t) in _PLAIN and t.device == p.device for t in tensors)
-    return all(
-        type(t) in _PLAIN and t.device == p.device and t.stride() == p.stride() and _dense(t)
-        for t in tensors
-    )
-
-
-def _dense(t: torch.Tensor) -> bool:
-    """Whether ``t``'s elements fill one run of memory (in any order of dimensions)."""
-    return bool(cast(Any, t).is_non_overlapping_and_dense())
-
 
 @dataclass(frozen=True)
 class _Tables:
@@ -377,13 +351,17 @@ def update(
     float32_arithmetic: bool = False,
     chunk: int = CHUNK,
     block: int = BLOCK,
+    warps: int = WARPS,
 ) -> None:
     """One family step over ``members`` in one launch, in place.
 
-    Every member passes :func:`supported` and shares the first one's device and
-    dtypes (parameter, gradient, state); buffers that the options use are given.
-    ``chunk`` and ``block`` (powers of two, ``block`` dividing ``chunk``) set the
-    work of one program; tests under Triton's interpreter use large blocks.
+    Every member holds tensors of the parameter's shape, dense and of one layout
+    (the caller checks: ``rmsprop.torch._triton_can_update``), and shares the first
+    one's device and dtypes (parameter, gradient, state); buffers that the options
+    use are given.
+    ``chunk`` and ``block`` (powers of two, ``block`` dividing ``chunk``) and
+    ``warps`` set the work of one program; tests under Triton's interpreter use
+    large blocks.
     """
     if not members:
         return
@@ -405,5 +383,5 @@ def update(
             DECOUPLED=hp.decoupled_weight_decay,
             MOMENTUM=hp.momentum != 0.0, DECAY=hp.weight_decay != 0.0,
             ALIGNED=tables.aligned, CHUNK_SIZE=chunk, BLOCK_SIZE=block,
-            num_warps=4, enable_fp_fusion=False,
+            num_warps=warps, enable_fp_fusion=False,
         )  # fmt: skip

@@ -265,7 +265,7 @@ def _update(work: list[tuple[torch.Tensor, Hyperparameters, dict[str, Any], bool
         dtypes = (p_real.dtype, g_real.dtype, *(b.dtype for b in buffers if b is not None))
         if p_real.device.type in GPU_DEVICE_TYPES:
             triton = _accel.triton()
-            if triton is not None and triton.supported(p_real, g_real, buffers):
+            if triton is not None and _triton_can_update(triton, p_real, g_real, buffers):
                 gpu.setdefault((hp, p_real.device, float32_arithmetic, dtypes), []).append(member)
                 continue
         narrow = p_real.device.type == "mps" or (
@@ -377,8 +377,42 @@ def _pieces(tensors: list[torch.Tensor | None], limit: int) -> Iterator[list[tor
 
 
 def _dense(t: torch.Tensor) -> bool:
-    """Whether ``t``'s elements fill one run of memory (in any order of dimensions)."""
-    return bool(cast(Any, t).is_non_overlapping_and_dense())
+    """Whether ``t``'s elements fill one run of memory, in some order of its dimensions.
+
+    True for contiguous tensors and their permutations (channels_last, transposes);
+    False for views with gaps or overlaps.
+    """
+    expected = 1
+    for size, stride in sorted(zip(t.shape, t.stride(), strict=True), key=lambda d: d[1]):
+        if size == 1:
+            continue
+        if stride != expected:
+            return False
+        expected *= size
+    return True
+
+
+def _triton_can_update(
+    triton: Any, p: torch.Tensor, g: torch.Tensor, buffers: list[torch.Tensor | None]
+) -> bool:
+    """Whether the Triton kernel applies: plain dense tensors of one device and layout.
+
+    The parameter and the gradient each have a dtype of the kernel's, the state
+    buffers share one; all have the parameter's shape and are contiguous, or dense
+    with the same strides (so that element i of each one's memory is the same
+    element). The kernel trusts these sizes: this check is what keeps it in bounds.
+    """
+    tensors = [p, g, *(b for b in buffers if b is not None)]
+    state_dtypes = {t.dtype for t in tensors[2:]}
+    if len(state_dtypes) != 1 or not state_dtypes <= set(triton.DTYPES):
+        return False
+    if p.dtype not in triton.DTYPES or g.dtype not in triton.DTYPES:
+        return False
+    if not all(type(t) in _PLAIN and t.shape == p.shape and t.device == p.device for t in tensors):
+        return False
+    if all(t.is_contiguous() for t in tensors):
+        return True
+    return _dense(p) and all(t.stride() == p.stride() for t in tensors)
 
 
 def _foreach_batch(

@@ -1,0 +1,567 @@
+"""rmsprop on a GPU: bit-identity of the Triton kernel, then speed and memory against peers.
+
+Runs from the source tree with the machine's own packages (PyTorch, Triton; NumPy)::
+
+    PYTHONPATH=src python benchmarks/gpu_check.py --out DIR      # on a CUDA machine
+    PYTHONPATH=src python benchmarks/gpu_check.py --device cpu --quick --out DIR
+
+``--device cpu`` runs the same script on CPU tensors under Triton's interpreter
+(tiny sizes, no torch.compile): the test suite uses it to keep this script working.
+
+1. **Exactness**: the Triton kernel against the ``torch._foreach_*`` path of
+   ``rmsprop.torch`` on the device, for option combinations and storage dtypes,
+   bit for bit in float64 arithmetic; float32 arithmetic reports its largest
+   difference in float32 ulps.
+2. **Speed**: one optimizer step, timed with CUDA events in interleaved rounds
+   (each round times every implementation once), medians with min and max, for
+   flat tensors (float32, and bfloat16 parameters with float32 state) and the
+   ResNet-50 and BERT-base parameter sets; the roofline is a Triton kernel that
+   moves the same bytes and computes nothing (read p, g, v; write p, v).
+3. **Memory**: the peak of memory allocated during one step beyond what was
+   allocated before it, against the parameters' bytes.
+4. **Costs**: the cold compile of each kernel, and the host time of one step
+   over 1,000 small tensors.
+
+Writes ``gpu_check.json``, ``gpu_check.png`` and prints the tables.
+"""
+
+import argparse
+import json
+import math
+import os
+import statistics
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+parser.add_argument("--device", default="cuda")
+parser.add_argument("--quick", action="store_true", help="small sizes, few rounds")
+parser.add_argument("--rounds", type=int, default=None)
+parser.add_argument("--out", type=Path, default=Path("rmsprop-gpu-check"))
+parser.add_argument("--no-compile", action="store_true", help="skip torch.compile peers")
+ARGS = parser.parse_args()
+ON_CPU = ARGS.device == "cpu"
+if ON_CPU:  # before Triton is imported: kernels run on CPU tensors, interpreted
+    os.environ["TRITON_INTERPRET"] = "1"
+# A cold Triton cache, so that compile times are first-use times.
+os.environ.setdefault("TRITON_CACHE_DIR", tempfile.mkdtemp(prefix="rmsprop-triton-"))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import triton  # noqa: E402
+import triton.language as tl  # noqa: E402
+
+import rmsprop.torch  # noqa: E402
+from rmsprop import _accel, _triton  # noqa: E402
+from rmsprop._bench import bert_base_shapes, resnet50_shapes  # noqa: E402
+from rmsprop._options import Hyperparameters  # noqa: E402
+
+DEVICE = torch.device(ARGS.device)
+if ON_CPU:
+    rmsprop.torch.GPU_DEVICE_TYPES = ("cpu",)
+    _accel.set_enabled(False)  # CPU tensors to the Triton kernel, not to Numba
+ROUNDS = ARGS.rounds or (3 if ARGS.quick else 15)
+LR, BETA, EPS = 1e-3, 0.99, 1e-8
+REPORT: dict[str, Any] = {"exactness": [], "speed": [], "memory": [], "costs": {}}
+
+
+def log(*args: Any) -> None:
+    print(*args, flush=True)
+
+
+def sync() -> None:
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def save() -> None:
+    ARGS.out.mkdir(parents=True, exist_ok=True)
+    (ARGS.out / "gpu_check.json").write_text(json.dumps(REPORT, indent=1))
+
+
+# --- 1. exactness ---------------------------------------------------------------------------
+
+
+def members(sizes: list[int], p_dtype: torch.dtype, s_dtype: torch.dtype, seed: int) -> list[Any]:
+    """Parameters, gradients and full state; with special values and odd layouts."""
+    generator = torch.Generator().manual_seed(seed)
+    out = []
+    for i, n in enumerate(sizes):
+
+        def make(
+            scale: float,
+            positive: bool = False,
+            dtype: torch.dtype = s_dtype,
+            i: int = i,
+            n: int = n,
+        ) -> Any:
+            x = torch.randn(n + 1, generator=generator, dtype=torch.float64) * scale
+            x = x.abs() if positive else x
+            return x.to(DEVICE, dtype)[1:] if i % 3 == 2 else x[:n].to(DEVICE, dtype)  # unaligned
+
+        p, g = make(1.0, dtype=p_dtype), make(1.0, dtype=p_dtype)
+        if n > 8:
+            g[:4] = torch.tensor([0.0, float("inf"), float("nan"), 1e30], dtype=torch.float64)
+        out.append((p, g, [make(0.1, positive=True), make(0.1), make(0.1)]))
+    if len(sizes) > 1:  # transposed but dense, as from a .t() of a weight
+        shape = (37, 19)
+        t = [torch.randn(shape, generator=generator).to(DEVICE, d).t() for d in (p_dtype,) * 2]
+        state = [torch.rand(shape, generator=generator).to(DEVICE, s_dtype).t() for _ in range(3)]
+        out.append((t[0], t[1], state))
+    return out
+
+
+def same(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Bit-identical values, NaN equal to NaN."""
+    return a.shape == b.shape and bool(((a == b) | (a.isnan() & b.isnan())).all())
+
+
+def ulps(a: torch.Tensor, b: torch.Tensor) -> int:
+    x, y = (t.float().view(torch.int32).long() for t in (a, b))
+    finite = a.float().isfinite() & b.float().isfinite()
+    return int((x - y).abs()[finite].max()) if bool(finite.any()) else 0
+
+
+OPTION_SETS: list[dict[str, Any]] = [
+    {},
+    {"momentum": 0.9},
+    {"centered": True},
+    {"momentum": 0.9, "centered": True},
+    {"weight_decay": 0.1},
+    {"weight_decay": 0.1, "momentum": 0.9, "centered": True, "maximize": True},
+    {"momentum": 0.9, "nesterov": True, "lr_in_momentum": True},
+    {"eps_in_sqrt": True, "decoupled_weight_decay": True, "weight_decay": 0.1},
+    {"momentum": 0.5, "nesterov": True, "centered": True, "eps_in_sqrt": True},
+]
+DTYPE_PAIRS = [
+    (torch.float32, torch.float32),
+    (torch.float64, torch.float64),
+    (torch.bfloat16, torch.float32),
+    (torch.bfloat16, torch.bfloat16),
+    (torch.float16, torch.float32),
+    (torch.float16, torch.float16),
+]
+
+
+def check_exactness() -> None:
+    sizes = [0, 1, 17, 1000] if ARGS.quick else [0, 1, 17, 1000, 16384 + 3, 100_000, 1 << 20]
+    kwargs = {"chunk": 1 << 14, "block": 1 << 14} if ON_CPU else {}
+    cases = [(o, d) for o in OPTION_SETS for d in DTYPE_PAIRS[:1]]
+    cases += [(OPTION_SETS[5], d) for d in DTYPE_PAIRS[1:]]
+    for seed, (options, (p_dtype, s_dtype)) in enumerate(cases):
+        hp = Hyperparameters.from_preset("pytorch", **options)
+        for float32 in (False, True) if p_dtype == s_dtype == torch.float32 else (False,):
+            ours = members(sizes, p_dtype, s_dtype, seed)
+            theirs = [(p.clone(), g.clone(), [b.clone() for b in bs]) for p, g, bs in ours]
+            with np.errstate(all="ignore"):
+                _triton.update(ours, hp, float32_arithmetic=float32, **kwargs)
+            work = torch.float32 if float32 else torch.float64
+            rmsprop.torch._foreach_update(theirs, hp, work)
+            pairs = [
+                (x, y)
+                for (p, _, bs), (q, _, cs) in zip(ours, theirs, strict=True)
+                for x, y in zip([p, *bs], [q, *cs], strict=True)
+            ]
+            identical = all(same(x, y) for x, y in pairs)
+            worst = max(ulps(x, y) for x, y in pairs if x.numel())
+            row = {
+                "options": options,
+                "params": str(p_dtype).removeprefix("torch."),
+                "state": str(s_dtype).removeprefix("torch."),
+                "arithmetic": "float32" if float32 else "float64",
+                "bit_identical": identical,
+                "max_ulps_float32": worst,
+            }
+            REPORT["exactness"].append(row)
+            log(f"exact {'yes' if identical else 'NO '} {row}")
+    save()
+
+
+def check_optimizer_on_a_model() -> None:
+    """rmsprop.torch.RMSProp with and without the kernel, 20 steps of a small network."""
+    results = []
+    for enabled in (True, False):
+        previous = _accel.set_triton_enabled(enabled)
+        torch.manual_seed(0)
+        net = torch.nn.Sequential(
+            torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(392, 4)
+        ).to(DEVICE, memory_format=torch.channels_last)
+        opt = rmsprop.torch.RMSProp(net.parameters(), preset="pytorch", momentum=0.9, lr=1e-2)
+        x, y = torch.randn(16, 3, 9, 9, device=DEVICE), torch.randn(16, 4, device=DEVICE)
+        for _ in range(20):
+            opt.zero_grad()
+            torch.nn.functional.mse_loss(net(x.to(memory_format=torch.channels_last)), y).backward()
+            opt.step()
+        results.append([p.detach().clone() for p in net.parameters()])
+        _accel.set_triton_enabled(previous)
+    identical = all(same(a, b) for a, b in zip(*results, strict=True))
+    REPORT["exactness"].append(
+        {"options": "20 steps of a channels_last CNN", "bit_identical": identical}
+    )
+    log(f"exact {'yes' if identical else 'NO '} optimizer, channels_last CNN, 20 steps")
+    save()
+
+
+# --- 2. speed ---------------------------------------------------------------------------------
+
+
+@triton.jit
+def _copy_kernel(p, g, v, n, BLOCK: tl.constexpr):  # type: ignore[no-untyped-def]  # noqa: N803
+    """p += g; v += g: the five streams of an RMSProp step and no arithmetic to speak of."""
+    offsets = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    mask = offsets < n
+    gradient = tl.load(g + offsets, mask=mask)
+    tl.store(
+        p + offsets, tl.load(p + offsets, mask=mask) + gradient.to(p.dtype.element_ty), mask=mask
+    )
+    tl.store(
+        v + offsets, tl.load(v + offsets, mask=mask) + gradient.to(v.dtype.element_ty), mask=mask
+    )
+
+
+def tensors(shapes: list[tuple[int, ...]], dtype: torch.dtype, seed: int = 0) -> list[Any]:
+    generator = torch.Generator(device=DEVICE).manual_seed(seed)
+    params = []
+    for shape in shapes:
+        p = torch.nn.Parameter(torch.randn(shape, device=DEVICE, generator=generator).to(dtype))
+        p.grad = torch.randn(shape, device=DEVICE, generator=generator).to(dtype)
+        params.append(p)
+    return params
+
+
+def peers(shapes: list[tuple[int, ...]], mixed: bool) -> dict[str, Callable[[], Callable[[], Any]]]:
+    """Factories of one-step callables; ``mixed``: bfloat16 params (our state float32)."""
+    dtype = torch.bfloat16 if mixed else torch.float32
+    n = sum(math.prod(s) for s in shapes)
+
+    def roofline() -> Callable[[], Any]:
+        p = torch.randn(n, device=DEVICE).to(dtype)
+        g = torch.randn(n, device=DEVICE).to(dtype)
+        v = torch.zeros(n, device=DEVICE)
+        block = 1 << 14 if ON_CPU else 4096
+        grid = (triton.cdiv(n, block),)
+        return lambda: _copy_kernel[grid](p, g, v, n, BLOCK=block)
+
+    def ours(**kw: Any) -> Callable[[], Any]:
+        state = torch.float32 if mixed else None
+        opt = rmsprop.torch.RMSProp(
+            tensors(shapes, dtype), preset="pytorch", lr=LR, state_dtype=state, **kw
+        )
+        return opt.step
+
+    def ours_foreach() -> Callable[[], Any]:
+        step = ours()
+
+        def run() -> None:
+            previous = _accel.set_triton_enabled(False)
+            step()
+            _accel.set_triton_enabled(previous)
+
+        return run
+
+    def torch_rmsprop(**kw: Any) -> Callable[[], Any]:
+        return torch.optim.RMSprop(tensors(shapes, dtype), lr=LR, alpha=BETA, eps=EPS, **kw).step
+
+    def compiled() -> Callable[[], Any]:
+        opt = torch.optim.RMSprop(tensors(shapes, dtype), lr=LR, alpha=BETA, eps=EPS)
+
+        @torch.compile(fullgraph=False)
+        def step() -> None:
+            opt.step()
+
+        started = time.perf_counter()
+        step()
+        step()
+        sync()
+        REPORT["costs"][f"torch.compile cold, {len(shapes)} tensors"] = (
+            time.perf_counter() - started
+        )
+        return step
+
+    def adam() -> Callable[[], Any]:
+        return torch.optim.Adam(tensors(shapes, dtype), lr=LR, fused=True).step
+
+    bytes_note = "14 B" if mixed else "20 B"
+    factories: dict[str, Callable[[], Callable[[], Any]]] = {
+        f"roofline: 5-stream copy ({bytes_note}/element)": roofline,
+        "rmsprop.torch.RMSProp (Triton, float64 arithmetic)": ours,
+        "rmsprop.torch.RMSProp (Triton, float32 arithmetic)": lambda: ours(float32_arithmetic=True),
+        "torch.optim.RMSprop (foreach)": lambda: torch_rmsprop(foreach=True),
+        "torch.optim.RMSprop (for-loop)": lambda: torch_rmsprop(foreach=False),
+        "torch.optim.Adam (fused), for reference": adam,
+    }
+    if len(shapes) == 1 and n <= (1 << 24):
+        factories["rmsprop.torch.RMSProp (foreach path, no Triton)"] = ours_foreach
+    if not (ON_CPU or ARGS.no_compile or mixed or len(shapes) > 170):  # BERT: minutes
+        factories["torch.optim.RMSprop (torch.compile)"] = compiled
+    return factories
+
+
+def time_calls(step: Callable[[], Any], calls: int) -> float:
+    if DEVICE.type == "cuda":
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        for _ in range(calls):
+            step()
+        end.record()
+        end.synchronize()
+        return float(start.elapsed_time(end)) / 1e3 / calls
+    started = time.perf_counter()
+    for _ in range(calls):
+        step()
+    return (time.perf_counter() - started) / calls
+
+
+def bench(case: str, shapes: list[tuple[int, ...]], mixed: bool) -> None:
+    n = sum(math.prod(s) for s in shapes)
+    log(f"\n== {case}: {len(shapes)} tensors, {n:,} elements")
+    steps: dict[str, Callable[[], Any]] = {}
+    calls: dict[str, int] = {}
+    for name, factory in peers(shapes, mixed).items():
+        try:
+            steps[name] = factory()
+            steps[name]()
+            sync()
+        except Exception as error:  # a peer this torch lacks: note it, go on
+            log(f"   skipped {name}: {type(error).__name__}: {str(error)[:200]}")
+            steps.pop(name, None)
+            continue
+        once = max(time_calls(steps[name], 1), 1e-6)
+        calls[name] = max(1, min(200, int(0.02 / once)))
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    for _ in range(ROUNDS):
+        for name, step in steps.items():
+            times[name].append(time_calls(step, calls[name]))
+    roofline = statistics.median(next(iter(times.values())))
+    stream_bytes = n * (14 if mixed else 20)
+    for name, samples in times.items():
+        median = statistics.median(samples)
+        row = {
+            "case": case,
+            "implementation": name,
+            "tensors": len(shapes),
+            "elements": n,
+            "median_s": median,
+            "min_s": min(samples),
+            "max_s": max(samples),
+            "share_of_roofline": roofline / median,
+            "gb_per_s": stream_bytes / median / 1e9,
+        }
+        REPORT["speed"].append(row)
+        log(
+            f"   {name:55s} {median * 1e3:9.3f} ms  [{min(samples) * 1e3:.3f}, "
+            f"{max(samples) * 1e3:.3f}]  {row['gb_per_s']:7.0f} GB/s  "
+            f"{roofline / median:5.0%} of roofline"
+        )
+    del steps
+    save()
+
+
+# --- 3. memory and 4. costs ------------------------------------------------------------------
+
+
+def memory(case: str, shapes: list[tuple[int, ...]], triton_on: bool, mixed: bool) -> None:
+    if DEVICE.type != "cuda":
+        return
+    dtype = torch.bfloat16 if mixed else torch.float32
+    params = tensors(shapes, dtype)
+    opt = rmsprop.torch.RMSProp(
+        params, preset="pytorch", lr=LR, momentum=0.9, centered=True,
+        state_dtype=torch.float32 if mixed else None,
+    )  # fmt: skip
+    previous = _accel.set_triton_enabled(triton_on)
+    opt.step()  # creates the state
+    sync()
+    before = torch.cuda.memory_allocated()
+    torch.cuda.reset_peak_memory_stats()
+    opt.step()
+    sync()
+    extra = torch.cuda.max_memory_allocated() - before
+    _accel.set_triton_enabled(previous)
+    param_bytes = sum(p.numel() * p.element_size() for p in params)
+    row = {
+        "case": case,
+        "path": "Triton kernel" if triton_on else "foreach path (no Triton)",
+        "param_bytes": param_bytes,
+        "extra_bytes": extra,
+        "share_of_params": extra / param_bytes,
+    }
+    REPORT["memory"].append(row)
+    log(f"   memory {row}")
+    save()
+
+
+def costs() -> None:
+    # Cold compile: a kernel (options, dtypes) not used before, in a cold cache.
+    hp = Hyperparameters.from_preset("pytorch", momentum=0.3, centered=True, weight_decay=0.2)
+    group = members([1000], torch.float32, torch.float32, 99)
+    started = time.perf_counter()
+    with np.errstate(all="ignore"):
+        _triton.update(group, hp, **({"chunk": 1 << 14, "block": 1 << 14} if ON_CPU else {}))
+    sync()
+    REPORT["costs"]["triton kernel cold compile, s"] = time.perf_counter() - started
+    # Host time of one step over 1,000 small tensors (what the Python side costs).
+    small = [(100,)] * 1000
+    for name, make in (
+        ("rmsprop.torch.RMSProp", lambda p: rmsprop.torch.RMSProp(p, preset="pytorch", lr=LR)),
+        ("torch.optim.RMSprop (foreach)", lambda p: torch.optim.RMSprop(p, lr=LR, foreach=True)),
+        ("torch.optim.Adam (fused)", lambda p: torch.optim.Adam(p, lr=LR, fused=True)),
+    ):
+        try:
+            opt = make(tensors(small, torch.float32))
+        except Exception as error:
+            log(f"   skipped {name}: {error}")
+            continue
+        for _ in range(3):
+            opt.step()
+        sync()
+        samples = []
+        for _ in range(ROUNDS):
+            started = time.perf_counter()
+            opt.step()
+            samples.append(time.perf_counter() - started)
+            sync()
+        REPORT["costs"][f"host time per step, 1000 tensors: {name}, us"] = (
+            statistics.median(samples) * 1e6
+        )
+    log(f"   costs {json.dumps(REPORT['costs'], indent=1)}")
+    save()
+
+
+def sweep() -> None:
+    """The kernel's time at 10^8 elements for other chunk, block and warp counts."""
+    if ON_CPU:
+        return
+    hp = Hyperparameters.from_preset("pytorch")
+    rows = REPORT.setdefault("sweep", [])
+    for p_dtype, s_dtype in ((torch.float32, torch.float32), (torch.bfloat16, torch.float32)):
+        n = 10**8
+        group = [
+            (
+                torch.randn(n, device=DEVICE).to(p_dtype),
+                torch.randn(n, device=DEVICE).to(p_dtype),
+                [torch.rand(n, device=DEVICE).to(s_dtype), None, None],
+            )
+        ]
+        for chunk, block, warps in [
+            (1 << 14, 1 << 10, 4), (1 << 14, 1 << 10, 8), (1 << 14, 1 << 9, 4),
+            (1 << 14, 1 << 11, 8), (1 << 13, 1 << 10, 4), (1 << 16, 1 << 10, 4),
+            (1 << 16, 1 << 11, 8), (1 << 12, 1 << 10, 4), (1 << 12, 1 << 12, 8),
+        ]:  # fmt: skip
+            for float32 in (False, True):
+
+                def step(chunk: int = chunk, block: int = block, warps: int = warps,
+                         float32: bool = float32, group: Any = group) -> None:  # fmt: skip
+                    _triton.update(group, hp, float32_arithmetic=float32, chunk=chunk,
+                                   block=block, warps=warps)  # fmt: skip
+
+                step()
+                sync()
+                median = statistics.median(time_calls(step, 20) for _ in range(5))
+                row = {
+                    "dtypes": f"{p_dtype}/{s_dtype}", "chunk": chunk, "block": block,
+                    "warps": warps, "float32_arithmetic": float32, "median_s": median,
+                    "gb_per_s": n * (20 if p_dtype == torch.float32 else 14) / median / 1e9,
+                }  # fmt: skip
+                rows.append(row)
+                log(f"   sweep {row}")
+    save()
+
+
+def plot() -> None:
+    try:
+        import matplotlib  # noqa: PLC0415
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt  # noqa: PLC0415
+    except ImportError:
+        return
+    cases = list(dict.fromkeys(r["case"] for r in REPORT["speed"]))
+    names = list(dict.fromkeys(r["implementation"] for r in REPORT["speed"]))
+    colors = dict(zip(names, plt.rcParams["axes.prop_cycle"].by_key()["color"] * 2, strict=False))
+    fig, axis = plt.subplots(figsize=(13, 6))
+    width = 0.8 / len(names)
+    for i, name in enumerate(names):
+        values = [
+            next(
+                (
+                    r["gb_per_s"]
+                    for r in REPORT["speed"]
+                    if r["case"] == c and r["implementation"] == name
+                ),
+                0,
+            )
+            for c in cases
+        ]
+        style = (
+            {"color": "0.3", "hatch": "//", "fill": False}
+            if name.startswith("roofline")
+            else {"color": colors[name]}
+        )
+        axis.bar(
+            [k + (i - len(names) / 2 + 0.5) * width for k in range(len(cases))],
+            values,
+            width,
+            label=name,
+            **style,
+        )
+    axis.set_xticks(range(len(cases)), cases, fontsize=8)
+    axis.set_ylabel("GB/s of the step's minimum traffic (20 B/element; 14 B bf16 with f32 state)")
+    device = REPORT["machine"]["device"]
+    axis.set_title(f"One optimizer step on {device}: medians of interleaved rounds")
+    axis.legend(fontsize=7, loc="upper left", ncol=2)
+    axis.grid(True, axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(ARGS.out / "gpu_check.png", dpi=110)
+    plt.close(fig)
+
+
+def main() -> None:
+    REPORT["machine"] = {
+        "device": torch.cuda.get_device_name(DEVICE)
+        if DEVICE.type == "cuda"
+        else "CPU (Triton interpreter)",
+        "torch": torch.__version__,
+        "triton": triton.__version__,
+        "python": sys.version.split()[0],
+    }
+    log(REPORT["machine"])
+    flat = [10**4] if ARGS.quick else [10**7, 10**8]
+    models = {"ResNet-50": resnet50_shapes(), "BERT-base": bert_base_shapes()}
+    if ARGS.quick:
+        models = {"three tensors": [(3, 5), (7,), (2, 3, 4)]}
+    sections: list[Callable[[], None]] = [check_exactness, check_optimizer_on_a_model, costs]
+    for n in flat:
+        sections.append(lambda n=n: bench(f"flat {n:.0e} float32", [(n,)], mixed=False))
+        sections.append(lambda n=n: bench(f"flat {n:.0e} bf16, f32 state", [(n,)], mixed=True))
+    for case, shapes in models.items():
+        sections.append(lambda c=case, s=shapes: bench(f"{c} float32", s, mixed=False))
+    bert = bert_base_shapes()
+    sections += [
+        lambda: memory("flat 1e8 float32, momentum + centered", [(10**8,)], True, False),
+        lambda: memory("flat 1e8 float32, momentum + centered", [(10**8,)], False, False),
+        lambda: memory("BERT-base bf16, f32 state, momentum + centered", bert, True, True),
+        lambda: memory("BERT-base bf16, f32 state, momentum + centered", bert, False, True),
+        sweep,
+        plot,
+    ]
+    failed = 0
+    for section in sections:  # one failing section must not cost the others' numbers
+        try:
+            section()
+        except Exception:
+            failed += 1
+            log(traceback.format_exc())
+        if DEVICE.type == "cuda":
+            torch.cuda.empty_cache()
+    save()
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()
