@@ -406,7 +406,7 @@ def costs() -> None:
     sync()
     REPORT["costs"]["triton kernel cold compile, s"] = time.perf_counter() - started
     # Host time of one step over 1,000 small tensors (what the Python side costs).
-    small = [(100,)] * 1000
+    small = [(100,)] * (50 if ARGS.quick else 1000)
     for name, make in (
         ("rmsprop.torch.RMSProp", lambda p: rmsprop.torch.RMSProp(p, preset="pytorch", lr=LR)),
         ("torch.optim.RMSprop (foreach)", lambda p: torch.optim.RMSprop(p, lr=LR, foreach=True)),
@@ -426,9 +426,24 @@ def costs() -> None:
             opt.step()
             samples.append(time.perf_counter() - started)
             sync()
-        REPORT["costs"][f"host time per step, 1000 tensors: {name}, us"] = (
+        REPORT["costs"][f"host time per step, {len(small)} tensors: {name}, us"] = (
             statistics.median(samples) * 1e6
         )
+    # Host time of one launch, through Triton's JIT and straight to the compiled kernel.
+    tiny = members([100], torch.float32, torch.float32, 7)
+    for fast in (False, True):
+        _triton.FAST_LAUNCH = fast
+        samples = []
+        for _ in range(ROUNDS):
+            started = time.perf_counter()
+            with np.errstate(all="ignore"):
+                _triton.update(tiny, hp)
+            samples.append(time.perf_counter() - started)
+            sync()
+        REPORT["costs"][f"host time per launch, {'direct' if fast else 'through the JIT'}, us"] = (
+            statistics.median(samples) * 1e6
+        )
+    _triton.FAST_LAUNCH = True
     log(f"   costs {json.dumps(REPORT['costs'], indent=1)}")
     save()
 
@@ -449,9 +464,9 @@ def sweep() -> None:
             )
         ]
         for chunk, block, warps in [
-            (1 << 14, 1 << 10, 4), (1 << 14, 1 << 10, 8), (1 << 14, 1 << 9, 4),
-            (1 << 14, 1 << 11, 8), (1 << 13, 1 << 10, 4), (1 << 16, 1 << 10, 4),
-            (1 << 16, 1 << 11, 8), (1 << 12, 1 << 10, 4), (1 << 12, 1 << 12, 8),
+            (1 << 14, 1 << 9, 4), (1 << 14, 1 << 10, 4), (1 << 14, 1 << 10, 8),
+            (1 << 14, 1 << 9, 2), (1 << 13, 1 << 9, 4), (1 << 12, 1 << 9, 4),
+            (1 << 15, 1 << 9, 4), (1 << 14, 1 << 8, 2), (1 << 14, 1 << 9, 8),
         ]:  # fmt: skip
             for float32 in (False, True):
 

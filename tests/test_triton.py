@@ -1,0 +1,338 @@
+"""The Triton kernel: under Triton's interpreter on CPU tensors, and compiled ahead of time.
+
+conftest.py sets TRITON_INTERPRET=1 before anything imports Triton, so the kernel
+runs here on CPU tensors. The interpreter is not the compiler (it has exact
+division and square root and never fuses multiply-adds); the ahead-of-time tests
+compile for sm_80 and sm_90 and read the machine code for what the interpreter
+cannot show. benchmarks/gpu_check.py repeats the comparisons on a GPU.
+"""
+
+import inspect
+import itertools
+import json
+import os
+import re
+import subprocess
+import sys
+import warnings
+import zlib
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("triton", reason="Triton is not installed")
+
+import rmsprop.torch  # noqa: E402
+from rmsprop import Hyperparameters, _accel, _rule, _triton  # noqa: E402
+from rmsprop.torch import _foreach_update  # noqa: E402
+
+# Large blocks: the interpreter runs a program's block as one NumPy operation.
+SMALL = {"chunk": 2048, "block": 1024}
+FLAGS = ("maximize", "centered", "eps_in_sqrt", "nesterov", "lr_in_momentum",
+         "decoupled_weight_decay", "momentum", "weight_decay")  # fmt: skip
+
+
+def every_option_combination():
+    for values in itertools.product((False, True), repeat=len(FLAGS)):
+        options = dict(zip(FLAGS, values, strict=True))
+        if options["nesterov"] and not options["momentum"]:
+            continue
+        options["momentum"] = 0.9 if options["momentum"] else 0.0
+        options["weight_decay"] = 0.1 if options["weight_decay"] else 0.0
+        yield options
+
+
+def members(sizes, p_dtype=torch.float32, s_dtype=torch.float32, seed=0):
+    """(param, grad, [square_avg, momentum_buffer, grad_avg]) with special values and layouts.
+
+    Every third tensor starts one element into its storage (not 16-byte aligned);
+    a transposed 2-D group is dense without being contiguous.
+    """
+    generator = torch.Generator().manual_seed(seed)
+
+    def make(n, offset, dtype, positive=False):
+        x = torch.randn(n + offset, generator=generator, dtype=torch.float64)
+        return (x.abs() * 0.1 if positive else x).to(dtype)[offset:]
+
+    out = []
+    for i, n in enumerate(sizes):
+        offset = 1 if i % 3 == 2 else 0
+        p, g = make(n, offset, p_dtype), make(n, offset, p_dtype)
+        if n >= 6:
+            g[:6] = torch.tensor([0.0, -0.0, float("inf"), float("nan"), 1e30, 1e-30])
+            p[6 % n] = float("-inf")
+        state = [
+            make(n, offset, s_dtype, positive=True),
+            make(n, offset, s_dtype),
+            make(n, offset, s_dtype),
+        ]
+        out.append((p, g, state))
+    p, g = (torch.randn(37, 19, generator=generator).to(p_dtype).t() for _ in range(2))
+    out.append((p, g, [torch.rand(37, 19, generator=generator).to(s_dtype).t() for _ in range(3)]))
+    return out
+
+
+def copies(group):
+    return [(p.clone(), g.clone(), [b.clone() for b in bs]) for p, g, bs in group]
+
+
+def assert_identical(ours, theirs):
+    for (p, _, bs), (q, _, cs) in zip(ours, theirs, strict=True):
+        for x, y in zip([p, *bs], [q, *cs], strict=True):
+            assert x.shape == y.shape and x.stride() == y.stride()
+            same = (x == y) | (x.isnan() & y.isnan())
+            assert bool(same.all()), f"{int((~same).sum())} of {x.numel()} differ"
+
+
+def run_both(hp, group, float32_arithmetic=False, **kernel_options):
+    """The kernel and the foreach path on copies of ``group``; both results."""
+    ours, theirs = group, copies(group)
+    with np.errstate(all="ignore"):  # the interpreter computes with NumPy
+        _triton.update(ours, hp, float32_arithmetic=float32_arithmetic, **(kernel_options or SMALL))
+    work = torch.float32 if float32_arithmetic else torch.float64
+    _foreach_update(theirs, hp, work)
+    return ours, theirs
+
+
+def test_the_rule_copy_was_checked_against_the_current_rule():
+    """_triton._rule spells out _rule.family_update again: revisit it when the rule changes.
+
+    After checking every line of _triton._rule against _rule.py (and running this
+    file), record the new value in _triton.RULE_CRC.
+    """
+    assert zlib.crc32(inspect.getsource(_rule).encode()) == _triton.RULE_CRC
+
+
+@pytest.mark.parametrize("options", list(every_option_combination()), ids=str)
+def test_every_option_combination_is_bit_identical_to_the_foreach_path(options):
+    hp = Hyperparameters.from_preset("pytorch", **options)
+    sizes = [0, 1, 3, 17, 1024, 2048 + 5, 5000]
+    for float32_arithmetic in (False, True):
+        ours, theirs = run_both(hp, members(sizes), float32_arithmetic)
+        assert_identical(ours, theirs)
+
+
+@pytest.mark.parametrize(
+    ("p_dtype", "s_dtype"),
+    [
+        (torch.float64, torch.float64),
+        (torch.float32, torch.float64),
+        (torch.bfloat16, torch.float32),
+        (torch.bfloat16, torch.bfloat16),
+        (torch.float16, torch.float32),
+        (torch.float16, torch.float16),
+    ],
+)
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"momentum": 0.9, "centered": True, "weight_decay": 0.1, "maximize": True}],
+    ids=["plain", "everything"],
+)
+def test_every_storage_dtype_is_rounded_once_as_the_foreach_path_rounds(p_dtype, s_dtype, options):
+    hp = Hyperparameters.from_preset("pytorch", **options)
+    ours, theirs = run_both(hp, members([0, 1, 17, 3000, 4099], p_dtype, s_dtype))
+    assert_identical(ours, theirs)
+
+
+def test_gradients_of_another_dtype_than_the_parameters():
+    hp = Hyperparameters.from_preset("pytorch", momentum=0.9)
+    group = members([100, 5000])
+    group = [(p, g.double(), bs) for p, g, bs in group]
+    ours, theirs = run_both(hp, group)
+    assert_identical(ours, theirs)
+
+
+def test_bfloat16_rounds_to_nearest_even_where_the_interpreter_would_truncate():
+    """bfloat16 results are rounded to nearest even, as torch rounds, not truncated."""
+    hp = Hyperparameters(lr=0.0, beta=0.0)  # cache = g * g, rounded once to bfloat16
+    g = torch.randn(1000, generator=torch.Generator().manual_seed(0)).to(torch.bfloat16)
+    p, v = torch.zeros(1000, dtype=torch.bfloat16), torch.zeros(1000, dtype=torch.bfloat16)
+    with np.errstate(all="ignore"):
+        _triton.update([(p, g, [v, None, None])], hp, **SMALL)
+    square = (g.double() * g.double()).float()
+    truncated = (square.view(torch.int32) >> 16).to(torch.int16).view(torch.bfloat16)
+    assert torch.equal(v, square.to(torch.bfloat16))
+    assert not torch.equal(v, truncated)  # the case above has teeth
+
+
+def test_the_optimizer_sends_dense_tensors_to_the_kernel(monkeypatch):
+    """rmsprop.torch.RMSProp with the kernel equals itself on the foreach path, bit for bit."""
+    calls = []
+    update = _triton.update
+    monkeypatch.setattr(
+        _triton, "update", lambda *a, **k: calls.append(1) or update(*a, **k, **SMALL)
+    )
+    monkeypatch.setattr(rmsprop.torch, "GPU_DEVICE_TYPES", ("cpu",))
+    previous = _accel.set_enabled(False)  # CPU tensors to Triton rather than to Numba
+    try:
+        results = []
+        for enabled in (True, False):
+            was = _accel.set_triton_enabled(enabled)
+            torch.manual_seed(0)
+            net = torch.nn.Sequential(
+                torch.nn.Conv2d(3, 4, 3), torch.nn.Flatten(), torch.nn.Linear(4 * 5 * 5, 2)
+            ).to(memory_format=torch.channels_last)
+            frozen = net[2].bias
+            opt = rmsprop.torch.RMSProp(
+                [{"params": [net[0].weight, net[0].bias], "momentum": 0.9},
+                 {"params": [net[2].weight, frozen], "centered": True}],
+                preset="pytorch", lr=1e-2,
+            )  # fmt: skip
+            x, y = torch.randn(8, 3, 7, 7).to(memory_format=torch.channels_last), torch.randn(8, 2)
+            with np.errstate(all="ignore"):
+                for step in range(5):
+                    opt.zero_grad()
+                    torch.nn.functional.mse_loss(net(x), y).backward()
+                    if step == 2:
+                        frozen.grad = None  # a parameter without a gradient this step
+                    opt.step()
+            results.append([p.detach().clone() for p in net.parameters()])
+            _accel.set_triton_enabled(was)
+    finally:
+        _accel.set_enabled(previous)
+    assert net[0].weight.is_contiguous(memory_format=torch.channels_last)
+    assert len(calls) == 10  # two groups, five steps, kernel on
+    for a, b in zip(*results, strict=True):
+        assert torch.equal(a, b)
+
+
+def test_what_the_kernel_does_not_take_goes_the_foreach_way():
+    can = rmsprop.torch._triton_can_update
+    dtypes = _triton.DTYPES
+    p, g = torch.zeros(4, 6), torch.zeros(4, 6)
+    state = [torch.zeros(4, 6), None, None]
+    assert can(dtypes, p, g, state)
+    assert can(dtypes, p.t(), g.t(), [state[0].t(), None, None])  # transposed, dense
+    assert not can(dtypes, p.t(), g, [state[0].t(), None, None])  # layouts differ
+    assert not can(dtypes, p[:, ::2], g[:, ::2], [state[0][:, ::2], None, None])  # gaps
+    assert not can(dtypes, p, g, [torch.zeros(24), None, None])  # state of another shape
+    assert not can(dtypes, p, g, [torch.zeros(4, 6), torch.zeros(4, 6, dtype=torch.float64), None])
+    assert not can(dtypes, p.to(torch.int32), g, state)
+    assert not can(dtypes, p, g, [None, None, None])
+
+
+def test_a_kernel_that_fails_turns_itself_off_once_and_the_step_still_happens(monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("no kernel image is available for execution on the device")
+
+    monkeypatch.setattr(_triton, "update", broken)
+    monkeypatch.setattr(rmsprop.torch, "GPU_DEVICE_TYPES", ("cpu",))
+    previous, was = _accel.set_enabled(False), _accel.set_triton_enabled(True)
+    try:
+        w = torch.nn.Parameter(torch.ones(3))
+        opt = rmsprop.torch.RMSProp([w], lr=0.1)
+        w.grad = torch.full((3,), 0.1)
+        with pytest.warns(RuntimeWarning, match="no kernel image"):
+            opt.step()
+        assert not _accel._triton_enabled
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            w.grad = torch.full((3,), 0.1)
+            opt.step()  # no second warning
+    finally:
+        _accel.set_enabled(previous)
+        _accel.set_triton_enabled(was)
+    assert torch.all(w < 1.0)
+
+
+def test_a_new_learning_rate_is_data_not_code():
+    """Hyperparameter values travel in a tensor; only options select a kernel."""
+    group = members([10])
+    a = Hyperparameters.from_preset("pytorch", lr=0.1)
+    b = Hyperparameters.from_preset("pytorch", lr=0.2, beta=0.5, eps=1e-3)
+    device = torch.device("cpu")
+    assert not torch.equal(_triton._hyper(a, device), _triton._hyper(b, device))
+    tables = _triton._tables(group, device, 1024)
+    assert tables is _triton._tables(group, device, 1024)  # cached by the addresses
+    assert tables.programs == 2  # the 10 elements and the transposed 37 x 19 tensor
+
+
+# --- compiled ahead of time, as for an A100 (sm_80) and an H100 (sm_90a) ---------------------
+# In a child process: the kernels of this process are interpreted ones.
+
+AOT_SCRIPT = r"""
+import json, subprocess, sys, tempfile
+from pathlib import Path
+import triton, triton.language as tl
+from triton.backends.compiler import GPUTarget
+from triton.backends.nvidia.compiler import get_ptxas
+from triton.compiler import ASTSource
+from rmsprop import _triton
+
+cases = {
+    "seed rule, float32, float64 arithmetic": {},
+    "everything, float32": {"MOMENTUM": True, "NESTEROV": True, "CENTERED": True,
+                            "DECAY": True, "MAXIMIZE": True, "EPS_IN_SQRT": True},
+    "bfloat16 with float32 state": {"P": tl.uint16, "G": tl.uint16, "MOMENTUM": True,
+                                    "CENTERED": True},
+    "float32 arithmetic": {"WORK": tl.float32, "MOMENTUM": True, "CENTERED": True},
+    "float64 data": {"P": tl.float64, "G": tl.float64, "S": tl.float64, "MOMENTUM": True},
+    "unaligned": {"ALIGNED": False},
+}
+kernel = _triton._family_kernel
+pointers = {"addresses": "*i64", "sizes": "*i64", "chunks": "*i64", "hyper": "*fp64"}
+signature = {name: pointers.get(name, "constexpr") for name in kernel.arg_names}
+out = {}
+for name, constants in cases.items():
+    values = {
+        "P": tl.float32, "G": tl.float32, "S": tl.float32, "WORK": tl.float64,
+        "MAXIMIZE": False, "CENTERED": False, "EPS_IN_SQRT": False, "NESTEROV": False,
+        "LR_IN_MOMENTUM": False, "DECOUPLED": False, "MOMENTUM": False, "DECAY": False,
+        "ALIGNED": True, "CHUNK_SIZE": _triton.CHUNK, "BLOCK_SIZE": _triton.BLOCK,
+    } | constants
+    attrs = {(i,): [["tt.divisibility", 16]] for i in range(4)}
+    for arch in (80, 90):
+        source = ASTSource(kernel, signature, constexprs=values, attrs=attrs)
+        options = {"num_warps": _triton.WARPS, "enable_fp_fusion": False}
+        ptx = triton.compile(source, target=GPUTarget("cuda", arch, 32), options=options).asm["ptx"]
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / "kernel.ptx"
+            path.write_text(ptx)
+            target = f"sm_{arch}" + ("a" if arch == 90 else "")
+            done = subprocess.run([get_ptxas(arch).path, f"-arch={target}", "-v", str(path),
+                                   "-o", "/dev/null"], capture_output=True, text=True, check=True)
+        work = "f32" if constants.get("WORK") == tl.float32 else "f64"
+        out[f"{name}, sm_{arch}"] = {"ptx": ptx, "ptxas": done.stdout + done.stderr,
+                                     "work": work, "aligned": constants.get("ALIGNED", True)}
+json.dump(out, sys.stdout)
+"""
+
+
+@pytest.fixture(scope="module")
+def compiled():
+    pytest.importorskip("triton.backends.nvidia.compiler")
+    env = {**os.environ, "TRITON_INTERPRET": "0"}
+    done = subprocess.run(
+        [sys.executable, "-c", AOT_SCRIPT],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout)
+
+
+AOT_CASES = [f"{case}, sm_{arch}" for case in (
+    "seed rule, float32, float64 arithmetic", "everything, float32", "bfloat16 with float32 state",
+    "float32 arithmetic", "float64 data", "unaligned") for arch in (80, 90)]  # fmt: skip
+
+
+@pytest.mark.parametrize("case", AOT_CASES)
+def test_compiled_kernel_is_exact_vectorized_and_does_not_spill(compiled, case):
+    found = compiled[case]
+    ptx, width = found["ptx"], found["work"]
+    assert re.search(rf"div\.rn\.{width}", ptx), "division must be correctly rounded"
+    assert re.search(rf"sqrt\.rn\.{width}", ptx), "square root must be correctly rounded"
+    assert not re.search(r"\b(div|sqrt|rcp|rsqrt)\.approx", ptx)
+    assert not re.search(r"\bfma\.", ptx), "no contracted multiply-adds"
+    # 16-byte loads: four 32-bit or two 64-bit values.
+    loads = re.findall(r"ld\.global(?:\.[a-z]+)*\.(?:v4\.[bfu]32|v2\.[bfu]64)", ptx)
+    if found["aligned"]:
+        assert loads, "aligned chunks load 16 bytes at a time"
+    else:
+        assert not loads, "unaligned tensors must not be told they are aligned"
+    report = found["ptxas"]
+    assert "0 bytes spill stores" in report and "0 bytes spill loads" in report, report
