@@ -34,6 +34,7 @@ import sys
 import tempfile
 import time
 import traceback
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,9 @@ if ON_CPU:  # before Triton is imported: kernels run on CPU tensors, interpreted
     os.environ["TRITON_INTERPRET"] = "1"
 # A cold Triton cache, so that compile times are first-use times.
 os.environ.setdefault("TRITON_CACHE_DIR", tempfile.mkdtemp(prefix="rmsprop-triton-"))
+
+# A kernel or launch path that turns itself off must fail this check, not hide in it.
+warnings.filterwarnings("error", message="rmsprop", category=RuntimeWarning)
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402

@@ -336,3 +336,43 @@ def test_compiled_kernel_is_exact_vectorized_and_does_not_spill(compiled, case):
         assert not loads, "unaligned tensors must not be told they are aligned"
     report = found["ptxas"]
     assert "0 bytes spill stores" in report and "0 bytes spill loads" in report, report
+
+
+def test_compiled_kernels_are_launched_directly_with_every_argument_in_order(monkeypatch):
+    """After the first launch, the compiled kernel's launcher gets a 3-D grid and every
+    argument of the kernel, constants included, in the order of its signature."""
+    launches = []
+
+    class Compiled:
+        def __getitem__(self, grid):
+            return lambda *args: launches.append((grid, args))
+
+    group = members([10])
+    hp = Hyperparameters.from_preset("pytorch")
+    monkeypatch.setattr(_triton, "_remember", lambda cache, key, value: None)
+    monkeypatch.setattr(_triton._compiled, "get", lambda key: Compiled())
+    _triton.update(group, hp, **SMALL)
+    ((grid, args),) = launches
+    assert grid == (2, 1, 1)
+    assert len(args) == len(_triton._family_kernel.arg_names)
+    assert args[-2:] == (SMALL["chunk"], SMALL["block"])
+
+
+def test_a_triton_whose_launcher_differs_falls_back_to_the_jit(monkeypatch):
+    class Refusing:
+        def __getitem__(self, grid):
+            def launch(*args):
+                raise IndexError("tuple index out of range")
+
+            return launch
+
+    monkeypatch.setattr(_triton, "FAST_LAUNCH", True)
+    monkeypatch.setattr(_triton._compiled, "get", lambda key: Refusing())
+    group, expected = members([10, 3000]), None
+    expected = copies(group)
+    hp = Hyperparameters.from_preset("pytorch", momentum=0.9)
+    with pytest.warns(RuntimeWarning, match="directly failed"), np.errstate(all="ignore"):
+        _triton.update(group, hp, **SMALL)
+    assert not _triton.FAST_LAUNCH
+    _foreach_update(expected, hp, torch.float64)
+    assert_identical(group, expected)  # applied once, by the JIT launch

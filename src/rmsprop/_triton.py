@@ -32,6 +32,7 @@ both round alike). Importing this module imports Triton.
 import collections
 import contextlib
 import threading
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
@@ -389,19 +390,40 @@ def update(
         tables.aligned, chunk, block,
     )  # fmt: skip
     args = (tables.addresses, tables.sizes, tables.chunks, _hyper(hp, device), *constants)
-    grid = (tables.programs,)
+    grid = (tables.programs, 1, 1)
     with torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext():
         key = (device, warps, *constants)
         compiled = _compiled.get(key) if FAST_LAUNCH else None
-        if compiled is not None:
-            compiled[grid](*args)
+        if compiled is not None and _launch_directly(compiled, grid, args):
             return
         compiled = _family_kernel[grid](*args, num_warps=warps, enable_fp_fusion=False)
         if isinstance(compiled, CompiledKernel):  # the interpreter returns none
             _remember(_compiled, key, compiled)
 
 
+def _launch_directly(compiled: Any, grid: tuple[int, int, int], args: tuple[Any, ...]) -> bool:
+    """Launch a kernel compiled before, without Triton's JIT; False if this Triton refuses.
+
+    The compiled kernel's launcher is not a public interface of Triton: where it
+    fails (before launching: it prepares its arguments first), direct launches
+    are turned off for the process with a warning and the JIT launches instead.
+    """
+    global FAST_LAUNCH  # noqa: PLW0603
+    try:
+        compiled[grid](*args)
+    except (TypeError, IndexError, ValueError, AttributeError, KeyError) as error:
+        FAST_LAUNCH = False
+        warnings.warn(
+            f"rmsprop: launching compiled Triton kernels directly failed ({error!r}); "
+            "launching through Triton's JIT from now on",
+            RuntimeWarning,
+            stacklevel=4,
+        )
+        return False
+    return True
+
+
 #: Launch compiled kernels directly after their first use, skipping the JIT's argument
-#: binding and cache lookup (measured on the GPU machine: see docs/gpu.md).
+#: binding and cache lookup (host time per launch measured by benchmarks/gpu_check.py).
 FAST_LAUNCH = True
 _compiled: "collections.OrderedDict[tuple[Any, ...], Any]" = collections.OrderedDict()
