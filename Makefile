@@ -4,6 +4,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 # torch 2.13.0 is a CPU build on this machine's disk; any other version downloads a CUDA build.
 TORCH ?= torch==2.13.0
+# The Triton that torch 2.13's CUDA build pins; here its kernels run under its interpreter
+# (`make test TRITON=` tests without it: those tests skip).
+TRITON ?= triton==3.7.1
 
 .PHONY: demo test lint typecheck pytest bench clean
 
@@ -16,7 +19,7 @@ $(VENV)/.demo-installed: pyproject.toml | $(BIN)/python
 
 $(VENV)/.test-installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet "$(TORCH)"
-	$(BIN)/python -m pip install --quiet -e ".[test,torch,jax,demo]"
+	$(BIN)/python -m pip install --quiet -e ".[test,torch,jax,demo]" $(if $(TRITON),"$(TRITON)")
 	touch $@ $(VENV)/.demo-installed
 
 demo: $(VENV)/.demo-installed

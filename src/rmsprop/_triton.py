@@ -47,10 +47,10 @@ from rmsprop._options import Hyperparameters
 #: The CRC-32 of ``_rule.py`` that :func:`_rule` was last checked against.
 RULE_CRC: Final = 733738957
 #: Elements per program (one row of the chunk table).
-CHUNK: Final = 1 << 14
-#: Elements per block within a chunk. Measured on an H200 at 10^8 elements (chunk, block,
-#: warps): 512 with 4 warps moved 3.90 TB/s in float32 and 3.65 in bfloat16 with float32
-#: state, against 3.77 and 2.41 for 1024 (benchmarks/gpu_check.py, its sweep).
+CHUNK: Final = 1 << 13
+#: Elements per block within a chunk. Chunk, block and warps were measured on an H200 at
+#: 10^8 elements (benchmarks/gpu_check.py, its sweep): 8,192, 512 and 4 moved 4.00 TB/s in
+#: float32 and 3.66 TB/s for bfloat16 with float32 state; 16,384, 1,024 and 4: 3.77 and 2.41.
 BLOCK: Final = 1 << 9
 #: Warps per program.
 WARPS: Final = 4
