@@ -159,10 +159,8 @@ def test_bfloat16_rounds_to_nearest_even_where_the_interpreter_would_truncate():
 def test_the_optimizer_sends_dense_tensors_to_the_kernel(monkeypatch):
     """rmsprop.torch.RMSProp with the kernel equals itself on the foreach path, bit for bit."""
     calls = []
-    update = _triton.update
-    monkeypatch.setattr(
-        _triton, "update", lambda *a, **k: calls.append(1) or update(*a, **k, **SMALL)
-    )
+    launch = _triton.Launch.__call__
+    monkeypatch.setattr(_triton.Launch, "__call__", lambda *a: calls.append(1) or launch(*a))
     monkeypatch.setattr(rmsprop.torch, "GPU_DEVICE_TYPES", ("cpu",))
     previous = _accel.set_enabled(False)  # CPU tensors to Triton rather than to Numba
     try:
@@ -238,14 +236,26 @@ def test_a_kernel_that_fails_turns_itself_off_once_and_the_step_still_happens(mo
 
 def test_a_new_learning_rate_is_data_not_code():
     """Hyperparameter values travel in a tensor; only options select a kernel."""
-    group = members([10])
     a = Hyperparameters.from_preset("pytorch", lr=0.1)
     b = Hyperparameters.from_preset("pytorch", lr=0.2, beta=0.5, eps=1e-3)
     device = torch.device("cpu")
     assert not torch.equal(_triton._hyper(a, device), _triton._hyper(b, device))
-    tables = _triton._tables(group, device, 1024)
-    assert tables is _triton._tables(group, device, 1024)  # cached by the addresses
-    assert tables.programs == 2  # the 10 elements and the transposed 37 x 19 tensor
+    assert _triton._options(a) == _triton._options(b)
+
+
+def test_a_launch_is_kept_and_only_moved_gradients_are_uploaded_again():
+    group = members([10, 0])
+    hp = Hyperparameters.from_preset("pytorch")
+    _triton._launches.clear()
+    with np.errstate(all="ignore"):
+        _triton.update(group, hp, **SMALL)
+        _triton.update(group, hp.replace(lr=0.5), **SMALL)
+        (launch,) = _triton._launches.values()
+        assert launch.grid == (2, 1, 1)  # the 10 elements and the transposed 37 x 19 tensor
+        assert len(launch._addresses) == 1
+        moved = [(p, g.clone(), bs) for p, g, bs in group]
+        _triton.update(moved, hp, **SMALL)
+    assert len(_triton._launches) == 1 and len(launch._addresses) == 2
 
 
 # --- compiled ahead of time, as for an A100 (sm_80) and an H100 (sm_90a) ---------------------
@@ -376,3 +386,87 @@ def test_a_triton_whose_launcher_differs_falls_back_to_the_jit(monkeypatch):
     assert not _triton.FAST_LAUNCH
     _foreach_update(expected, hp, torch.float64)
     assert_identical(group, expected)  # applied once, by the JIT launch
+
+
+def scenario(change, triton_on, runs):
+    """Four steps of a small channels_last CNN; ``change`` applied before the third."""
+    was = _accel.set_triton_enabled(triton_on)
+    try:
+        torch.manual_seed(0)
+        net = torch.nn.Sequential(
+            torch.nn.Conv2d(2, 3, 3), torch.nn.Flatten(), torch.nn.Linear(3 * 3 * 3, 2)
+        ).to(memory_format=torch.channels_last)
+        momentum = {"momentum": 0.9} if change != "options" else {}
+        opt = rmsprop.torch.RMSProp(net.parameters(), preset="pytorch", lr=1e-2, **momentum)
+        schedule = torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5)
+        x, y = torch.randn(4, 2, 5, 5).to(memory_format=torch.channels_last), torch.randn(4, 2)
+        weight = net[0].weight
+        with np.errstate(all="ignore"):
+            for step in range(4):
+                opt.zero_grad()
+                torch.nn.functional.mse_loss(net(x), y).backward()
+                if step == 2:
+                    if change == "state replaced":
+                        opt.state[weight]["square_avg"] = opt.state[weight]["square_avg"].clone()
+                    elif change == "param data replaced":
+                        weight.data = weight.data.clone(memory_format=torch.channels_last)
+                    elif change == "gradient of another layout":
+                        weight.grad = weight.grad.contiguous()
+                    elif change == "no gradient":
+                        net[2].bias.grad = None
+                    elif change == "options":
+                        opt.param_groups[0]["momentum"] = 0.5
+                before = len(runs)
+                opt.step()
+                schedule.step()
+                used = len(runs) > before
+                # Step 1 reuses step 0's plan; a change drops it at step 2; step 3 reuses
+                # step 2's new plan, except after a step that had to leave the kernel
+                # (a gradient of another layout) or that lacked a gradient.
+                transient = change in ("gradient of another layout", "no gradient")
+                expected = {1: True, 2: change == "nothing", 3: not transient}
+                if triton_on and step >= 1:
+                    assert used == expected[step], (step, change)
+        return [p.detach().clone() for p in net.parameters()]
+    finally:
+        _accel.set_triton_enabled(was)
+
+
+@pytest.mark.parametrize(
+    "change",
+    ["nothing", "state replaced", "param data replaced", "gradient of another layout",
+     "no gradient", "options"],
+)  # fmt: skip
+def test_a_group_plan_is_reused_until_what_it_rests_on_changes(change, monkeypatch):
+    """After the first step a group's launches are kept (its plan) and reused while its
+    tensors stay as they were; any change sends the step down the general path, and
+    the numbers are those of the foreach path throughout."""
+    runs = []
+    run = rmsprop.torch._Plan.run
+    monkeypatch.setattr(rmsprop.torch._Plan, "run", lambda *a: runs.append(1) or run(*a))
+    monkeypatch.setattr(rmsprop.torch, "GPU_DEVICE_TYPES", ("cpu",))
+    previous = _accel.set_enabled(False)
+    try:
+        ours = scenario(change, True, runs)
+        theirs = scenario(change, False, runs)
+    finally:
+        _accel.set_enabled(previous)
+    for a, b in zip(ours, theirs, strict=True):
+        assert torch.equal(a, b)
+
+
+def test_a_state_of_the_wrong_size_is_refused_not_written_past(monkeypatch):
+    monkeypatch.setattr(rmsprop.torch, "GPU_DEVICE_TYPES", ("cpu",))
+    previous = _accel.set_enabled(False)
+    try:
+        w = torch.nn.Parameter(torch.ones(4, 6))
+        opt = rmsprop.torch.RMSProp([w], lr=0.1)
+        for _ in range(2):
+            w.grad = torch.ones(4, 6)
+            with np.errstate(all="ignore"):
+                opt.step()
+        opt.state[w]["square_avg"] = torch.zeros(24)
+        with pytest.raises(RuntimeError):
+            opt.step()
+    finally:
+        _accel.set_enabled(previous)

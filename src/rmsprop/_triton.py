@@ -34,7 +34,6 @@ import contextlib
 import threading
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any, Final
 
 import torch
@@ -260,22 +259,8 @@ def _family_kernel(  # type: ignore[no-untyped-def]
 Member = tuple[torch.Tensor, torch.Tensor, Sequence[torch.Tensor | None]]
 
 
-@dataclass(frozen=True)
-class _Tables:
-    """The launch's tables on the device, in one int64 tensor."""
-
-    addresses: torch.Tensor
-    sizes: torch.Tensor
-    chunks: torch.Tensor
-    aligned: bool
-
-    @property
-    def programs(self) -> int:
-        return self.chunks.numel() // 2
-
-
 _KEPT: Final = 16
-_tables_cache: "collections.OrderedDict[tuple[Any, ...], _Tables]" = collections.OrderedDict()
+_launches: "collections.OrderedDict[tuple[Any, ...], Launch]" = collections.OrderedDict()
 _hyper_cache: "collections.OrderedDict[tuple[Any, ...], torch.Tensor]" = collections.OrderedDict()
 _cache_lock = threading.Lock()
 
@@ -294,45 +279,102 @@ def _upload(values: torch.Tensor, device: torch.device) -> torch.Tensor:
     return values.to(device)
 
 
-def _tables(members: Sequence[Member], device: torch.device, chunk: int) -> _Tables | None:
-    """The address, size and chunk tables of ``members``; cached by their addresses."""
-    addresses: list[int] = []
-    sizes: list[int] = []
-    for p, g, (v, b, a) in members:
-        n = p.numel()
-        if n == 0:
-            continue
-        base = p.data_ptr()
-        addresses += (
-            base,
-            g.data_ptr(),
-            v.data_ptr(),  # type: ignore[union-attr]
-            base if b is None else b.data_ptr(),
-            base if a is None else a.data_ptr(),
+def _options(hp: Hyperparameters) -> tuple[bool, ...]:
+    """The options that select a kernel, in the order of its signature."""
+    return (
+        hp.maximize, hp.centered, hp.eps_in_sqrt, hp.nesterov, hp.lr_in_momentum,
+        hp.decoupled_weight_decay, hp.momentum != 0.0, hp.weight_decay != 0.0,
+    )  # fmt: skip
+
+
+class Launch:
+    """One launch of the kernel over fixed tensors, whose gradients may move between calls.
+
+    Built once for a list of members of at least one element (the parameters,
+    their state buffers and, for dtype and layout, one gradient each); called
+    with the gradients of the moment and the hyperparameters, whose options must
+    be those it was built for. The size and chunk tables go to the device once;
+    the address table again only when a gradient's address changes.
+    """
+
+    def __init__(
+        self,
+        members: Sequence[Member],
+        hp: Hyperparameters,
+        *,
+        float32_arithmetic: bool = False,
+        chunk: int = CHUNK,
+        block: int = BLOCK,
+        warps: int = WARPS,
+    ) -> None:
+        p, g, buffers = members[0]
+        state_dtype = next(b.dtype for b in buffers if b is not None)
+        self.device = p.device
+        self.options = self.options_of(hp)
+        self._rows: list[int] = []  # per member: p, g (0 until called), v, b, a
+        sizes: list[int] = []
+        for p, _, (v, b, a) in members:
+            base = p.data_ptr()
+            self._rows += (
+                base,
+                0,
+                v.data_ptr(),  # type: ignore[union-attr]
+                base if b is None else b.data_ptr(),
+                base if a is None else a.data_ptr(),
+            )
+            sizes.append(p.numel())
+        self._aligned = all(address % ALIGNMENT == 0 for address in self._rows)
+        counts = torch.tensor(sizes, dtype=torch.int64).add_(chunk - 1).floor_divide_(chunk)
+        owner = torch.repeat_interleave(torch.arange(len(sizes)), counts)
+        firsts = torch.cumsum(counts, 0) - counts
+        starts = (torch.arange(owner.numel()) - firsts[owner]) * chunk
+        chunks = torch.stack([owner, starts], dim=1).reshape(-1)
+        static = _upload(torch.cat([torch.tensor(sizes, dtype=torch.int64), chunks]), self.device)
+        self._sizes, self._chunks = static[: len(sizes)], static[len(sizes) :]
+        self.grid = (owner.numel(), 1, 1)
+        float32 = float32_arithmetic and p.dtype == g.dtype == state_dtype == torch.float32
+        self._dtypes = (
+            _STORAGE[p.dtype], _STORAGE[g.dtype], _STORAGE[state_dtype],
+            tl.float32 if float32 else tl.float64,
+        )  # fmt: skip
+        self._sizing = (chunk, block)
+        self._warps = warps
+        self._addresses: collections.OrderedDict[tuple[int, ...], tuple[torch.Tensor, bool]] = (
+            collections.OrderedDict()
         )
-        sizes.append(n)
-    if not sizes:
-        return None
-    key = (device, chunk, *addresses, *sizes)
-    found = _tables_cache.get(key)
-    if found is not None:
-        return found
-    counts = torch.tensor(sizes, dtype=torch.int64).add_(chunk - 1).floor_divide_(chunk)
-    owner = torch.repeat_interleave(torch.arange(len(sizes)), counts)
-    firsts = torch.cumsum(counts, 0) - counts
-    starts = (torch.arange(owner.numel()) - firsts[owner]) * chunk
-    chunks = torch.stack([owner, starts], dim=1).reshape(-1)
-    table = torch.cat([torch.tensor(addresses, dtype=torch.int64), torch.tensor(sizes), chunks])
-    table = _upload(table, device)
-    t = len(sizes)
-    tables = _Tables(
-        addresses=table[: 5 * t],
-        sizes=table[5 * t : 6 * t],
-        chunks=table[6 * t :],
-        aligned=all(address % ALIGNMENT == 0 for address in addresses),
-    )
-    _remember(_tables_cache, key, tables)
-    return tables
+
+    @staticmethod
+    def options_of(hp: Hyperparameters) -> tuple[bool, ...]:
+        """The options that select a kernel (the same for all values of lr, beta, ...)."""
+        return _options(hp)
+
+    def __call__(self, grads: Sequence[torch.Tensor], hp: Hyperparameters) -> None:
+        """One step: ``grads[i]`` is the gradient of member i, of the dtype and layout built for."""
+        pointers = tuple(g.data_ptr() for g in grads)
+        found = self._addresses.get(pointers)
+        if found is None:
+            rows = list(self._rows)
+            rows[1::5] = pointers
+            aligned = self._aligned and all(address % ALIGNMENT == 0 for address in pointers)
+            found = (_upload(torch.tensor(rows, dtype=torch.int64), self.device), aligned)
+            _remember(self._addresses, pointers, found)  # a few layouts of the gradients
+        addresses, aligned = found
+        constants = (*self._dtypes, *self.options, aligned, *self._sizing)
+        args = (addresses, self._sizes, self._chunks, _hyper(hp, self.device), *constants)
+        with (
+            torch.cuda.device(self.device)
+            if self.device.type == "cuda"
+            else contextlib.nullcontext()
+        ):
+            key = (self.device, self._warps, *constants)
+            compiled = _compiled.get(key) if FAST_LAUNCH else None
+            if compiled is not None and _launch_directly(compiled, self.grid, args):
+                return
+            compiled = _family_kernel[self.grid](
+                *args, num_warps=self._warps, enable_fp_fusion=False
+            )
+            if isinstance(compiled, CompiledKernel):  # the interpreter returns none
+                _remember(_compiled, key, compiled)
 
 
 def _hyper(hp: Hyperparameters, device: torch.device) -> torch.Tensor:
@@ -368,37 +410,29 @@ def update(
     Every member holds tensors of the parameter's shape, dense and of one layout
     (the caller checks: ``rmsprop.torch._triton_can_update``), and shares the first
     one's device and dtypes (parameter, gradient, state); buffers that the options
-    use are given.
-    ``chunk`` and ``block`` (powers of two, ``block`` dividing ``chunk``) and
-    ``warps`` set the work of one program; tests under Triton's interpreter use
-    large blocks.
+    use are given. ``chunk`` and ``block`` (powers of two, ``block`` dividing
+    ``chunk``) and ``warps`` set the work of one program; tests under Triton's
+    interpreter use large blocks. The :class:`Launch` is kept for the next call
+    over the same tensors.
     """
+    members = [m for m in members if m[0].numel()]
     if not members:
         return
     p, g, buffers = members[0]
+    fixed = [t.data_ptr() if t is not None else 0 for p, _, bs in members for t in (p, *bs)]
     state_dtype = next(b.dtype for b in buffers if b is not None)
-    device = p.device
-    tables = _tables(members, device, chunk)
-    if tables is None:
-        return
-    float32 = float32_arithmetic and p.dtype == g.dtype == state_dtype == torch.float32
-    constants = (
-        _STORAGE[p.dtype], _STORAGE[g.dtype], _STORAGE[state_dtype],
-        tl.float32 if float32 else tl.float64,
-        hp.maximize, hp.centered, hp.eps_in_sqrt, hp.nesterov, hp.lr_in_momentum,
-        hp.decoupled_weight_decay, hp.momentum != 0.0, hp.weight_decay != 0.0,
-        tables.aligned, chunk, block,
+    key = (
+        p.device, p.dtype, g.dtype, state_dtype, float32_arithmetic, chunk, block, warps,
+        _options(hp), *fixed, *(m[0].numel() for m in members),
     )  # fmt: skip
-    args = (tables.addresses, tables.sizes, tables.chunks, _hyper(hp, device), *constants)
-    grid = (tables.programs, 1, 1)
-    with torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext():
-        key = (device, warps, *constants)
-        compiled = _compiled.get(key) if FAST_LAUNCH else None
-        if compiled is not None and _launch_directly(compiled, grid, args):
-            return
-        compiled = _family_kernel[grid](*args, num_warps=warps, enable_fp_fusion=False)
-        if isinstance(compiled, CompiledKernel):  # the interpreter returns none
-            _remember(_compiled, key, compiled)
+    launch = _launches.get(key)
+    if launch is None:
+        launch = Launch(
+            members, hp, float32_arithmetic=float32_arithmetic, chunk=chunk, block=block,
+            warps=warps,
+        )  # fmt: skip
+        _remember(_launches, key, launch)
+    launch([g for _, g, _ in members], hp)
 
 
 def _launch_directly(compiled: Any, grid: tuple[int, int, int], args: tuple[Any, ...]) -> bool:

@@ -97,6 +97,7 @@ class RMSProp(Optimizer):
             "state_dtype": state_dtype,
             "float32_arithmetic": float32_arithmetic,
         }
+        self._plans: dict[int, _Plan] = {}  # by group index: see _Plan
         super().__init__(params, defaults)
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
@@ -125,20 +126,35 @@ class RMSProp(Optimizer):
             with torch.enable_grad():
                 loss = closure()
         gathered = []
-        for group in self.param_groups:
+        plans: list[tuple[_Plan, list[torch.Tensor]] | None] = []
+        for index, group in enumerate(self.param_groups):
             hp = _group_hyperparameters(group)
             params = [p for p in group["params"] if p.grad is not None]
             if any(p.grad.is_sparse for p in params):
                 raise RuntimeError("rmsprop.torch.RMSProp does not support sparse gradients")
+            plan = self._plans.get(index)
+            grads = None if plan is None else plan.gradients(group, params, hp, self.state)
+            plans.append(None if plan is None or grads is None else (plan, grads))
             gathered.append((hp, group, params))
         work = []
-        for hp, group, params in gathered:
-            state_dtype, float32_arithmetic = group["state_dtype"], group["float32_arithmetic"]
-            for p in params:
-                work.append((p, hp, self._state_for(p, hp, state_dtype), float32_arithmetic))
+        for (hp, group, params), planned in zip(gathered, plans, strict=True):
+            if planned is None:
+                state_dtype, float32_arithmetic = group["state_dtype"], group["float32_arithmetic"]
+                for p in params:
+                    work.append((p, hp, self._state_for(p, hp, state_dtype), float32_arithmetic))
         if work:  # one call for every step counter, not one per parameter
             torch._foreach_add_([state["step"] for _, _, state, _ in work], 1.0)
+        for (hp, _, _), planned in zip(gathered, plans, strict=True):
+            if planned is not None:
+                planned[0].run(planned[1], hp)
         _update(work)
+        for index, ((hp, group, params), planned) in enumerate(zip(gathered, plans, strict=True)):
+            if planned is None and params:
+                plan = _Plan.build(group, params, hp, self.state)
+                if plan is None:
+                    self._plans.pop(index, None)
+                else:
+                    self._plans[index] = plan
         return loss
 
     def state_dict(self) -> dict[str, Any]:
@@ -193,13 +209,132 @@ class RMSProp(Optimizer):
             return cast(dict[str, Any], state)  # every step but the first
         dtype = _state_dtype(p, state_dtype)
         if not state:
-            state["step"] = torch.tensor(0.0, dtype=torch.float32)
+            # On the GPU the counters stay there (as with torch's fused and capturable
+            # optimizers): one launch steps them all, where CPU counters cost a
+            # dispatch each.
+            where = p.device if p.is_cuda else None
+            state["step"] = torch.tensor(0.0, dtype=torch.float32, device=where)
             state["square_avg"] = _filled(p, dtype, hp.initial_cache)
         if hp.momentum and "momentum_buffer" not in state:
             state["momentum_buffer"] = _filled(p, dtype, 0.0)
         if hp.centered and "grad_avg" not in state:
             state["grad_avg"] = _filled(p, dtype, 0.0)
         return cast(dict[str, Any], state)
+
+
+class _Plan:
+    """A param group's step on the Triton kernel, kept while nothing it rests on changed.
+
+    Built after a step that sent every parameter of the group with a gradient to
+    the Triton kernel. A later step reuses it, skipping the per-parameter
+    classification, when the group is the same dict with the same parameters
+    having gradients and options of the same kind, and every parameter is still
+    the tensor it was (address, shape, dtype), its state buffers the same tensors,
+    and its gradient of its dtype and layout; anything else takes the general
+    path, which builds a new plan. Only the gradients' addresses may change.
+    """
+
+    __slots__ = ("entries", "group", "launches", "options", "params", "steps")
+
+    def __init__(
+        self,
+        group: dict[str, Any],
+        params: list[torch.Tensor],
+        options: tuple[Any, ...],
+        entries: list[tuple[Any, ...]],
+        launches: list[tuple[Any, list[int] | None]],
+        steps: list[list[torch.Tensor]],
+    ) -> None:
+        self.group, self.params, self.options = group, params, options
+        self.entries, self.launches, self.steps = entries, launches, steps
+
+    @classmethod
+    def build(
+        cls,
+        group: dict[str, Any],
+        params: list[torch.Tensor],
+        hp: Hyperparameters,
+        states: Any,
+    ) -> "_Plan | None":
+        """The plan of a group whose every parameter the kernel takes, or None."""
+        triton = _accel.triton()
+        if triton is None:
+            return None
+        float32_arithmetic = group["float32_arithmetic"]
+        entries = []
+        members: dict[tuple[Any, ...], list[int]] = {}
+        steps: dict[torch.device, list[torch.Tensor]] = {}
+        for i, p in enumerate(params):
+            state, g = states[p], cast(torch.Tensor, p.grad)
+            buffers = [state.get(key) for key in STATE_KEYS]
+            if (
+                type(p) not in _PLAIN
+                or p.is_complex()
+                or ("cuda" if p.is_cuda else p.device.type) not in GPU_DEVICE_TYPES
+                or not _triton_can_update(triton.DTYPES, p, g, buffers)
+            ):
+                return None
+            stride = None if p.is_contiguous() else p.stride()
+            entries.append((p.data_ptr(), p.shape, p.dtype, g.dtype, stride, *buffers))
+            if p.numel():
+                key = (p.device, p.dtype, g.dtype, buffers[0].dtype)
+                members.setdefault(key, []).append(i)
+            steps.setdefault(state["step"].device, []).append(state["step"])
+        launches = []
+        for indices in members.values():
+            launch = triton.Launch(
+                [(params[i], params[i].grad, [*entries[i][5:]]) for i in indices],
+                hp,
+                float32_arithmetic=float32_arithmetic,
+            )
+            launches.append((launch, None if len(indices) == len(params) else indices))
+        options = (triton.Launch.options_of(hp), float32_arithmetic)
+        return cls(group, params, options, entries, launches, list(steps.values()))
+
+    def gradients(
+        self, group: dict[str, Any], params: list[torch.Tensor], hp: Hyperparameters, states: Any
+    ) -> list[torch.Tensor] | None:
+        """The gradients of ``params`` if this plan still holds for them, else None."""
+        if group is not self.group or len(params) != len(self.params):
+            return None
+        triton = _accel.triton()
+        if triton is None or self.options != (
+            triton.Launch.options_of(hp),
+            group["float32_arithmetic"],
+        ):
+            return None
+        grads = []
+        for p, q, (address, shape, dtype, grad_dtype, stride, v, b, a) in zip(
+            params, self.params, self.entries, strict=True
+        ):
+            g = cast(torch.Tensor, p.grad)
+            state = states[p]
+            if (
+                p is not q
+                or p.data_ptr() != address
+                or p.dtype != dtype
+                or p.shape != shape
+                or type(g) not in _PLAIN
+                or g.dtype != grad_dtype
+                or not (
+                    p.is_contiguous() and g.is_contiguous()
+                    if stride is None
+                    else p.stride() == stride and g.stride() == stride
+                )
+                or state.get("square_avg") is not v
+                or state.get("momentum_buffer") is not b
+                or state.get("grad_avg") is not a
+            ):
+                return None
+            grads.append(g)
+        return grads
+
+    def run(self, grads: list[torch.Tensor], hp: Hyperparameters) -> None:
+        """The step: counters, then one launch per (device, dtypes)."""
+        for steps in self.steps:
+            torch._foreach_add_(steps, 1.0)
+        for launch, indices in self.launches:
+            launch(grads if indices is None else [grads[i] for i in indices], hp)
 
 
 def _scalar(value: object) -> object:
