@@ -39,9 +39,12 @@ class RMSProp(Optimizer):
     reproduce a framework (see :data:`rmsprop.PRESETS`), explicit options
     override it, and param groups may set any option of their own. Values
     are computed in float64 (float32 on devices without float64) and
-    rounded once into the parameters and the state: by the fused kernels for
-    CPU float32/float64 tensors, by ``torch._foreach_*`` operations grouped by
-    device and dtype elsewhere (other devices, DTensors, float16/bfloat16).
+    rounded once into the parameters and the state: by the fused Numba kernels
+    for CPU float32/float64 tensors, by the fused Triton kernel for dense CUDA
+    tensors (one launch per group of options, device and dtypes), and by
+    ``torch._foreach_*`` operations on bounded slices elsewhere (other devices
+    and layouts, CPU float16/bfloat16, CUDA without Triton). DTensors laid out
+    alike are updated shard by shard.
 
     Switching from ``torch.optim.RMSprop(params, lr, alpha=a, ...)`` to
     ``RMSProp(params, preset="pytorch", lr=lr, beta=a, ...)`` changes no
@@ -257,6 +260,9 @@ class _Plan:
         states: Any,
     ) -> "_Plan | None":
         """The plan of a group whose every parameter the kernel takes, or None."""
+        first = params[0]
+        if ("cuda" if first.is_cuda else first.device.type) not in GPU_DEVICE_TYPES:
+            return None  # CPU training never imports Triton
         triton = _accel.triton()
         if triton is None:
             return None
@@ -367,10 +373,6 @@ def _filled(p: torch.Tensor, dtype: torch.dtype, value: float) -> torch.Tensor:
     if value:
         (torch.view_as_real(buffer) if buffer.is_complex() else buffer).fill_(value)
     return buffer
-
-
-def _real_view(t: torch.Tensor) -> torch.Tensor:
-    return torch.view_as_real(t) if t.is_complex() else t
 
 
 Member = tuple[torch.Tensor, torch.Tensor, list[Any]]
