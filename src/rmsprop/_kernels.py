@@ -214,6 +214,7 @@ def seed(
     p_out: NDArray | None = None, v_out: NDArray | None = None,
 ) -> None:  # fmt: skip
     """The seed's step over 1-D float32/float64 arrays, in place or into ``p_out``, ``v_out``."""
+    _check_sizes(p.size, g, v, p_out, v_out)
     args: tuple[Any, ...]
     if p_out is None or v_out is None:
         if p.size < PARALLEL_MIN:  # the small in-place step: the shortest way to its kernel
@@ -246,6 +247,14 @@ def _launch(kernel: Any, *args: Any) -> None:
             _layer = numba.threading_layer()  # type: ignore[attr-defined]
 
 
+def _check_sizes(size: int, *arrays: NDArray | None) -> None:
+    """Raise unless every array given has ``size`` elements: compiled loops do not check
+    bounds, so this is what keeps them inside their arrays."""
+    for array in arrays:
+        if array is not None and array.size != size:
+            raise ValueError(f"kernel arrays must all have {size} elements, one has {array.size}")
+
+
 def flat(array: NDArray) -> NDArray | None:
     """A 1-D view of ``array`` in C order, or None when that would need a copy."""
     if array.ndim == 1:
@@ -270,9 +279,10 @@ def update(
     ``p``, ``v`` (and ``b``, the momentum buffer, when momentum is on; ``a``, the
     gradient average, when centered) share one dtype of :data:`DTYPES`; ``g``
     is float32 or float64. ``float32_arithmetic`` computes float32 data in
-    float32 instead of float64: faster, less exact. The caller checks shapes,
-    dtypes and memory overlap.
+    float32 instead of float64: faster, less exact. Sizes are checked here
+    (``ValueError``); the caller checks dtypes and memory overlap.
     """
+    _check_sizes(p.size, g, v, b, a)
     parallel = p.size >= PARALLEL_MIN
     float32 = float32_arithmetic and p.dtype == np.float32 and g.dtype == np.float32
     args = (

@@ -144,7 +144,9 @@ class RMSProp(Optimizer):
             if planned is None:
                 state_dtype, float32_arithmetic = group["state_dtype"], group["float32_arithmetic"]
                 for p in params:
-                    work.append((p, hp, self._state_for(p, hp, state_dtype), float32_arithmetic))
+                    state = self._state_for(p, hp, state_dtype)
+                    _check_state_shapes(p, state)
+                    work.append((p, hp, state, float32_arithmetic))
         if work:  # one call for every step counter, not one per parameter
             torch._foreach_add_([state["step"] for _, _, state, _ in work], 1.0)
         for (hp, _, _), planned in zip(gathered, plans, strict=True):
@@ -174,18 +176,30 @@ class RMSProp(Optimizer):
         return state_dict
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Load a checkpoint of this optimizer or of ``torch.optim.RMSprop``."""
+        """Load a checkpoint of this optimizer or of ``torch.optim.RMSprop``.
+
+        Everything is checked before anything changes: the options of every group,
+        and the shape of every state buffer against its parameter. Options that a
+        checkpoint lacks (written before they existed, e.g. ``maximize`` by torch
+        before 1.13) take their defaults, and a ``step`` saved as a number (older
+        torch) becomes a tensor, as ``torch.optim.RMSprop`` loads them.
+        """
         groups = []
         for saved, current in zip(state_dict["param_groups"], self.param_groups, strict=False):
             group = {k: v for k, v in saved.items() if k not in TORCH_ONLY_KEYS}
             if "beta" not in saved and "alpha" in saved:  # torch.optim.RMSprop's checkpoint
                 group |= TORCH_RULE | {"beta": saved["alpha"]}
+            for name, default in _OPTION_DEFAULTS.items():
+                group.setdefault(name, default)
             group.setdefault("state_dtype", current["state_dtype"])
             group.setdefault("float32_arithmetic", current["float32_arithmetic"])
             groups.append(group)
         for group in groups:
             _group_hyperparameters(group)
-        super().load_state_dict({**state_dict, "param_groups": groups})
+        state = {index: dict(values) for index, values in state_dict["state"].items()}
+        self._check_saved_state(groups, state)
+        self._plans.clear()
+        super().load_state_dict({**state_dict, "param_groups": groups, "state": state})
         # The base class casts floating state to each parameter's dtype: keep the
         # state_dtype of groups that have one, from the checkpoint's own values.
         saved_state = state_dict["state"]
@@ -197,6 +211,42 @@ class RMSProp(Optimizer):
                     if key in STATE_KEYS:
                         self.state[p][key] = value.to(
                             p.device, _state_dtype(p, group["state_dtype"])
+                        )
+
+    def _check_saved_state(
+        self, groups: list[dict[str, Any]], state: dict[Any, dict[str, Any]]
+    ) -> None:
+        """Raise if a saved buffer does not fit its parameter; steps saved as numbers become
+        tensors. Mismatched group counts and sizes are left to the base class's error."""
+        if len(groups) != len(self.param_groups) or any(
+            len(saved["params"]) != len(current["params"])
+            for saved, current in zip(groups, self.param_groups, strict=True)
+        ):
+            return
+        for saved, current in zip(groups, self.param_groups, strict=True):
+            for index, p in zip(saved["params"], current["params"], strict=True):
+                values = state.get(index, {})
+                for key, value in values.items():
+                    if key == "step":
+                        if not isinstance(value, torch.Tensor):
+                            values[key] = torch.tensor(float(value), dtype=torch.float32)
+                        continue
+                    if key not in STATE_KEYS:
+                        continue
+                    if not isinstance(value, torch.Tensor):
+                        raise TypeError(
+                            f"state of parameter {index}: {key} is {type(value).__name__}, "
+                            "expected a tensor"
+                        )
+                    if value.shape != p.shape:
+                        raise ValueError(
+                            f"state of parameter {index}: {key} has shape {tuple(value.shape)}, "
+                            f"the parameter has shape {tuple(p.shape)}"
+                        )
+                    if not (value.is_floating_point() or value.is_complex()):
+                        raise TypeError(
+                            f"state of parameter {index}: {key} has dtype {value.dtype}, "
+                            "expected a floating-point dtype"
                         )
 
     def _state_for(
@@ -341,6 +391,26 @@ class _Plan:
             torch._foreach_add_(steps, 1.0)
         for launch, indices in self.launches:
             launch(grads if indices is None else [grads[i] for i in indices], hp)
+
+
+def _check_state_shapes(p: torch.Tensor, state: dict[str, Any]) -> None:
+    """Raise ``RuntimeError`` (as torch.optim.RMSprop's operations would) if a buffer of
+    ``p``'s state has another shape than ``p``: the kernels trust the sizes they get."""
+    for key in STATE_KEYS:
+        buffer = state.get(key)
+        if buffer is not None and buffer.shape != p.shape:
+            raise RuntimeError(
+                f"the {key} of a parameter of shape {tuple(p.shape)} has shape "
+                f"{tuple(buffer.shape)}; nothing was updated"
+            )
+
+
+#: Options a checkpoint may lack (written before they existed): their defaults.
+_OPTION_DEFAULTS: Final = {
+    name: field.default
+    for name, field in Hyperparameters.__dataclass_fields__.items()
+    if name != "lr"
+}
 
 
 def _scalar(value: object) -> object:
