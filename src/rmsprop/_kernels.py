@@ -16,8 +16,10 @@ This module imports Numba: :mod:`rmsprop` imports it only through :func:`load`.
 import contextlib
 import inspect
 import math
+import os
 import threading
 import types
+import warnings
 import zlib
 from collections import namedtuple
 from functools import cache
@@ -215,36 +217,71 @@ def seed(
 ) -> None:  # fmt: skip
     """The seed's step over 1-D float32/float64 arrays, in place or into ``p_out``, ``v_out``."""
     _check_sizes(p.size, g, v, p_out, v_out)
-    args: tuple[Any, ...]
+    parallel = p.size >= PARALLEL_MIN and _parallel
     if p_out is None or v_out is None:
-        if p.size < PARALLEL_MIN:  # the small in-place step: the shortest way to its kernel
+        if not parallel:  # the small in-place step: the shortest way to its kernel
             _serial_in_place(p, g, v, lr, beta, eps)
             return
-        kernel, args = _seed_kernel(True, True), (p, g, v, lr, beta, eps)
-    else:
-        parallel = p.size >= PARALLEL_MIN
-        kernel, args = _seed_kernel(parallel, False), (p, g, v, p_out, v_out, lr, beta, eps)
-        if not parallel:
-            kernel(*args)
-            return
-    _launch(kernel, *args)
+        _launch(lambda on: _seed_kernel(on, True), p, g, v, lr, beta, eps)
+        return
+    args = (p, g, v, p_out, v_out, lr, beta, eps)
+    if not parallel:
+        _seed_kernel(False, False)(*args)
+        return
+    _launch(lambda on: _seed_kernel(on, False), *args)
 
 
 _serial_in_place = _seed_kernel(False, True)
 _launch_lock = threading.Lock()
 _layer: str | None = None
+#: Whether kernels may run on every thread; off in forked children and after a
+#: threading layer failed to start (see _launch).
+_parallel = True
 
 
-def _launch(kernel: Any, *args: Any) -> None:
-    """Run a parallel kernel; serialized unless the threading layer is known to be safe."""
-    global _layer  # noqa: PLW0603
+def _launch(build: Any, *args: Any) -> None:
+    """Run ``build(True)``, a parallel kernel, on ``args``; ``build(False)``, its serial
+    twin, where no thread pool can be had.
+
+    Serialized unless the threading layer is known to take concurrent launches. A
+    layer that fails to start (``NUMBA_THREADING_LAYER=tbb`` without TBB, say) fails
+    before the loop runs: the kernels turn serial for the process, with one warning.
+    """
+    global _layer, _parallel  # noqa: PLW0603
     if _layer in THREAD_SAFE_LAYERS:
-        kernel(*args)
+        build(True)(*args)
         return
     with _launch_lock:
-        kernel(*args)
+        if not _parallel:  # another thread found the layer broken meanwhile
+            build(False)(*args)
+            return
+        try:
+            build(True)(*args)
+        except (ValueError, RuntimeError, OSError, ImportError) as error:
+            if _layer is not None:  # a layer that ran before: not a start-up failure
+                raise
+            _parallel = False
+            warnings.warn(
+                f"rmsprop: Numba's threading layer failed to start "
+                f"({str(error).splitlines()[0]}); the fused kernels run on one thread in this "
+                "process",
+                RuntimeWarning,
+                stacklevel=4,
+            )
+            build(False)(*args)
+            return
         with contextlib.suppress(ValueError):  # no layer started yet: keep serializing
             _layer = numba.threading_layer()  # type: ignore[attr-defined]
+
+
+def _no_parallel_kernels_in_child() -> None:
+    """After fork, a child must not start a thread pool: GNU OpenMP kills a forked child
+    whose parent used it, and other layers can hang on locks held at the fork."""
+    global _parallel  # noqa: PLW0603
+    _parallel = False
+
+
+os.register_at_fork(after_in_child=_no_parallel_kernels_in_child)
 
 
 def _check_sizes(size: int, *arrays: NDArray | None) -> None:
@@ -283,14 +320,13 @@ def update(
     (``ValueError``); the caller checks dtypes and memory overlap.
     """
     _check_sizes(p.size, g, v, b, a)
-    parallel = p.size >= PARALLEL_MIN
     float32 = float32_arithmetic and p.dtype == np.float32 and g.dtype == np.float32
     args = (
         p, g, v, p if b is None else b, p if a is None else a,
         hp.lr, hp.beta, hp.eps, hp.momentum, hp.weight_decay,
     )  # fmt: skip
-    kernel = _kernel(flags(hp), parallel, float32)
-    if parallel:
-        _launch(kernel, *args)
+    options = flags(hp)
+    if p.size >= PARALLEL_MIN and _parallel:
+        _launch(lambda on: _kernel(options, on, float32), *args)
     else:
-        kernel(*args)
+        _kernel(options, False, float32)(*args)
