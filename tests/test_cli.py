@@ -204,10 +204,44 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path, capsys, m
         raise KeyboardInterrupt
 
     monkeypatch.setattr(cli_step.np, "savez", crash)
-    with pytest.raises(KeyboardInterrupt):
-        run(capsys, monkeypatch, *SEED_1, "--out", str(out_file))
+    status, _, err = run(capsys, monkeypatch, *SEED_1, "--out", str(out_file))
+    assert status == 130 and err == "\nrmsprop step: interrupted\n"  # Ctrl-C: one line
     assert out_file.read_bytes() == b"old contents"
     assert os.listdir(tmp_path) == ["new.npz"]
+
+
+def test_out_onto_a_symbolic_link_writes_its_target_and_keeps_the_link(
+    tmp_path, capsys, monkeypatch
+):
+    target = tmp_path / "real.npz"
+    target.write_bytes(b"old")
+    link = tmp_path / "link.npz"
+    link.symlink_to(target)
+    status, _, _ = run(capsys, monkeypatch, *SEED_1, "--out", str(link))
+    assert status == 0 and link.is_symlink() and link.resolve() == target
+    with np.load(target) as saved:
+        assert sorted(saved.files) == ["cache", "params"]  # exactly these two arrays
+
+
+def test_input_nested_too_deeply_is_one_line_and_status_2(capsys, monkeypatch):
+    deep = "[" * 500 + "1.0" + "]" * 500
+    status, _, err = run(capsys, monkeypatch, "--params", deep, *SEED_1[2:])
+    assert status == 2 and err == "rmsprop step: error: params is nested deeper than 64 levels\n"
+    very_deep = '{"params": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    status, _, err = run(capsys, monkeypatch, stdin=very_deep)
+    assert status == 2 and err == "rmsprop step: error: stdin is nested deeper than 64 levels\n"
+
+
+def test_ctrl_c_in_a_real_process_exits_130_with_one_line():
+    code = (
+        "import sys, rmsprop.cli._step as s\n"
+        "def stop(*a, **k): raise KeyboardInterrupt\n"
+        "s._read_stdin = stop\n"
+        "from rmsprop.cli import main\n"
+        "sys.exit(main(['step']))\n"
+    )
+    result = subprocess_run(sys.executable, "-c", code, stdin="")
+    assert result.returncode == 130 and result.stderr.strip() == "rmsprop step: interrupted"
 
 
 BAD = [

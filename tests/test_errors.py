@@ -421,3 +421,19 @@ def test_what_only_in_place_rejects_is_fine_for_step(make, error, match):
     before = snapshot(args)
     rmsprop.step(*args)
     assert_unchanged(args, before)
+
+
+@pytest.mark.parametrize("depth", [65, 500, 5000])
+def test_lists_nested_deeper_than_numpy_allows_are_a_value_error(depth):
+    """Not a RecursionError: the nesting is checked while it is walked."""
+
+    def nested():
+        deep = 1.0
+        for _ in range(depth):
+            deep = [deep]
+        return deep
+
+    with pytest.raises(ValueError, match="params is nested deeper than 64 levels"):
+        rmsprop.step(nested(), nested(), nested(), 0.1, 0.9)
+    with pytest.raises(ValueError, match="params is nested deeper than 64 levels"):
+        rmsprop.step_(nested(), nested(), nested(), 0.1, 0.9)

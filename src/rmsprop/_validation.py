@@ -7,7 +7,7 @@ names the argument and the rule it broke.
 import math
 import numbers
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 
@@ -80,15 +80,22 @@ def flatten(x: object, name: str) -> tuple[Shape, list[float]]:
     return shape, flat
 
 
-def _walk(x: object, where: str, flat: list[float]) -> Shape:
+#: The deepest nesting of lists taken: NumPy's limit on dimensions.
+MAX_DEPTH: Final = 64
+
+
+def _walk(x: object, where: str, flat: list[float], depth: int = 0) -> Shape:
     if not isinstance(x, list | tuple):
         flat.append(real(x, where))
         return ()
+    if depth == MAX_DEPTH:
+        name = where.split("[", maxsplit=1)[0]
+        raise ValueError(f"{name} is nested deeper than {MAX_DEPTH} levels")
     if not x:
         return (0,)
-    first = _walk(x[0], f"{where}[0]", flat)
+    first = _walk(x[0], f"{where}[0]", flat, depth + 1)
     for i in range(1, len(x)):
-        shape = _walk(x[i], f"{where}[{i}]", flat)
+        shape = _walk(x[i], f"{where}[{i}]", flat, depth + 1)
         if shape != first:
             raise ValueError(
                 f"{where} is ragged: {where}[0] has shape {first} "
@@ -131,6 +138,9 @@ def check_no_shared_lists(x: object, name: str, seen: dict[int, str], *, mutable
         )
     if not isinstance(x, list | tuple):
         return
+    if name.count("[") >= MAX_DEPTH:
+        array = name.split("[", maxsplit=1)[0]
+        raise ValueError(f"{array} is nested deeper than {MAX_DEPTH} levels")
     if isinstance(x, list):
         other = seen.get(id(x))
         if other is not None:

@@ -30,8 +30,10 @@ def write_atomically(path: Path, write: Callable[[BinaryIO], None]) -> None:
     """Have ``write`` fill a temporary file beside ``path``, then rename it to ``path``.
 
     A crash leaves either the old file or the new one, never half of one; the
-    temporary file is removed on any failure. OSError becomes a UsageError.
+    temporary file is removed on any failure. OSError becomes a UsageError. A
+    symbolic link is written through: its target gets the new file, the link stays.
     """
+    path = path.resolve() if path.is_symlink() else path
     try:
         fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     except OSError as error:

@@ -9,7 +9,7 @@ from typing import Any, BinaryIO
 import numpy as np
 
 import rmsprop
-from rmsprop._validation import flatten
+from rmsprop._validation import MAX_DEPTH, flatten
 from rmsprop.cli._common import Subparsers, UsageError, write_atomically
 
 ARRAYS = ("params", "grads", "cache")
@@ -100,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
     except (TypeError, ValueError) as error:
         raise UsageError(str(error)) from None
     if args.out is not None:
-        _save_npz(Path(args.out), params=new_params, cache=new_cache)
+        _save_npz(Path(args.out), new_params, new_cache)
         print(f"wrote {args.out}: {_summary('params', new_params)}, {_summary('cache', new_cache)}")
     else:
         result = {
@@ -127,6 +127,8 @@ def _read_stdin() -> dict[str, Any]:
         raise UsageError(
             f"stdin is not valid JSON: {error.msg} (line {error.lineno}, column {error.colno})"
         ) from None
+    except RecursionError:
+        raise UsageError(f"stdin is nested deeper than {MAX_DEPTH} levels") from None
     if not isinstance(values, dict):
         raise UsageError(
             "stdin must hold one JSON object with keys params, grads, cache, lr, beta (and eps)"
@@ -155,6 +157,8 @@ def _load_array(name: str, text: str) -> Any:
         raise UsageError(
             f"--{name} is neither valid JSON ({error.msg}) nor the name of a .npy file: {text!r}"
         ) from None
+    except RecursionError:
+        raise UsageError(f"--{name} is nested deeper than {MAX_DEPTH} levels") from None
 
 
 def _as_array(value: object, name: str) -> np.ndarray[Any, Any]:
@@ -181,8 +185,10 @@ def _summary(name: str, value: Any) -> str:
     return f"{name} {array.dtype} {array.shape}"
 
 
-def _save_npz(path: Path, **arrays: Any) -> None:
+def _save_npz(path: Path, params: Any, cache: Any) -> None:
     def write(file: BinaryIO) -> None:
-        np.savez(file, allow_pickle=False, **{k: np.asarray(v) for k, v in arrays.items()})
+        # Exactly these two arrays (an allow_pickle= keyword would be stored as a third
+        # array by the NumPy versions whose savez does not take it).
+        np.savez(file, params=np.asarray(params), cache=np.asarray(cache))
 
     write_atomically(path, write)
