@@ -115,3 +115,32 @@ def test_checkpoints_of_older_torch_load_and_continue_as_torch_would(drop, step_
     if not step_as_number:
         assert torch.allclose(ours_param, theirs_param, rtol=1e-6, atol=1e-7)
     assert float(ours.state[ours_param]["step"]) == 6.0
+
+
+def test_each_counter_advances_with_its_parameters_update(monkeypatch):
+    """An error while writing one group leaves the groups before it counted, the rest not."""
+    generator = torch.Generator().manual_seed(0)
+    first, second = (
+        torch.nn.Parameter(torch.randn(6, generator=generator).to(torch.float16)) for _ in range(2)
+    )
+    opt = rmsprop.torch.RMSProp(
+        [{"params": [first]}, {"params": [second], "momentum": 0.5}], preset="pytorch", lr=0.1
+    )
+    for p in (first, second):
+        p.grad = torch.ones(6, dtype=torch.float16)
+    opt.step()
+    update = rmsprop.torch._foreach_update
+    calls = []
+
+    def out_of_memory_in_the_second_group(members, hp, work):
+        calls.append(hp)
+        if len(calls) == 2:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        update(members, hp, work)
+
+    monkeypatch.setattr(rmsprop.torch, "_foreach_update", out_of_memory_in_the_second_group)
+    before = [first.detach().clone(), second.detach().clone()]
+    with pytest.raises(torch.OutOfMemoryError):
+        opt.step()
+    assert not torch.equal(first, before[0]) and float(opt.state[first]["step"]) == 2
+    assert torch.equal(second, before[1]) and float(opt.state[second]["step"]) == 1

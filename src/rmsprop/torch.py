@@ -123,7 +123,18 @@ class RMSProp(Optimizer):
 
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> float | None:  # type: ignore[override]
-        """One step over every parameter that has a gradient; returns ``closure()``'s loss."""
+        """One step over every parameter that has a gradient; returns ``closure()``'s loss.
+
+        Everything that can be checked is checked for every parameter before the
+        first write: options, sparse gradients, the shapes of the state. The
+        parameters are then written group by group (a kernel launch, or a
+        ``torch._foreach_*`` series over one device and dtype), and each
+        parameter's ``step`` counter advances right after its group is written.
+        An error after that point (in practice, running out of memory in the
+        foreach path, which works slice by slice) leaves the groups written before
+        it updated and counted, the group being written partly updated and not
+        counted, and the others untouched.
+        """
         loss = None
         if closure is not None:
             with torch.enable_grad():
@@ -147,8 +158,6 @@ class RMSProp(Optimizer):
                     state = self._state_for(p, hp, state_dtype)
                     _check_state_shapes(p, state)
                     work.append((p, hp, state, float32_arithmetic))
-        if work:  # one call for every step counter, not one per parameter
-            torch._foreach_add_([state["step"] for _, _, state, _ in work], 1.0)
         for (hp, _, _), planned in zip(gathered, plans, strict=True):
             if planned is not None:
                 planned[0].run(planned[1], hp)
@@ -386,11 +395,11 @@ class _Plan:
         return grads
 
     def run(self, grads: list[torch.Tensor], hp: Hyperparameters) -> None:
-        """The step: counters, then one launch per (device, dtypes)."""
-        for steps in self.steps:
-            torch._foreach_add_(steps, 1.0)
+        """The step: one launch per (device, dtypes), then the counters."""
         for launch, indices in self.launches:
             launch(grads if indices is None else [grads[i] for i in indices], hp)
+        for steps in self.steps:
+            torch._foreach_add_(steps, 1.0)
 
 
 def _check_state_shapes(p: torch.Tensor, state: dict[str, Any]) -> None:
@@ -462,8 +471,9 @@ def _update(work: list[tuple[torch.Tensor, Hyperparameters, dict[str, Any], bool
     shard) through ``torch._foreach_*`` operations on bounded slices. This loop
     runs once per parameter and step: keep it lean.
     """
-    gpu: dict[tuple[Any, ...], tuple[Hyperparameters, list[Member]]] = {}
-    groups: dict[tuple[Any, ...], list[Member]] = {}
+    gpu: dict[tuple[Any, ...], tuple[Hyperparameters, list[Member], list[torch.Tensor]]] = {}
+    groups: dict[tuple[Any, ...], tuple[list[Member], list[torch.Tensor]]] = {}
+    fused_steps: list[torch.Tensor] = []
     triton = None
     for param, hp, state, float32_arithmetic in work:
         p, g = param, param.grad
@@ -476,6 +486,7 @@ def _update(work: list[tuple[torch.Tensor, Hyperparameters, dict[str, Any], bool
             p, g, buffers = _local(p, g, buffers)
         if p.is_cpu:
             if _fused(p, g, buffers, hp, float32_arithmetic):
+                fused_steps.append(state["step"])
                 continue
             to_gpu_kernel = "cpu" in GPU_DEVICE_TYPES  # only where tests ask for it
         else:
@@ -485,20 +496,45 @@ def _update(work: list[tuple[torch.Tensor, Hyperparameters, dict[str, Any], bool
             if triton is not None and _triton_can_update(triton.DTYPES, p, g, buffers):
                 state_dtype = cast(torch.Tensor, buffers[0]).dtype
                 gpu_key = (id(hp), p.device, float32_arithmetic, p.dtype, g.dtype, state_dtype)
-                gpu.setdefault(gpu_key, (hp, []))[1].append((p, g, buffers))
+                _, members, steps = gpu.setdefault(gpu_key, (hp, [], []))
+                members.append((p, g, buffers))
+                steps.append(state["step"])
                 continue
         device = p.device
         dtypes = (p.dtype, g.dtype, *(b.dtype for b in buffers if b is not None))
         narrow = device.type == "mps" or (
             float32_arithmetic and all(d == torch.float32 for d in dtypes)
         )
-        groups.setdefault((hp, device, type(p), narrow, dtypes), []).append((p, g, buffers))
-    for (_, device, float32_arithmetic, *kinds), (hp, members) in gpu.items():
-        if not _gpu_update(members, hp, float32_arithmetic):
+        members, steps = groups.setdefault((hp, device, type(p), narrow, dtypes), ([], []))
+        members.append((p, g, buffers))
+        steps.append(state["step"])
+    _count(fused_steps)  # each counter advances with its parameter's update
+    for (_, device, float32_arithmetic, *kinds), (hp, members, steps) in gpu.items():
+        if _gpu_update(members, hp, float32_arithmetic):
+            _count(steps)
+        else:
             narrow = float32_arithmetic and all(d == torch.float32 for d in kinds)
-            groups.setdefault((hp, device, torch.Tensor, narrow, tuple(kinds)), []).extend(members)
-    for (hp, _, _, narrow, _), members in groups.items():
+            key = (hp, device, torch.Tensor, narrow, tuple(kinds))
+            groups.setdefault(key, ([], []))[0].extend(members)
+            groups[key][1].extend(steps)
+    for (hp, _, _, narrow, _), (members, steps) in groups.items():
         _foreach_update(members, hp, torch.float32 if narrow else torch.float64)
+        _count(steps)
+
+
+def _count(steps: list[torch.Tensor]) -> None:
+    """Advance step counters: one call for them all (per device, as foreach wants)."""
+    if not steps:
+        return
+    first = steps[0].device
+    if all(step.device == first for step in steps):
+        torch._foreach_add_(steps, 1.0)
+        return
+    by_device: dict[torch.device, list[torch.Tensor]] = {}
+    for step in steps:
+        by_device.setdefault(step.device, []).append(step)
+    for same in by_device.values():
+        torch._foreach_add_(same, 1.0)
 
 
 def _gpu_update(members: list[Member], hp: Hyperparameters, float32_arithmetic: bool) -> bool:
