@@ -1,14 +1,13 @@
 """The torch._foreach_* path of rmsprop.torch: bounded batches, every layout, same numbers."""
 
-import subprocess
-import sys
-
 import pytest
 
 torch = pytest.importorskip("torch")
 
 import rmsprop.torch  # noqa: E402
 from rmsprop import _accel  # noqa: E402
+
+from memory import extra_bytes  # noqa: E402
 
 
 def low_precision_params():
@@ -62,26 +61,17 @@ def test_views_with_gaps_are_cut_along_their_dimensions(batch, monkeypatch):
     assert torch.equal(*results)
 
 
-MEMORY_SCRIPT = r"""
-import re, sys, torch
+MEMORY = """
+import torch
 torch.set_num_threads(1)
 import rmsprop.torch
 
-def status(key):
-    text = open("/proc/self/status").read()
-    return int(re.search(rf"{key}:\s+(\d+) kB", text).group(1)) * 1024
-
-n = int(sys.argv[1])
+n = 4_000_000
 p = torch.nn.Parameter(torch.randn(n).to(torch.bfloat16))
 p.grad = torch.randn(n).to(torch.bfloat16)
 opt = rmsprop.torch.RMSProp([p], preset="pytorch", lr=1e-3, momentum=0.9, centered=True,
                             state_dtype=torch.float32)
-opt.step()  # creates the state
-with open("/proc/self/clear_refs", "w") as f:
-    f.write("5")  # resets the peak resident size to the current one
-base = status("VmRSS")
-opt.step()
-print(status("VmHWM") - base)
+measure(opt.step)
 """
 
 
@@ -92,16 +82,5 @@ def test_extra_memory_of_a_step_is_bounded_by_one_batch():
     step. Unbatched, the step took 104 bytes per element (416 MB here); batched,
     at most about 104 bytes per batch element (6.5 MiB).
     """
-    n = 4_000_000
-    done = subprocess.run(
-        [sys.executable, "-c", MEMORY_SCRIPT, str(n)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    if done.returncode != 0 and "clear_refs" in done.stderr:
-        pytest.skip("this kernel does not let a process reset its peak memory")
-    assert done.returncode == 0, done.stderr
-    extra = int(done.stdout)
+    extra = extra_bytes(MEMORY)
     assert extra < 16 * 2**20, f"one step took {extra / 2**20:.1f} MiB beyond its data"

@@ -7,6 +7,7 @@ import pytest
 
 import rmsprop
 
+from memory import extra_bytes
 from oracle import assert_identical, ulp_distance
 
 pytestmark = pytest.mark.usefixtures("backend")  # the NumPy path and the fused kernels
@@ -245,3 +246,25 @@ def test_float32_arithmetic_leaves_float64_data_alone():
             optimizer.step(g)
     for p, e in zip(params, expected, strict=True):
         assert_identical(p, e)
+
+
+OPTIMIZER_MEMORY = """
+import sys
+import numpy as np
+import rmsprop
+
+n = 4_000_000
+if sys.argv[1] == "float16":
+    p, g = np.ones(n, np.float16), np.full(n, 0.5, np.float16)
+else:  # a transposed float32 matrix: dense, not C-contiguous
+    p, g = np.ones((2000, 2000), np.float32).T, np.full((2000, 2000), 0.5, np.float32).T
+opt = rmsprop.RMSProp([p], lr=0.1, momentum=0.9, centered=True)
+measure(lambda: opt.step([g]))
+"""
+
+
+@pytest.mark.parametrize("case", ["float16", "transposed float32"])
+def test_a_step_that_must_widen_or_copy_does_it_slice_by_slice(case):
+    """Before: float64 copies of the whole parameter and state, 80+ bytes per element."""
+    extra = extra_bytes(OPTIMIZER_MEMORY, case)
+    assert extra < 16 * 2**20, f"{extra / 2**20:.1f} MiB"

@@ -9,7 +9,7 @@ import numpy.typing as npt
 from rmsprop import _accel
 from rmsprop._options import Hyperparameters, Options
 from rmsprop._rule import State, family_update
-from rmsprop._step import _to_numpy
+from rmsprop._step import _to_numpy, slices
 from rmsprop._validation import describe
 
 NDArray = npt.NDArray[Any]
@@ -232,23 +232,27 @@ def _update(
         work = np.dtype(np.float32)
     else:
         work = np.result_type(np.float64, *dtypes)
+    keys = list(buffers)
+    # Slice by slice: what is widened stays bounded (see rmsprop._step.SLICE).
+    for pp, gg, *pieces in slices((p, g, *buffers.values())):
+        piece = dict(zip(keys, pieces, strict=True))
 
-    def wide(key: str) -> NDArray | None:
-        return buffers[key].astype(work) if key in buffers else None
+        def wide(key: str, piece: dict[str, NDArray] = piece) -> NDArray | None:
+            return piece[key].astype(work) if key in piece else None
 
-    with np.errstate(all="ignore"):
-        new_p, new_state = family_update(
-            p.astype(work),
-            g.astype(work, copy=False),
-            State(wide("cache"), wide("momentum_buffer"), wide("grad_avg")),
-            hp,
-            np.sqrt,
-            _clamp_at_zero,
-        )
-        np.copyto(p, new_p, casting="unsafe")
-        for key, value in zip(BUFFERS, new_state, strict=True):
-            if key in buffers:
-                np.copyto(buffers[key], value, casting="unsafe")
+        with np.errstate(all="ignore"):
+            new_p, new_state = family_update(
+                pp.astype(work),
+                gg.astype(work, copy=False),
+                State(wide("cache"), wide("momentum_buffer"), wide("grad_avg")),
+                hp,
+                np.sqrt,
+                _clamp_at_zero,
+            )
+            np.copyto(pp, new_p, casting="unsafe")
+            for key, value in zip(BUFFERS, new_state, strict=True):
+                if key in piece:
+                    np.copyto(piece[key], value, casting="unsafe")
 
 
 def fused_update(
@@ -264,20 +268,28 @@ def fused_update(
         return False
     if any(b.dtype != p.dtype for b in buffers.values()):
         return False
-    views = [kernels.flat(x) for x in (p, *buffers.values())]
-    if any(view is None for view in views):
+    flat = kernels.flat
+    if flat(p) is None or any(flat(b) is None for b in buffers.values()):
         return False
-    flat = dict(zip(("p", *buffers), views, strict=True))
-    grads = g if g.dtype in kernels.DTYPES else g.astype(np.float64)
-    kernels.update(
-        hp,
-        flat["p"],
-        np.ascontiguousarray(grads).reshape(-1),
-        flat["cache"],
-        flat.get("momentum_buffer"),
-        flat.get("grad_avg"),
-        float32_arithmetic=float32_arithmetic,
-    )
+    keys = list(buffers)
+    g1 = flat(g) if g.dtype in kernels.DTYPES else None
+    # Gradients the kernel cannot read as they are go in slices, converted.
+    pieces = [(p, g, *buffers.values())] if g1 is not None else slices((p, g, *buffers.values()))
+    for pp, gg, *state in pieces:
+        piece = dict(zip(keys, state, strict=True))
+        grads = flat(gg) if g1 is not None else None
+        if grads is None:
+            readable = g.dtype if g.dtype in kernels.DTYPES else np.float64
+            grads = np.ascontiguousarray(gg, dtype=readable).reshape(-1)
+        kernels.update(
+            hp,
+            flat(pp),
+            grads,
+            flat(piece["cache"]),
+            None if "momentum_buffer" not in piece else flat(piece["momentum_buffer"]),
+            None if "grad_avg" not in piece else flat(piece["grad_avg"]),
+            float32_arithmetic=float32_arithmetic,
+        )
     return True
 
 

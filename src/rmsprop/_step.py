@@ -14,6 +14,7 @@ where the input is narrower, and round once to the output dtype.
 
 import math
 import sys
+from collections.abc import Iterator
 from types import ModuleType
 from typing import Any, Final, Literal, TypeVar, overload
 
@@ -323,36 +324,69 @@ def _float_dtype(dtype: np.dtype[Any]) -> np.dtype[Any]:
     return dtype if dtype.kind == "f" else np.dtype(np.float64)
 
 
+#: Elements per slice where the NumPy path widens or copies: its temporaries stay under
+#: about 56 bytes times this (3.5 MiB), whatever the arrays' size.
+SLICE: Final = 1 << 16
+
+
+def slices(arrays: tuple[Any, ...], limit: int = SLICE) -> Iterator[tuple[Any, ...]]:
+    """Views of ``arrays`` (one shape; NumPy arrays or torch tensors) of at most
+    ``limit`` elements, covering them once.
+
+    Element i of every view is the same position in every array: C-contiguous
+    arrays are cut into flat runs; others along their outermost dimension of
+    more than one element, recursively.
+    """
+    first = arrays[0]
+    size = math.prod(first.shape)
+    if size <= limit:
+        yield arrays
+        return
+    if all(_c_contiguous(a) for a in arrays):
+        flat = [a.reshape(-1) for a in arrays]
+        for start in range(0, size, limit):
+            yield tuple(a[start : start + limit] for a in flat)
+        return
+    axis = next(d for d, extent in enumerate(first.shape) if extent > 1)
+    extent = first.shape[axis]
+    rows = max(1, limit // (size // extent))
+    for start in range(0, extent, rows):
+        index = (slice(None),) * axis + (slice(start, start + rows),)
+        yield from slices(tuple(a[index] for a in arrays), limit)
+
+
+def _c_contiguous(a: Any) -> bool:
+    return bool(a.flags.c_contiguous if isinstance(a, np.ndarray) else a.is_contiguous())
+
+
 def _numpy_update(
     p: NDArray, g: NDArray, v: NDArray, lr: float, beta: float, eps: float
 ) -> tuple[NDArray, NDArray]:
     """New params and cache, computed in float64 (or wider) and rounded once.
 
-    With the fused kernels (float32/float64 data), in one pass into fresh arrays.
+    With the fused kernels (float32/float64 data), in one pass into fresh arrays;
+    otherwise slice by slice (see :data:`SLICE`), so that what is widened or copied
+    is bounded whatever the arrays' size.
     """
+    new_p = np.empty(p.shape, _float_dtype(p.dtype))
+    new_v = np.empty(v.shape, _float_dtype(v.dtype))
     kernels = _accel.kernels(p.size)
-    if kernels is not None and p.dtype in kernels.DTYPES and v.dtype in kernels.DTYPES:
-        new_p, new_v = np.empty(p.shape, p.dtype), np.empty(v.shape, v.dtype)
-        inputs = [np.ascontiguousarray(x) for x in (p, _kernel_grads(g, kernels), v)]
-        p1, g1, v1, out_p, out_v = (x.reshape(-1) for x in (*inputs, new_p, new_v))
-        kernels.seed(p1, g1, v1, lr, beta, eps, out_p, out_v)
-        return new_p, new_v
-    work = np.result_type(np.float64, p.dtype, g.dtype, v.dtype)
-    with np.errstate(all="ignore"):  # IEEE 754 results (inf, NaN), never warnings
-        new_p, new_v = update(
-            p.astype(work, copy=False),
-            g.astype(work, copy=False),
-            v.astype(work, copy=False),
-            lr,
-            beta,
-            eps,
-            np.sqrt,
-        )
-        # Arithmetic on 0-d arrays gives NumPy scalars: asarray brings the arrays back.
-        return (
-            np.asarray(new_p).astype(_float_dtype(p.dtype), copy=False),
-            np.asarray(new_v).astype(_float_dtype(v.dtype), copy=False),
-        )
+    fused = kernels is not None and p.dtype in kernels.DTYPES and v.dtype in kernels.DTYPES
+    for pp, gg, vv, out_p, out_v in slices((p, g, v, new_p, new_v)):
+        if fused:
+            assert kernels is not None
+            inputs = [np.ascontiguousarray(x) for x in (pp, _kernel_grads(gg, kernels), vv)]
+            p1, g1, v1 = (x.reshape(-1) for x in inputs)
+            kernels.seed(p1, g1, v1, lr, beta, eps, out_p.reshape(-1), out_v.reshape(-1))
+            continue
+        work = np.result_type(np.float64, p.dtype, g.dtype, v.dtype)
+        with np.errstate(all="ignore"):  # IEEE 754 results (inf, NaN), never warnings
+            wide_p, wide_v = update(
+                pp.astype(work), gg.astype(work), vv.astype(work), lr, beta, eps, np.sqrt
+            )
+            np.copyto(out_p, wide_p, casting="unsafe")
+            np.copyto(out_v, wide_v, casting="unsafe")
+    return new_p, new_v
 
 
 def _unwrap(result: NDArray, template: object) -> object:
@@ -384,14 +418,21 @@ def _numpy_inplace(
             raise _overlap_error(a_name, b_name)
     kernels = _accel.kernels(p.size)
     if kernels is not None and p.dtype in kernels.DTYPES:
-        p1, v1 = kernels.flat(params), kernels.flat(cache)
-        if p1 is not None and v1 is not None:
-            g1 = np.ascontiguousarray(_kernel_grads(g, kernels)).reshape(-1)
-            kernels.seed(p1, g1, v1, lr, beta, eps)
+        flat = kernels.flat
+        if flat(params) is not None and flat(cache) is not None:
+            # Gradients the kernel cannot read as they are go in slices, converted.
+            g1 = flat(g) if g.dtype in kernels.DTYPES else None
+            if g1 is not None:
+                kernels.seed(flat(params), g1, flat(cache), lr, beta, eps)
+                return
+            for pp, gg, vv in slices((params, g, cache)):
+                g1 = np.ascontiguousarray(_kernel_grads(gg, kernels)).reshape(-1)
+                kernels.seed(flat(pp), g1, flat(vv), lr, beta, eps)
             return
-    new_p, new_v = _numpy_update(p, g, v, lr, beta, eps)
-    np.copyto(params, new_p)
-    np.copyto(cache, new_v)
+    for pp, gg, vv in slices((params, g, cache)):  # bounded temporaries, any layout
+        new_p, new_v = _numpy_update(pp, gg, vv, lr, beta, eps)
+        np.copyto(pp, new_p)
+        np.copyto(vv, new_v)
 
 
 def _kernel_grads(g: NDArray, kernels: ModuleType) -> NDArray:
@@ -399,17 +440,35 @@ def _kernel_grads(g: NDArray, kernels: ModuleType) -> NDArray:
     return g if g.dtype in kernels.DTYPES else g.astype(np.float64)
 
 
-def _check_inplace_dtypes(p_dtype: object, v_dtype: object, p_is_float: bool) -> None:
+def _check_inplace_dtypes(p_dtype: Any, v_dtype: Any, p_is_float: bool) -> None:
+    """params of a floating dtype; the cache of the same dtype, or of a wider float
+    (float32 statistics for float16 parameters: float16 overflows at 65,504)."""
     if not p_is_float:
         raise TypeError(
             f"params has dtype {p_dtype}; updating in place needs a floating-point array "
             "(use rmsprop.step() to get float64 results)"
         )
-    if v_dtype != p_dtype:
+    if v_dtype != p_dtype and not _wider_float(v_dtype, p_dtype):
         raise TypeError(
             f"cache has dtype {v_dtype} but params has dtype {p_dtype}; "
-            "in place, both must have the same dtype"
+            "in place, the cache must have the params' dtype or a wider floating one"
         )
+
+
+def _wider_float(wide: Any, narrow: Any) -> bool:
+    """Whether ``wide`` is a floating dtype that holds every value of ``narrow``."""
+    try:
+        a, b = np.dtype(wide), np.dtype(narrow)
+    except TypeError:  # torch, JAX, ... dtypes: the same question, in their terms
+        return str(wide).rsplit(".", 1)[-1] in _WIDER.get(str(narrow).rsplit(".", 1)[-1], ())
+    return a.kind == b.kind == "f" and np.can_cast(b, a, casting="safe")
+
+
+_WIDER: Final = {
+    "float16": ("float32", "float64"),
+    "bfloat16": ("float32", "float64"),
+    "float32": ("float64",),
+}
 
 
 def _overlap_error(a: str, b: str) -> ValueError:
@@ -506,10 +565,11 @@ def _torch_inplace(
     ):
         if _torch_overlap(a, b):
             raise _overlap_error(a_name, b_name)
-    with torch.no_grad():
-        new_p, new_v = _array_api_update(xp, params, grads, cache, lr, beta, eps)
-        params.copy_(new_p)
-        cache.copy_(new_v)
+    with torch.no_grad():  # slice by slice: the widened copies stay bounded
+        for pp, gg, vv in slices((params, grads, cache)):
+            new_p, new_v = _array_api_update(xp, pp, gg, vv, lr, beta, eps)
+            pp.copy_(new_p)
+            vv.copy_(new_v)
 
 
 def _torch_overlap(a: Any, b: Any) -> bool:
