@@ -8,7 +8,15 @@ TORCH ?= torch==2.13.0
 # (`make test TRITON=` tests without it: those tests skip).
 TRITON ?= triton==3.7.1
 
-.PHONY: demo test lint typecheck pytest bench clean
+# The lowest versions pyproject.toml allows (keep in step with its dependencies).
+LOWEST := .venv-lowest
+LOWEST_PINS := "numpy==1.26.0" "numba==0.60.0" "array-api-compat==1.11.0"
+# The tests that need nothing beyond NumPy, Numba and array-api-compat.
+NUMPY_SIDE_TESTS := tests/test_seed.py tests/test_numpy.py tests/test_errors.py \
+	tests/test_kernels.py tests/test_numpy_optimizer.py tests/test_properties.py \
+	tests/test_python_inputs.py tests/test_cli.py tests/test_options.py tests/test_fork.py
+
+.PHONY: demo test lint typecheck pytest test-lowest bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,7 +33,7 @@ $(VENV)/.test-installed: pyproject.toml | $(BIN)/python
 demo: $(VENV)/.demo-installed
 	$(BIN)/rmsprop demo
 
-test: lint typecheck pytest
+test: lint typecheck pytest test-lowest
 
 lint: $(VENV)/.test-installed
 	$(BIN)/ruff check .
@@ -37,9 +45,18 @@ typecheck: $(VENV)/.test-installed
 pytest: $(VENV)/.test-installed
 	$(BIN)/pytest
 
+$(LOWEST)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(LOWEST)
+	$(LOWEST)/bin/python -m pip install --quiet $(LOWEST_PINS) pytest hypothesis mpmath
+	$(LOWEST)/bin/python -m pip install --quiet --no-deps -e .
+	touch $@
+
+test-lowest: $(LOWEST)/.installed
+	$(LOWEST)/bin/python -m pytest -p no:cacheprovider $(NUMPY_SIDE_TESTS)
+
 bench: $(VENV)/.test-installed
 	$(BIN)/rmsprop bench
 	$(BIN)/python benchmarks/bench_small.py
 
 clean:
-	rm -rf $(VENV) build src/*.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(LOWEST) build src/*.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis
