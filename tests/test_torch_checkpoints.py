@@ -144,3 +144,27 @@ def test_each_counter_advances_with_its_parameters_update(monkeypatch):
         opt.step()
     assert not torch.equal(first, before[0]) and float(opt.state[first]["step"]) == 2
     assert torch.equal(second, before[1]) and float(opt.state[second]["step"]) == 1
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"lr": torch.tensor([0.1, 0.2])},
+        {"lr": -1.0},
+        {"lr": float("nan")},
+        {"lr": "0.1"},
+        {"lr": 0.1, "eps": -1.0},
+        {"lr": 0.1, "momentum": -1.0},
+        {"lr": 0.1, "weight_decay": -1.0},
+        {"lr": 0.1, "alpha": -1.0},
+    ],
+    ids=repr,
+)
+def test_bad_arguments_raise_what_torch_raises(options):
+    """Code that catches torch.optim.RMSprop's exceptions catches ours (messages differ)."""
+    params = [torch.nn.Parameter(torch.ones(2))]
+    with pytest.raises(Exception) as theirs:  # noqa: PT011 - the type is what is compared
+        torch.optim.RMSprop(params, **options)
+    ours_options = {("beta" if k == "alpha" else k): v for k, v in options.items()}
+    with pytest.raises(theirs.type):
+        rmsprop.torch.RMSProp(params, preset="pytorch", **ours_options)

@@ -404,13 +404,24 @@ class _Plan:
 
 def _check_state_shapes(p: torch.Tensor, state: dict[str, Any]) -> None:
     """Raise ``RuntimeError`` (as torch.optim.RMSprop's operations would) if a buffer of
-    ``p``'s state has another shape than ``p``: the kernels trust the sizes they get."""
+    ``p``'s state has another shape or device than ``p``, or no floating dtype: the
+    kernels trust the sizes they get, and a late failure would leave a step half done."""
     for key in STATE_KEYS:
         buffer = state.get(key)
-        if buffer is not None and buffer.shape != p.shape:
+        if buffer is None:
+            continue
+        if buffer.shape != p.shape:
             raise RuntimeError(
                 f"the {key} of a parameter of shape {tuple(p.shape)} has shape "
                 f"{tuple(buffer.shape)}; nothing was updated"
+            )
+        if buffer.device != p.device:
+            raise RuntimeError(
+                f"the {key} of a parameter on {p.device} is on {buffer.device}; nothing was updated"
+            )
+        if not (buffer.is_floating_point() or buffer.is_complex()):
+            raise RuntimeError(
+                f"the {key} of a parameter has dtype {buffer.dtype}; nothing was updated"
             )
 
 
@@ -423,8 +434,15 @@ _OPTION_DEFAULTS: Final = {
 
 
 def _scalar(value: object) -> object:
-    """A one-element tensor (PyTorch allows a tensor ``lr``) as a Python number."""
-    if isinstance(value, torch.Tensor) and value.numel() == 1:
+    """A one-element tensor (PyTorch allows a tensor ``lr``) as a Python number.
+
+    A tensor of another size is a ``ValueError``, as in ``torch.optim``.
+    """
+    if isinstance(value, torch.Tensor):
+        if value.numel() != 1:
+            raise ValueError(
+                f"a tensor option must have one element, got shape {tuple(value.shape)}"
+            )
         return value.item()
     return value
 
@@ -768,8 +786,11 @@ class _TensorList:
         """
         if all(type(t) in _PLAIN and t.device.type == "cpu" for t in self.tensors):
             with np.errstate(invalid="ignore"):  # sqrt(negative) is NaN, as in torch
-                return _TensorList(
-                    [torch.from_numpy(np.sqrt(t.detach().numpy())) for t in self.tensors]
+                return _TensorList(  # asarray: NumPy gives 0-d arrays' roots as scalars
+                    [
+                        torch.from_numpy(np.asarray(np.sqrt(t.detach().numpy())))
+                        for t in self.tensors
+                    ]
                 )
         return _TensorList(torch._foreach_sqrt(self.tensors))
 
