@@ -185,3 +185,16 @@ class TestArrayApiStrict:
         xs = [self.xp.asarray(a.astype(np.float32)) for a in sample()]
         new_p, new_v = rmsprop.step(*xs, 0.01, 0.9)
         assert new_p.dtype == self.xp.float32 and new_v.dtype == self.xp.float32
+
+
+@pytest.mark.parametrize("low", ["float16", "bfloat16"])
+def test_torch_low_precision_params_take_a_float32_cache_in_place(low):
+    torch = pytest.importorskip("torch")
+    dtype = getattr(torch, low)
+    p, g, v = torch.full((3,), 0.5, dtype=dtype), torch.full((3,), 1e3, dtype=dtype), torch.zeros(3)
+    rmsprop.step_(p, g, v, 1e-2, 0.9)
+    expected_p, expected_v = rmsprop.step(0.5, float(g[0]), 0.0, 1e-2, 0.9)
+    assert v.dtype == torch.float32 and torch.equal(v, torch.full((3,), expected_v).float())
+    assert torch.equal(p, torch.full((3,), expected_p, dtype=torch.float64).to(dtype))
+    with pytest.raises(TypeError, match=r"cache has dtype torch\.float16"):
+        rmsprop.step_(torch.zeros(3), torch.zeros(3), torch.zeros(3, dtype=torch.float16), 0.1, 0.9)
