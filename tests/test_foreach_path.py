@@ -10,8 +10,16 @@ from rmsprop import _accel  # noqa: E402
 from memory import extra_bytes  # noqa: E402
 
 
+@pytest.fixture(autouse=True)
+def foreach_only():
+    """The fused kernels off: every parameter takes the foreach path."""
+    previous = _accel.set_enabled(False)
+    yield
+    _accel.set_enabled(previous)
+
+
 def low_precision_params():
-    """Parameters that the fused kernels do not take on the CPU: float16 and bfloat16."""
+    """float16 and bfloat16 parameters (the foreach path's usual CPU work)."""
     generator = torch.Generator().manual_seed(0)
     out = [
         torch.nn.Parameter(torch.randn(1000, generator=generator).to(torch.bfloat16)),
@@ -45,19 +53,15 @@ def test_small_batches_give_the_numbers_of_one_batch(batch, monkeypatch):
 def test_views_with_gaps_are_cut_along_their_dimensions(batch, monkeypatch):
     """A parameter that is a strided view: every element updated once, as if contiguous."""
     monkeypatch.setitem(rmsprop.torch.FOREACH_BATCH, "cpu", batch)
-    previous = _accel.set_enabled(False)
-    try:
-        results = []
-        for make in (lambda b: b[::3, 1::2], lambda b: b[::3, 1::2].contiguous()):
-            base = torch.arange(40 * 50, dtype=torch.float64).reshape(40, 50) / 100
-            w = torch.nn.Parameter(make(base))
-            w.grad = torch.linspace(-1, 1, w.numel(), dtype=torch.float64).reshape(w.shape)
-            opt = rmsprop.torch.RMSProp([w], preset="pytorch", lr=1e-2, momentum=0.5)
-            opt.step()
-            opt.step()
-            results.append(w.detach().clone())
-    finally:
-        _accel.set_enabled(previous)
+    results = []
+    for make in (lambda b: b[::3, 1::2], lambda b: b[::3, 1::2].contiguous()):
+        base = torch.arange(40 * 50, dtype=torch.float64).reshape(40, 50) / 100
+        w = torch.nn.Parameter(make(base))
+        w.grad = torch.linspace(-1, 1, w.numel(), dtype=torch.float64).reshape(w.shape)
+        opt = rmsprop.torch.RMSProp([w], preset="pytorch", lr=1e-2, momentum=0.5)
+        opt.step()
+        opt.step()
+        results.append(w.detach().clone())
     assert torch.equal(*results)
 
 
@@ -65,6 +69,8 @@ MEMORY = """
 import torch
 torch.set_num_threads(1)
 import rmsprop.torch
+from rmsprop import _accel
+_accel.set_enabled(False)  # the foreach path
 
 n = 4_000_000
 p = torch.nn.Parameter(torch.randn(n).to(torch.bfloat16))

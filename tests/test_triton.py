@@ -196,7 +196,7 @@ def test_the_optimizer_sends_dense_tensors_to_the_kernel(monkeypatch):
 
 
 def test_what_the_kernel_does_not_take_goes_the_foreach_way():
-    can = rmsprop.torch._triton_can_update
+    can = rmsprop.torch._kernel_can_update
     dtypes = _triton.DTYPES
     p, g = torch.zeros(4, 6), torch.zeros(4, 6)
     state = [torch.zeros(4, 6), None, None]

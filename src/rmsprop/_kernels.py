@@ -29,9 +29,10 @@ import numba
 import numpy as np
 import numpy.typing as npt
 from numba import njit, prange
+from numba.extending import intrinsic
 
 from rmsprop import _rule
-from rmsprop._options import OPTION_NAMES, Hyperparameters
+from rmsprop._options import OPTION_NAMES, Hyperparameters, Switches
 
 NDArray = npt.NDArray[Any]
 
@@ -103,21 +104,12 @@ def _clamp_at_zero32(x: Any) -> Any:
     return np.float32(0.0) if x < 0.0 else x
 
 
-Flags = tuple[bool, bool, bool, bool, bool, bool, bool, bool]
+Flags = Switches
 
 
 def flags(hp: Hyperparameters) -> Flags:
     """The options that select a kernel (compile-time constants in it)."""
-    return (
-        hp.maximize,
-        hp.centered,
-        hp.eps_in_sqrt,
-        hp.nesterov,
-        hp.lr_in_momentum,
-        hp.decoupled_weight_decay,
-        hp.momentum != 0.0,
-        hp.weight_decay != 0.0,
-    )
+    return hp.switches
 
 
 @cache
@@ -330,3 +322,198 @@ def update(
         _launch(lambda on: _kernel(options, on, float32), *args)
     else:
         _kernel(options, False, float32)(*args)
+
+
+# --- one launch over many tensors -----------------------------------------------------------
+#
+# The tensors of one group (same options, same storage dtypes) are described by a table
+# of addresses (parameter, gradient, square average, momentum buffer, gradient average)
+# and element counts, and cut into chunks of GROUP_CHUNK elements; one parallel loop runs
+# over the chunks of all tensors, so a model of many small tensors is one launch on every
+# thread. The tensors only need to be dense and laid out alike: the loop runs over their
+# memory, whatever the order of their dimensions (channels_last, transposes).
+
+#: Elements per chunk of a group launch.
+GROUP_CHUNK: Final = 1 << 14
+#: Storage kinds of a group launch: bfloat16 is stored as the upper half of a float32.
+GROUP_KINDS: Final = ("float32", "float64", "bfloat16")
+
+
+def _pointer_of(typingctx: Any, address: Any, dtype: Any) -> Any:
+    """The int64 ``address`` as a pointer to ``dtype`` values (for numba.carray)."""
+    signature = cast(Any, numba.types).CPointer(dtype.dtype)(address, dtype)
+
+    def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
+        return builder.inttoptr(args[0], context.get_value_type(sig.return_type))
+
+    return signature, codegen
+
+
+def _bitcast_to(result: Any, argument: Any) -> Any:
+    """An intrinsic that reinterprets the bits of an ``argument`` as a ``result``."""
+
+    def typer(typingctx: Any, value: Any) -> Any:
+        def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
+            return builder.bitcast(args[0], context.get_value_type(result))
+
+        return result(argument), codegen
+
+    return intrinsic(typer)
+
+
+_pointer: Any = intrinsic(_pointer_of)
+_float32_of_bits: Any = _bitcast_to(numba.types.float32, numba.types.uint32)
+_bits_of_float32: Any = _bitcast_to(numba.types.uint32, numba.types.float32)
+_carray: Any = numba.carray  # type: ignore[attr-defined]
+
+
+@_jit
+def _read(x: Any, bfloat16: bool) -> float:
+    """A stored value as float64, exactly: bfloat16 is read as its 16 bits."""
+    if bfloat16:
+        return np.float64(_float32_of_bits(np.uint32(x) << np.uint32(16)))
+    return np.float64(x)
+
+
+@_jit
+def _bfloat16(x: float) -> Any:
+    """``x`` rounded to float32, then to bfloat16 to nearest even (as torch rounds); NaN
+    stays a NaN."""
+    single = np.float32(x)
+    if np.isnan(single):
+        return np.uint16(0x7FC0)
+    bits = np.uint64(_bits_of_float32(single))
+    return np.uint16((bits + np.uint64(0x7FFF) + ((bits >> np.uint64(16)) & np.uint64(1))) >> 16)
+
+
+@cache
+def _group_kernel(
+    kernel_flags: Flags, parallel: bool, float32: bool, kinds: tuple[str, str, str]
+) -> Any:
+    """The group kernel for one option combination and (param, grad, state) storage kinds."""
+    maximize, centered, eps_in_sqrt, nesterov, lr_in_momentum, decoupled, momentum_on, decay_on = (
+        kernel_flags
+    )
+    storage = {"float32": np.float32, "float64": np.float64, "bfloat16": np.uint16}
+    p_type, g_type, s_type = (storage[kind] for kind in kinds)
+    p_bf16, g_bf16, s_bf16 = (kind == "bfloat16" for kind in kinds)
+    chunk = GROUP_CHUNK
+    cache_key = (_RULE_VERSION, parallel, float32, kinds)
+
+    @njit(parallel=parallel, error_model="numpy", cache=True)
+    def kernel(addresses, sizes, chunks, lr, beta, eps, momentum, weight_decay):  # type: ignore[no-untyped-def]
+        if cache_key[0] < 0:  # never: cache_key is here to key the disk cache
+            return
+        for c in prange(chunks.shape[0]):
+            t = chunks[c, 0]
+            first = chunks[c, 1]
+            n = sizes[t]
+            last = min(first + chunk, n)
+            p = _carray(_pointer(addresses[t, 0], p_type), n)
+            g = _carray(_pointer(addresses[t, 1], g_type), n)
+            v = _carray(_pointer(addresses[t, 2], s_type), n)
+            b = _carray(_pointer(addresses[t, 3], s_type), n)
+            a = _carray(_pointer(addresses[t, 4], s_type), n)
+            if float32:  # float32 data, computed in float32
+                zero = np.float32(0.0)
+                options32 = _Options(
+                    np.float32(lr), np.float32(beta), np.float32(eps), eps_in_sqrt, zero,
+                    np.float32(momentum) if momentum_on else zero,
+                    nesterov, lr_in_momentum, centered,
+                    np.float32(weight_decay) if decay_on else zero,
+                    decoupled, maximize,
+                )  # fmt: skip
+                for i in range(first, last):
+                    state32 = _rule.State(
+                        v[i], b[i] if momentum_on else zero, a[i] if centered else zero
+                    )
+                    new_p32, new32 = _family32(
+                        p[i], g[i], state32, options32, _sqrt32, _clamp_at_zero32
+                    )
+                    p[i] = new_p32
+                    v[i] = new32.cache
+                    if momentum_on:
+                        b[i] = new32.momentum_buffer
+                    if centered:
+                        a[i] = new32.grad_avg
+                continue
+            options = _Options(
+                lr, beta, eps, eps_in_sqrt, 0.0,
+                momentum if momentum_on else 0.0,
+                nesterov, lr_in_momentum, centered,
+                weight_decay if decay_on else 0.0,
+                decoupled, maximize,
+            )  # fmt: skip
+            for i in range(first, last):
+                state = _rule.State(
+                    _read(v[i], s_bf16),
+                    _read(b[i], s_bf16) if momentum_on else 0.0,
+                    _read(a[i], s_bf16) if centered else 0.0,
+                )
+                new_p, new = _family(
+                    _read(p[i], p_bf16), _read(g[i], g_bf16), state, options, _sqrt, _clamp_at_zero
+                )
+                if p_bf16:
+                    p[i] = _bfloat16(new_p)
+                else:
+                    p[i] = new_p
+                if s_bf16:
+                    v[i] = _bfloat16(new.cache)
+                    if momentum_on:
+                        b[i] = _bfloat16(new.momentum_buffer)
+                    if centered:
+                        a[i] = _bfloat16(new.grad_avg)
+                else:
+                    v[i] = new.cache
+                    if momentum_on:
+                        b[i] = new.momentum_buffer
+                    if centered:
+                        a[i] = new.grad_avg
+
+    return kernel
+
+
+class Launch:
+    """One group launch over fixed tensors, whose gradients may move between calls.
+
+    ``rows`` gives, per tensor of at least one element, the addresses of its
+    parameter, square average, momentum buffer and gradient average (0 where
+    unused) and its element count; ``kinds`` the storage of parameters,
+    gradients and state (:data:`GROUP_KINDS`). The caller keeps the tensors
+    alive and checked: dense, laid out alike, of these sizes and kinds.
+    Called with the gradients' addresses of the moment and the hyperparameters.
+    """
+
+    def __init__(
+        self,
+        rows: list[tuple[int, int, int, int, int]],
+        kinds: tuple[str, str, str],
+        hp: Hyperparameters,
+        *,
+        float32_arithmetic: bool = False,
+    ) -> None:
+        self.options = flags(hp)
+        self._addresses = np.array(
+            [(p, 0, v, b or p, a or p) for p, v, b, a, _ in rows], dtype=np.int64
+        ).reshape(-1, 5)
+        self._sizes = np.array([n for *_, n in rows], dtype=np.int64)
+        counts = (self._sizes + GROUP_CHUNK - 1) // GROUP_CHUNK
+        owner = np.repeat(np.arange(len(rows), dtype=np.int64), counts)
+        firsts = np.cumsum(counts) - counts
+        starts = (np.arange(owner.size, dtype=np.int64) - firsts[owner]) * GROUP_CHUNK
+        self._chunks = np.stack([owner, starts], axis=1)
+        self._kinds = kinds
+        self._float32 = float32_arithmetic and kinds == ("float32",) * 3
+        self.elements = int(self._sizes.sum())
+
+    def __call__(self, grad_addresses: list[int], hp: Hyperparameters) -> None:
+        self._addresses[:, 1] = grad_addresses
+        args = (
+            self._addresses, self._sizes, self._chunks,
+            hp.lr, hp.beta, hp.eps, hp.momentum, hp.weight_decay,
+        )  # fmt: skip
+        options, float32, kinds = self.options, self._float32, self._kinds
+        if self.elements >= PARALLEL_MIN and _parallel:
+            _launch(lambda on: _group_kernel(options, on, float32, kinds), *args)
+        else:
+            _group_kernel(options, False, float32, kinds)(*args)

@@ -4,7 +4,7 @@ import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Final, Self, TypedDict
+from typing import Any, Final, NamedTuple, Self, TypedDict
 
 from rmsprop._validation import describe, real
 
@@ -50,6 +50,20 @@ PRESETS: Final[Mapping[str, Options]] = {
     # timm RMSpropTF: TensorFlow's rule for PyTorch; coupled weight decay by default.
     "timm": {"lr": 1e-2, "beta": 0.9, "eps": 1e-10, "initial_cache": 1.0},
 }
+
+
+class Switches(NamedTuple):
+    """The options that change the work of an update, not only its values: each
+    combination is its own compiled kernel (values such as ``lr`` are arguments)."""
+
+    maximize: bool
+    centered: bool
+    eps_in_sqrt: bool
+    nesterov: bool
+    lr_in_momentum: bool
+    decoupled_weight_decay: bool
+    momentum: bool
+    weight_decay: bool
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -156,6 +170,20 @@ weight_decay=0.0, decoupled_weight_decay=False, maximize=False)
         if unknown:
             raise TypeError(f"unknown option {unknown[0]!r}")
         return dataclasses.replace(self, **changes)
+
+    @property
+    def switches(self) -> Switches:
+        """The options that select a compiled kernel (see :class:`Switches`)."""
+        return Switches(
+            self.maximize,
+            self.centered,
+            self.eps_in_sqrt,
+            self.nesterov,
+            self.lr_in_momentum,
+            self.decoupled_weight_decay,
+            self.momentum != 0.0,
+            self.weight_decay != 0.0,
+        )
 
     def as_dict(self) -> dict[str, Any]:
         """The options as a plain dict (keyword arguments of :meth:`from_preset`)."""

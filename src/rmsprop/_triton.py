@@ -281,10 +281,7 @@ def _upload(values: torch.Tensor, device: torch.device) -> torch.Tensor:
 
 def _options(hp: Hyperparameters) -> tuple[bool, ...]:
     """The options that select a kernel, in the order of its signature."""
-    return (
-        hp.maximize, hp.centered, hp.eps_in_sqrt, hp.nesterov, hp.lr_in_momentum,
-        hp.decoupled_weight_decay, hp.momentum != 0.0, hp.weight_decay != 0.0,
-    )  # fmt: skip
+    return tuple(hp.switches)
 
 
 class Launch:

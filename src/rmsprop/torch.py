@@ -11,7 +11,6 @@ import torch
 from torch.optim import Optimizer
 
 from rmsprop import _accel
-from rmsprop._optimizer import BUFFERS, fused_update
 from rmsprop._options import OPTION_NAMES, FamilyOptions, Hyperparameters
 from rmsprop._rule import State, family_update
 
@@ -296,10 +295,11 @@ class _Plan:
     path, which builds a new plan. Only the gradients' addresses may change.
     """
 
-    __slots__ = ("entries", "group", "launches", "options", "params", "steps")
+    __slots__ = ("backend", "entries", "group", "launches", "options", "params", "steps")
 
     def __init__(
         self,
+        backend: "_Backend",
         group: dict[str, Any],
         params: list[torch.Tensor],
         options: tuple[Any, ...],
@@ -307,7 +307,7 @@ class _Plan:
         launches: list[tuple[Any, list[int] | None]],
         steps: list[list[torch.Tensor]],
     ) -> None:
-        self.group, self.params, self.options = group, params, options
+        self.backend, self.group, self.params, self.options = backend, group, params, options
         self.entries, self.launches, self.steps = entries, launches, steps
 
     @classmethod
@@ -318,12 +318,11 @@ class _Plan:
         hp: Hyperparameters,
         states: Any,
     ) -> "_Plan | None":
-        """The plan of a group whose every parameter the kernel takes, or None."""
+        """The plan of a group whose every parameter a fused kernel takes, or None."""
         first = params[0]
-        if ("cuda" if first.is_cuda else first.device.type) not in GPU_DEVICE_TYPES:
-            return None  # CPU training never imports Triton
-        triton = _accel.triton()
-        if triton is None:
+        kind = "cuda" if first.is_cuda else first.device.type
+        backend = _backend(first, sum(p.numel() for p in params))
+        if backend is None:
             return None
         float32_arithmetic = group["float32_arithmetic"]
         entries = []
@@ -335,8 +334,8 @@ class _Plan:
             if (
                 type(p) not in _PLAIN
                 or p.is_complex()
-                or ("cuda" if p.is_cuda else p.device.type) not in GPU_DEVICE_TYPES
-                or not _triton_can_update(triton.DTYPES, p, g, buffers)
+                or ("cuda" if p.is_cuda else p.device.type) != kind
+                or not _kernel_can_update(backend.dtypes, p, g, buffers)
             ):
                 return None
             stride = None if p.is_contiguous() else p.stride()
@@ -347,14 +346,17 @@ class _Plan:
             steps.setdefault(state["step"].device, []).append(state["step"])
         launches = []
         for indices in members.values():
-            launch = triton.Launch(
-                [(params[i], params[i].grad, [*entries[i][5:]]) for i in indices],
+            launch = backend.launch(
+                [
+                    (params[i], cast(torch.Tensor, params[i].grad), [*entries[i][5:]])
+                    for i in indices
+                ],
                 hp,
-                float32_arithmetic=float32_arithmetic,
+                float32_arithmetic,
             )
             launches.append((launch, None if len(indices) == len(params) else indices))
-        options = (triton.Launch.options_of(hp), float32_arithmetic)
-        return cls(group, params, options, entries, launches, list(steps.values()))
+        options = (hp.switches, float32_arithmetic)
+        return cls(backend, group, params, options, entries, launches, list(steps.values()))
 
     def gradients(
         self, group: dict[str, Any], params: list[torch.Tensor], hp: Hyperparameters, states: Any
@@ -362,12 +364,10 @@ class _Plan:
         """The gradients of ``params`` if this plan still holds for them, else None."""
         if group is not self.group or len(params) != len(self.params):
             return None
-        triton = _accel.triton()
-        if triton is None or self.options != (
-            triton.Launch.options_of(hp),
-            group["float32_arithmetic"],
-        ):
+        if self.options != (hp.switches, group["float32_arithmetic"]):
             return None
+        if isinstance(self.backend, _Triton) and _accel.triton() is None:
+            return None  # the Triton kernel was turned off meanwhile
         grads = []
         for p, q, (address, shape, dtype, grad_dtype, stride, v, b, a) in zip(
             params, self.params, self.entries, strict=True
@@ -479,20 +479,99 @@ Member = tuple[torch.Tensor, torch.Tensor, list[Any]]
 GPU_DEVICE_TYPES: tuple[str, ...] = ("cuda",)
 
 
+class _Backend:
+    """A fused kernel as the torch paths use it: which dtypes it stores, how to launch it
+    over a group of members once (``run``) or to keep a launch for later steps."""
+
+    dtypes: tuple[torch.dtype, ...] = ()
+
+    def launch(
+        self, members: list[Member], hp: Hyperparameters, float32_arithmetic: bool
+    ) -> Callable[[list[torch.Tensor], Hyperparameters], None]:
+        raise NotImplementedError
+
+    def run(self, members: list[Member], hp: Hyperparameters, float32_arithmetic: bool) -> None:
+        self.launch(members, hp, float32_arithmetic)([g for _, g, _ in members], hp)
+
+
+class _Triton(_Backend):
+    """The Triton kernel (CUDA): float32, float64, bfloat16 and float16 storage."""
+
+    dtypes = (torch.float32, torch.float64, torch.bfloat16, torch.float16)
+
+    def __init__(self, module: Any) -> None:
+        self.module = module
+
+    def launch(
+        self, members: list[Member], hp: Hyperparameters, float32_arithmetic: bool
+    ) -> Callable[[list[torch.Tensor], Hyperparameters], None]:
+        return cast(
+            Callable[[list[torch.Tensor], Hyperparameters], None],
+            self.module.Launch(members, hp, float32_arithmetic=float32_arithmetic),
+        )
+
+    def run(self, members: list[Member], hp: Hyperparameters, float32_arithmetic: bool) -> None:
+        self.module.update(members, hp, float32_arithmetic=float32_arithmetic)
+
+
+class _Numba(_Backend):
+    """The Numba group kernel (CPU): float32, float64 and bfloat16 storage."""
+
+    dtypes = (torch.float32, torch.float64, torch.bfloat16)
+    kinds: Final = {torch.float32: "float32", torch.float64: "float64", torch.bfloat16: "bfloat16"}
+
+    def __init__(self, module: Any) -> None:
+        self.module = module
+
+    def launch(
+        self, members: list[Member], hp: Hyperparameters, float32_arithmetic: bool
+    ) -> Callable[[list[torch.Tensor], Hyperparameters], None]:
+        rows = [
+            (
+                p.data_ptr(),
+                v.data_ptr(),
+                0 if b is None else b.data_ptr(),
+                0 if a is None else a.data_ptr(),
+                p.numel(),
+            )
+            for p, _, (v, b, a) in members
+        ]
+        p, g, (v, _, _) = members[0]
+        kinds = (self.kinds[p.dtype], self.kinds[g.dtype], self.kinds[v.dtype])
+        launch = self.module.Launch(rows, kinds, hp, float32_arithmetic=float32_arithmetic)
+
+        def run(grads: list[torch.Tensor], hp: Hyperparameters) -> None:
+            launch([g.data_ptr() for g in grads], hp)
+
+        return run
+
+
+def _backend(p: torch.Tensor, elements: int) -> _Backend | None:
+    """The fused kernel for ``p``'s device, if it loads; ``elements`` in the whole group
+    decide whether loading Numba is worth it (see rmsprop._accel)."""
+    kind = "cuda" if p.is_cuda else p.device.type
+    if kind in GPU_DEVICE_TYPES:
+        triton = _accel.triton()
+        return None if triton is None else _Triton(triton)
+    if kind == "cpu":
+        kernels = _accel.kernels(elements)
+        return None if kernels is None else _Numba(kernels)
+    return None
+
+
 def _update(work: list[tuple[torch.Tensor, Hyperparameters, dict[str, Any], bool]]) -> None:
     """One family step for every (param, options, state), computed wide, rounded once.
 
-    Plain CPU float32/float64 tensors go through the Numba kernels on zero-copy
-    NumPy views; plain dense CUDA tensors through the Triton kernel, one launch
-    per group of options, device and dtypes; the others (other devices, other
-    layouts, CPU float16/bfloat16, DTensors that cannot be updated shard by
-    shard) through ``torch._foreach_*`` operations on bounded slices. This loop
-    runs once per parameter and step: keep it lean.
+    Plain dense tensors (contiguous, or laid out alike in any order of dimensions)
+    go to a fused kernel, one launch per group of options, device and dtypes: the
+    Numba group kernel on the CPU (float32, float64, bfloat16), the Triton kernel
+    on CUDA. The others (float16 on the CPU, views with gaps, other devices,
+    DTensors that cannot be updated shard by shard) take ``torch._foreach_*``
+    operations on bounded slices. This loop runs once per parameter and step:
+    keep it lean.
     """
-    gpu: dict[tuple[Any, ...], tuple[Hyperparameters, list[Member], list[torch.Tensor]]] = {}
+    fused: dict[tuple[Any, ...], tuple[Hyperparameters, list[Member], list[torch.Tensor]]] = {}
     groups: dict[tuple[Any, ...], tuple[list[Member], list[torch.Tensor]]] = {}
-    fused_steps: list[torch.Tensor] = []
-    triton = None
     for param, hp, state, float32_arithmetic in work:
         p, g = param, param.grad
         assert g is not None  # step() gathers only parameters with a gradient
@@ -502,22 +581,15 @@ def _update(work: list[tuple[torch.Tensor, Hyperparameters, dict[str, Any], bool
             buffers = [None if b is None else torch.view_as_real(b) for b in buffers]
         if type(p) not in _PLAIN:
             p, g, buffers = _local(p, g, buffers)
-        if p.is_cpu:
-            if _fused(p, g, buffers, hp, float32_arithmetic):
-                fused_steps.append(state["step"])
-                continue
-            to_gpu_kernel = "cpu" in GPU_DEVICE_TYPES  # only where tests ask for it
-        else:
-            to_gpu_kernel = ("cuda" if p.is_cuda else p.device.type) in GPU_DEVICE_TYPES
-        if to_gpu_kernel:
-            triton = triton or _accel.triton()
-            if triton is not None and _triton_can_update(triton.DTYPES, p, g, buffers):
-                state_dtype = cast(torch.Tensor, buffers[0]).dtype
-                gpu_key = (id(hp), p.device, float32_arithmetic, p.dtype, g.dtype, state_dtype)
-                _, members, steps = gpu.setdefault(gpu_key, (hp, [], []))
-                members.append((p, g, buffers))
-                steps.append(state["step"])
-                continue
+        kind = "cuda" if p.is_cuda else p.device.type
+        dtypes = _Triton.dtypes if kind in GPU_DEVICE_TYPES else _Numba.dtypes
+        if kind in (*GPU_DEVICE_TYPES, "cpu") and _kernel_can_update(dtypes, p, g, buffers):
+            state_dtype = cast(torch.Tensor, buffers[0]).dtype
+            fused_key = (id(hp), p.device, float32_arithmetic, p.dtype, g.dtype, state_dtype)
+            _, members, steps = fused.setdefault(fused_key, (hp, [], []))
+            members.append((p, g, buffers))
+            steps.append(state["step"])
+            continue
         device = p.device
         dtypes = (p.dtype, g.dtype, *(b.dtype for b in buffers if b is not None))
         narrow = device.type == "mps" or (
@@ -526,15 +598,14 @@ def _update(work: list[tuple[torch.Tensor, Hyperparameters, dict[str, Any], bool
         members, steps = groups.setdefault((hp, device, type(p), narrow, dtypes), ([], []))
         members.append((p, g, buffers))
         steps.append(state["step"])
-    _count(fused_steps)  # each counter advances with its parameter's update
-    for (_, device, float32_arithmetic, *kinds), (hp, members, steps) in gpu.items():
-        if _gpu_update(members, hp, float32_arithmetic):
-            _count(steps)
+    for (_, device, float32_arithmetic, *kinds), (hp, members, steps) in fused.items():
+        if _fused_update(members, hp, float32_arithmetic):
+            _count(steps)  # each counter advances with its parameter's update
         else:
             narrow = float32_arithmetic and all(d == torch.float32 for d in kinds)
-            key = (hp, device, torch.Tensor, narrow, tuple(kinds))
-            groups.setdefault(key, ([], []))[0].extend(members)
-            groups[key][1].extend(steps)
+            fallback = groups.setdefault((hp, device, torch.Tensor, narrow, tuple(kinds)), ([], []))
+            fallback[0].extend(members)
+            fallback[1].extend(steps)
     for (hp, _, _, narrow, _), (members, steps) in groups.items():
         _foreach_update(members, hp, torch.float32 if narrow else torch.float64)
         _count(steps)
@@ -555,15 +626,18 @@ def _count(steps: list[torch.Tensor]) -> None:
         torch._foreach_add_(same, 1.0)
 
 
-def _gpu_update(members: list[Member], hp: Hyperparameters, float32_arithmetic: bool) -> bool:
-    """The Triton kernel over ``members``; False (the kernel now off) if it cannot run."""
-    triton = _accel.triton()
-    if triton is None:
+def _fused_update(members: list[Member], hp: Hyperparameters, float32_arithmetic: bool) -> bool:
+    """A fused kernel over ``members`` in one launch; False where none can run (no Numba,
+    no Triton, or a Triton kernel that failed to compile or launch: then off, warned)."""
+    backend = _backend(members[0][0], sum(p.numel() for p, _, _ in members))
+    if backend is None:
         return False
     try:
-        triton.update(members, hp, float32_arithmetic=float32_arithmetic)
-    except Exception as error:  # compilation or launch refused before any write
-        _accel.disable_triton(f"{type(error).__name__}: {error}")
+        backend.run(members, hp, float32_arithmetic)
+    except Exception as error:
+        if not isinstance(backend, _Triton):
+            raise
+        _accel.disable_triton(f"{type(error).__name__}: {error}")  # refused before any write
         return False
     return True
 
@@ -667,7 +741,7 @@ def _dense(t: torch.Tensor) -> bool:
     return True
 
 
-def _triton_can_update(
+def _kernel_can_update(
     dtypes: tuple[torch.dtype, ...],
     p: torch.Tensor,
     g: torch.Tensor,
@@ -798,25 +872,4 @@ class _TensorList:
         return _TensorList(torch._foreach_clamp_min(self.tensors, 0.0))
 
 
-def _fused(
-    p: torch.Tensor,
-    g: torch.Tensor,
-    buffers: list[torch.Tensor | None],
-    hp: Hyperparameters,
-    float32_arithmetic: bool,
-) -> bool:
-    """The fused kernel on NumPy views of plain CPU tensors, if it applies; whether it ran."""
-    if _accel.kernels(p.numel()) is None:
-        return False
-    arrays = {}
-    for name, t in zip(("p", "g", *BUFFERS), (p, g, *buffers), strict=True):
-        if t is None:
-            continue
-        if type(t) not in _PLAIN or t.dtype not in _KERNEL_DTYPES or t.device.type != "cpu":
-            return False  # DTensor and other subclasses, other devices and dtypes
-        arrays[name] = t.detach().numpy()
-    return fused_update(arrays.pop("p"), arrays.pop("g"), arrays, hp, float32_arithmetic)
-
-
 _PLAIN: Final = (torch.Tensor, torch.nn.Parameter)
-_KERNEL_DTYPES: Final = (torch.float32, torch.float64)

@@ -1,0 +1,160 @@
+"""The Numba group kernel: one launch over many CPU tensors, any dense layout, bfloat16.
+
+Compared bit for bit with the float64 torch._foreach_* path of rmsprop.torch, itself
+the rule evaluated in float64 and rounded once (through float32 for bfloat16, as
+torch's copy_ rounds).
+"""
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+kernels = pytest.importorskip("rmsprop._kernels", reason="Numba is not installed")
+
+import rmsprop.torch  # noqa: E402
+from rmsprop import Hyperparameters, _accel  # noqa: E402
+from rmsprop.torch import _foreach_update, _Numba  # noqa: E402
+
+OPTION_SETS = [
+    {},
+    {"momentum": 0.9, "centered": True, "weight_decay": 0.1, "maximize": True},
+    {"momentum": 0.9, "nesterov": True, "lr_in_momentum": True, "eps_in_sqrt": True},
+    {"weight_decay": 0.1, "decoupled_weight_decay": True, "centered": True},
+]
+STORAGE = [
+    (torch.float32, torch.float32),
+    (torch.float64, torch.float64),
+    (torch.bfloat16, torch.float32),
+    (torch.bfloat16, torch.bfloat16),
+    (torch.float32, torch.float64),
+]
+
+
+def members(p_dtype, s_dtype, seed=0):
+    """Sizes around the chunk and parallel thresholds, special values, odd layouts."""
+    generator = torch.Generator().manual_seed(seed)
+
+    def make(shape, dtype, positive=False, layout=None):
+        x = torch.randn(shape, generator=generator, dtype=torch.float64)
+        x = (x.abs() * 0.1 if positive else x).to(dtype)
+        return x.contiguous(memory_format=layout) if layout is not None else x
+
+    out = []
+    for shape, layout in [
+        ((0,), None), ((1,), None), ((17,), None), ((kernels.GROUP_CHUNK + 5,), None),
+        ((3, 5, 7, 9), torch.channels_last), ((40, 30), None),
+    ]:  # fmt: skip
+        p, g = make(shape, p_dtype, layout=layout), make(shape, p_dtype, layout=layout)
+        if p.numel() > 6:  # special values at the start of memory, in any layout
+            flat = g.as_strided((g.numel(),), (1,), g.storage_offset())
+            flat[:4] = torch.tensor([0.0, float("inf"), float("nan"), 1e30])
+        state = [make(shape, s_dtype, i == 0, layout) for i in range(3)]
+        out.append((p, g, state))
+    p, g = (torch.randn(30, 40, generator=generator).to(p_dtype).t() for _ in range(2))
+    out.append((p, g, [torch.rand(30, 40, generator=generator).to(s_dtype).t() for _ in range(3)]))
+    return out
+
+
+def assert_identical(ours, theirs):
+    for (p, _, bs), (q, _, cs) in zip(ours, theirs, strict=True):
+        for x, y in zip([p, *bs], [q, *cs], strict=True):
+            same = (x == y) | (x.isnan() & y.isnan())
+            assert bool(same.all()), f"{int((~same).sum())} of {x.numel()} differ"
+
+
+@pytest.mark.parametrize(("p_dtype", "s_dtype"), STORAGE, ids=str)
+@pytest.mark.parametrize("options", OPTION_SETS, ids=str)
+def test_one_launch_equals_the_foreach_path_bit_for_bit(options, p_dtype, s_dtype):
+    hp = Hyperparameters.from_preset("pytorch", **options)
+    ours = members(p_dtype, s_dtype)
+    theirs = [
+        (
+            p.clone(memory_format=torch.preserve_format),
+            g,
+            [b.clone(memory_format=torch.preserve_format) for b in bs],
+        )
+        for p, g, bs in ours
+    ]
+    backend = _Numba(kernels)
+    backend.run(ours, hp, float32_arithmetic=False)
+    _foreach_update(theirs, hp, torch.float64)
+    assert_identical(ours, theirs)
+
+
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_the_optimizer_on_a_channels_last_model_equals_the_foreach_path(layout):
+    """Steps 2 on run on a kept plan; parameters and state in channels_last stay so."""
+    results = []
+    for enabled in (True, False):
+        previous = _accel.set_enabled(enabled)
+        try:
+            torch.manual_seed(0)
+            net = torch.nn.Sequential(
+                torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(), torch.nn.Conv2d(8, 4, 3),
+                torch.nn.Flatten(), torch.nn.Linear(4 * 6 * 6, 3),
+            ).to(memory_format=layout)  # fmt: skip
+            opt = rmsprop.torch.RMSProp(net.parameters(), preset="pytorch", lr=1e-2, momentum=0.9)
+            x = torch.randn(4, 3, 10, 10).to(memory_format=layout)
+            for _ in range(4):
+                opt.zero_grad()
+                torch.nn.functional.mse_loss(net(x), torch.zeros(4, 3)).backward()
+                opt.step()
+            weight = net[0].weight
+            assert opt.state[weight]["square_avg"].stride() == weight.stride()
+            results.append([p.detach().clone() for p in net.parameters()])
+            if enabled:
+                assert opt._plans, "a plan is kept for the group"
+        finally:
+            _accel.set_enabled(previous)
+    for a, b in zip(*results, strict=True):
+        assert torch.equal(a, b)
+
+
+def test_bfloat16_parameters_with_float32_state_and_groups_of_mixed_dtypes():
+    results = []
+    for enabled in (True, False):
+        previous = _accel.set_enabled(enabled)
+        try:
+            generator = torch.Generator().manual_seed(1)
+            low = [torch.nn.Parameter(torch.randn(50, 40, generator=generator).bfloat16())]
+            wide = [torch.nn.Parameter(torch.randn(300, generator=generator).double())]
+            opt = rmsprop.torch.RMSProp(
+                [{"params": low, "centered": True}, {"params": wide}],
+                preset="pytorch", lr=1e-2, state_dtype=torch.float32,
+            )  # fmt: skip
+            for step in range(3):
+                for p in (*low, *wide):
+                    p.grad = torch.randn(p.shape, generator=generator).to(p.dtype)
+                if step == 1:
+                    wide[0].grad = None  # a parameter without a gradient this step
+                opt.step()
+            results.append([p.detach().clone() for p in (*low, *wide)])
+        finally:
+            _accel.set_enabled(previous)
+    for a, b in zip(*results, strict=True):
+        assert torch.equal(a, b)
+
+
+def test_a_group_added_later_gets_its_own_launch():
+    generator = torch.Generator().manual_seed(2)
+    first = torch.nn.Parameter(torch.randn(100, generator=generator))
+    opt = rmsprop.torch.RMSProp([first], lr=0.1)
+    second = torch.nn.Parameter(torch.randn(10, 10, generator=generator))
+    for step in range(4):
+        if step == 2:
+            opt.add_param_group({"params": [second], "momentum": 0.5})
+        for p in (first, second):
+            p.grad = torch.ones_like(p)
+        opt.step()
+    assert float(opt.state[first]["step"]) == 4 and float(opt.state[second]["step"]) == 2
+    expected = torch.from_numpy(np.asarray(rmsprop.step(1.0, 1.0, 0.0, 0.1, 0.9)[0]))
+    assert expected.item() != 1.0  # (sanity: a step moves)
+
+
+def test_sizes_and_layouts_the_kernel_does_not_take():
+    can = rmsprop.torch._kernel_can_update
+    p = torch.zeros(4, 6, dtype=torch.float16)
+    assert not can(_Numba.dtypes, p, p.clone(), [p.clone(), None, None])  # float16: foreach
+    q = torch.zeros(4, 6)
+    assert can(_Numba.dtypes, q, q.clone(), [q.clone(), None, None])
+    assert not can(_Numba.dtypes, q, q.clone(), [torch.zeros(24), None, None])
