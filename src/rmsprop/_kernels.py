@@ -397,6 +397,7 @@ def _group_kernel(
     storage = {"float32": np.float32, "float64": np.float64, "bfloat16": np.uint16}
     p_type, g_type, s_type = (storage[kind] for kind in kinds)
     p_bf16, g_bf16, s_bf16 = (kind == "bfloat16" for kind in kinds)
+    p_size, g_size, s_size = (np.dtype(storage[kind]).itemsize for kind in kinds)
     chunk = GROUP_CHUNK
     cache_key = (_RULE_VERSION, parallel, float32, kinds)
 
@@ -407,13 +408,14 @@ def _group_kernel(
         for c in prange(chunks.shape[0]):
             t = chunks[c, 0]
             first = chunks[c, 1]
-            n = sizes[t]
-            last = min(first + chunk, n)
-            p = _carray(_pointer(addresses[t, 0], p_type), n)
-            g = _carray(_pointer(addresses[t, 1], g_type), n)
-            v = _carray(_pointer(addresses[t, 2], s_type), n)
-            b = _carray(_pointer(addresses[t, 3], s_type), n)
-            a = _carray(_pointer(addresses[t, 4], s_type), n)
+            count = min(chunk, sizes[t] - first)
+            # Arrays of the chunk alone, indexed from 0: loops over range(count) have
+            # indices LLVM knows are not negative, and vectorizes.
+            p = _carray(_pointer(addresses[t, 0] + first * p_size, p_type), count)
+            g = _carray(_pointer(addresses[t, 1] + first * g_size, g_type), count)
+            v = _carray(_pointer(addresses[t, 2] + first * s_size, s_type), count)
+            b = _carray(_pointer(addresses[t, 3] + first * s_size, s_type), count)
+            a = _carray(_pointer(addresses[t, 4] + first * s_size, s_type), count)
             if float32:  # float32 data, computed in float32
                 zero = np.float32(0.0)
                 options32 = _Options(
@@ -423,7 +425,7 @@ def _group_kernel(
                     np.float32(weight_decay) if decay_on else zero,
                     decoupled, maximize,
                 )  # fmt: skip
-                for i in range(first, last):
+                for i in range(count):
                     state32 = _rule.State(
                         v[i], b[i] if momentum_on else zero, a[i] if centered else zero
                     )
@@ -444,7 +446,7 @@ def _group_kernel(
                 weight_decay if decay_on else 0.0,
                 decoupled, maximize,
             )  # fmt: skip
-            for i in range(first, last):
+            for i in range(count):
                 state = _rule.State(
                     _read(v[i], s_bf16),
                     _read(b[i], s_bf16) if momentum_on else 0.0,
