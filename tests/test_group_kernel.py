@@ -158,3 +158,37 @@ def test_sizes_and_layouts_the_kernel_does_not_take():
     q = torch.zeros(4, 6)
     assert can(_Numba.dtypes, q, q.clone(), [q.clone(), None, None])
     assert not can(_Numba.dtypes, q, q.clone(), [torch.zeros(24), None, None])
+
+
+def test_the_numpy_optimizer_launches_once_per_group_of_dtypes(monkeypatch):
+    """Arrays of one dtype share a launch; layouts it cannot read take the per-array path;
+    the numbers are those of the NumPy path, bit for bit."""
+    calls = []
+    launch = kernels.Launch.__call__
+    monkeypatch.setattr(kernels.Launch, "__call__", lambda *a: calls.append(1) or launch(*a))
+
+    def run(enabled):
+        previous = _accel.set_enabled(enabled)
+        try:
+            rng = np.random.default_rng(0)
+            params = [
+                rng.standard_normal(3000, dtype=np.float32),
+                rng.standard_normal((40, 50)).astype(np.float32),
+                np.asfortranarray(rng.standard_normal((30, 20))),
+                rng.standard_normal(7),
+                rng.standard_normal((4, 5, 6)).transpose(2, 0, 1),  # dense, neither C nor F
+            ]
+            opt = rmsprop.RMSProp(params, lr=0.01, momentum=0.9, centered=True)
+            for _ in range(3):
+                grads = [rng.standard_normal(p.shape).astype(p.dtype) for p in params]
+                grads[2] = np.asfortranarray(grads[2])
+                opt.step(grads)
+            return params
+        finally:
+            _accel.set_enabled(previous)
+
+    ours = run(True)
+    assert len(calls) == 2 * 3  # a float32 and a float64 group, three steps
+    theirs = run(False)
+    for a, b in zip(ours, theirs, strict=True):
+        assert np.array_equal(a, b)

@@ -80,6 +80,7 @@ class RMSProp:
             )
         self._float32_arithmetic = float32_arithmetic
         self._state: list[dict[str, NDArray]] = []
+        self._launches: dict[tuple[Any, ...], tuple[Any, list[tuple[Any, ...]]]] = {}
         self.zero_state()
 
     @property
@@ -108,6 +109,7 @@ class RMSProp:
     def zero_state(self) -> None:
         """Start over: the average at ``initial_cache``, other buffers at 0, step count 0."""
         self._steps = 0
+        self._launches.clear()
         self._state = [{"cache": self._buffer(p, self._hp.initial_cache)} for p in self._params]
         for p, buffers in zip(self._params, self._state, strict=True):
             self._add_missing_buffers(p, buffers)
@@ -135,11 +137,49 @@ class RMSProp:
                     raise ValueError(f"{name} shares memory with params[{i}] or its state")
             checked.append(array)
         hp = self._hp
-        for p, g, buffers in zip(self._params, checked, self._state, strict=True):
-            if g is not None:
-                self._add_missing_buffers(p, buffers)
+        work = sum(p.size for p, g in zip(self._params, checked, strict=True) if g is not None)
+        kernels = _accel.kernels(work)
+        groups: dict[tuple[Any, ...], list[int]] = {}
+        for i, (p, g, buffers) in enumerate(zip(self._params, checked, self._state, strict=True)):
+            if g is None:
+                continue
+            self._add_missing_buffers(p, buffers)
+            kinds = _kinds(p, g, buffers) if kernels is not None else None
+            if kinds is None:
                 _update(p, g, buffers, hp, self._float32_arithmetic)
+            elif p.size:
+                groups.setdefault(kinds, []).append(i)
+        for kinds, members in groups.items():  # one launch per group of dtypes
+            self._launch(kinds, members, hp)([checked[i].ctypes.data for i in members], hp)  # type: ignore[union-attr]
         self._steps += 1
+
+    def _launch(self, kinds: tuple[str, str, str], members: list[int], hp: Hyperparameters) -> Any:
+        """The group launch over ``members``, kept while the parameters and state are the
+        same arrays (the state changes identity only on zero_state and load_state_dict)."""
+        key = (kinds, tuple(members), hp.switches, self._float32_arithmetic)
+        state = [self._state[i] for i in members]
+        found = self._launches.get(key)
+        if found is not None and all(
+            all(kept is buffers.get(name) for name, kept in zip(BUFFERS, held, strict=True))
+            for held, buffers in zip(found[1], state, strict=True)
+        ):
+            return found[0]
+        kernels = _accel.load()
+        assert kernels is not None  # step() found them
+        rows = [
+            (
+                self._params[i].ctypes.data,
+                *(0 if name not in buffers else buffers[name].ctypes.data for name in BUFFERS),
+                self._params[i].size,
+            )
+            for i, buffers in zip(members, state, strict=True)
+        ]
+        launch = kernels.Launch(rows, kinds, hp, float32_arithmetic=self._float32_arithmetic)
+        held = [tuple(buffers.get(name) for name in BUFFERS) for buffers in state]
+        if len(self._launches) >= 8:  # subsets of parameters come and go: keep a few
+            self._launches.pop(next(iter(self._launches)))
+        self._launches[key] = (launch, held)
+        return launch
 
     def state_dict(self) -> dict[str, Any]:
         """A snapshot of the optimizer: plain NumPy arrays and numbers, resumable bit-exactly.
@@ -188,6 +228,7 @@ class RMSProp:
                 restored[key] = array.astype(self._dtype(p), copy=True)
             state.append(restored)
         self._hp, self._steps, self._state = hp, int(steps), state
+        self._launches.clear()
 
     def _dtype(self, p: NDArray) -> np.dtype[Any]:
         return self._state_dtype or p.dtype
@@ -201,6 +242,20 @@ class RMSProp:
             buffers["momentum_buffer"] = self._buffer(p, 0.0)
         if self._hp.centered and "grad_avg" not in buffers:
             buffers["grad_avg"] = self._buffer(p, 0.0)
+
+
+def _kinds(p: NDArray, g: NDArray, buffers: Mapping[str, NDArray]) -> tuple[str, str, str] | None:
+    """The storage kinds of a group launch for ``p``, or None where it does not apply: the
+    parameter, gradient and state float32/float64 (state of one dtype), all C-contiguous
+    or all Fortran-contiguous, so that element i of each one's memory is the same element."""
+    arrays = (p, g, *buffers.values())
+    if not all(a.dtype.name in ("float32", "float64") for a in arrays):
+        return None
+    if len({b.dtype for b in buffers.values()}) != 1:
+        return None
+    if not (all(a.flags.c_contiguous for a in arrays) or all(a.flags.f_contiguous for a in arrays)):
+        return None
+    return p.dtype.name, g.dtype.name, next(iter(buffers.values())).dtype.name
 
 
 def _check_param(p: object, name: str) -> None:
