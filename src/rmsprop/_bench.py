@@ -2,13 +2,16 @@
 
 Every implementation takes RMSProp steps (lr 1e-3, beta 0.9, eps 1e-8 inside the root
 where it has the option) on arrays of N elements, for N from 10^3 to 5·10^7 in float32
-and float64, and on the parameter shapes of ResNet-50 (161 float32 tensors, 25.6M
-values). Rounds are interleaved: each round times one sample of every implementation,
-so machine noise hits all alike; a sample is as many calls as fill about 20 ms. The
-table gives the median per call with min and max over rounds, the throughput counting
-the five memory streams an RMSProp step must move (read params, grads, cache; write
-params, cache), and the share of a trivial five-stream loop that moves the same bytes
-(the roofline). Peers that are not installed are skipped with a note.
+and float64, and whole optimizer steps on model-shaped parameter sets: ResNet-50 (161
+tensors, 25.6M values; contiguous, channels_last, and bfloat16 with float32 state) and
+BERT-base (199 tensors, 109M values). Rounds are interleaved: each round times one
+sample of every implementation, so machine noise hits all alike; a sample is as many
+calls as fill about 20 ms. The table gives the median per call with min and max over
+rounds, the throughput counting the five memory streams an RMSProp step must move
+(read params, grads, cache; write params, cache: 20 bytes per float32 element, 14 for
+bfloat16 parameters and gradients with float32 state), and the share of a trivial
+five-stream loop that moves the same bytes (the roofline). Peers that are not installed
+are skipped with a note.
 """
 
 import functools
@@ -182,7 +185,7 @@ def _implementations() -> dict[str, Factory]:
     }
 
 
-# --- ResNet-50 -------------------------------------------------------------------------------
+# --- models ------------------------------------------------------------------------------------
 
 
 def resnet50_shapes() -> list[tuple[int, ...]]:
@@ -212,27 +215,68 @@ def bert_base_shapes() -> list[tuple[int, ...]]:
     return [*shapes, (hidden, hidden), (hidden,)]
 
 
-def _model_implementations() -> dict[str, Callable[[], Step]]:
-    shapes = resnet50_shapes()
-    total = sum(math.prod(s) for s in shapes)
+@dataclass(frozen=True)
+class Model:
+    """A model-shaped parameter set to time whole optimizer steps on."""
+
+    name: str
+    shapes: list[tuple[int, ...]]
+    dtype: str = "float32"  # the parameters' (ours keep float32 state for bfloat16)
+    channels_last: bool = False
+
+    @property
+    def elements(self) -> int:
+        return sum(math.prod(s) for s in self.shapes)
+
+    @property
+    def bytes_per_element(self) -> int:
+        """What one step must move: read p, g, v and write p, v (v in float32)."""
+        return 14 if self.dtype == "bfloat16" else 20
+
+
+def models() -> list[Model]:
+    resnet = resnet50_shapes()
+    return [
+        Model("ResNet-50", resnet),
+        Model("ResNet-50, channels_last", resnet, channels_last=True),
+        Model("ResNet-50, bfloat16 parameters", resnet, dtype="bfloat16"),
+        Model("BERT-base", bert_base_shapes()),
+    ]
+
+
+def _model_implementations(model: Model) -> dict[str, Callable[[], Step]]:
+    shapes = model.shapes
 
     def tensors() -> Any:
         torch = _require("torch")
         generator = torch.Generator().manual_seed(0)
-        params = [torch.nn.Parameter(torch.randn(s, generator=generator)) for s in shapes]
-        for p in params:
-            p.grad = torch.randn(p.shape, generator=generator)
+        dtype = getattr(torch, model.dtype)
+        layout = torch.channels_last if model.channels_last else torch.contiguous_format
+        params = []
+        for s in shapes:
+            p = torch.randn(s, generator=generator).to(dtype)
+            if len(s) == 4:
+                p = p.contiguous(memory_format=layout)
+            p = torch.nn.Parameter(p)
+            p.grad = torch.randn(s, generator=generator).to(dtype)
+            if len(s) == 4:
+                p.grad = p.grad.contiguous(memory_format=layout)
+            params.append(p)
         return params
 
     def ours_torch(float32_arithmetic: bool = False) -> Step:
         import rmsprop.torch  # noqa: PLC0415
 
+        torch = _require("torch")
         optimizer = rmsprop.torch.RMSProp(
-            tensors(), lr=LR, beta=BETA, eps=EPS, float32_arithmetic=float32_arithmetic
-        )
+            tensors(), lr=LR, beta=BETA, eps=EPS, float32_arithmetic=float32_arithmetic,
+            state_dtype=torch.float32 if model.dtype == "bfloat16" else None,
+        )  # fmt: skip
         return optimizer.step
 
     def ours_numpy() -> Step:
+        if model.dtype != "float32" or model.channels_last:
+            raise UnavailableError("NumPy has neither bfloat16 nor channels_last")
         rng = np.random.default_rng(0)
         params = [rng.standard_normal(s, dtype=np.float32) for s in shapes]
         grads = [rng.standard_normal(s, dtype=np.float32) for s in shapes]
@@ -248,8 +292,20 @@ def _model_implementations() -> dict[str, Callable[[], Step]]:
         )
         return optimizer.step  # type: ignore[no-any-return]
 
+    def roofline() -> Step:
+        if model.dtype == "float32":
+            return _roofline(model.elements, "float32")
+        kernels = _accel.load()
+        if kernels is None:
+            raise UnavailableError("Numba is not installed")
+        rng = np.random.default_rng(0)  # bfloat16 as its 16 bits: 2 + 2 + 4 bytes read
+        p, g = (rng.integers(0, 2**15, model.elements, dtype=np.uint16) for _ in range(2))
+        v = np.zeros(model.elements, np.float32)
+        loop = _roofline_kernel()
+        return lambda: loop(p, g, v)
+
     return {
-        f"{ROOFLINE}, one flat pass": lambda: _roofline(total, "float32"),
+        f"{ROOFLINE}, one flat pass": roofline,
         "rmsprop.torch.RMSProp": ours_torch,
         FAST_TORCH: functools.partial(ours_torch, float32_arithmetic=True),
         "rmsprop.RMSProp": ours_numpy,
@@ -270,13 +326,15 @@ class Result:
     dtype: str
     times: list[float] = field(default_factory=list)
     skipped: str | None = None
+    bytes_per_element: int | None = None  # default: five streams of ``dtype``
 
     @property
     def median(self) -> float:
         return statistics.median(self.times)
 
     def gbps(self) -> float:
-        return 5 * self.elements * np.dtype(self.dtype).itemsize / self.median / 1e9
+        per_element = self.bytes_per_element or 5 * _itemsize(self.dtype)
+        return per_element * self.elements / self.median / 1e9
 
     def as_dict(self, roofline: "Result | None") -> dict[str, Any]:
         if self.skipped:
@@ -292,6 +350,10 @@ class Result:
             "gb_per_s_5_streams": self.gbps(),
             "share_of_roofline": share,
         }
+
+
+def _itemsize(dtype: str) -> int:
+    return 2 if dtype == "bfloat16" else np.dtype(dtype).itemsize
 
 
 def _calls_per_sample(step: Step) -> int:
@@ -315,9 +377,12 @@ def measure(
     dtype: str,
     rounds: int,
     tick: Callable[[], None],
+    bytes_per_element: int | None = None,
 ) -> list[Result]:
     """Time every implementation, interleaved over ``rounds`` rounds."""
-    results = [Result(name, elements, dtype) for name in factories]
+    results = [
+        Result(name, elements, dtype, bytes_per_element=bytes_per_element) for name in factories
+    ]
     steps: list[tuple[Result, Step, int]] = []
     with _quiet():
         for result, factory in zip(results, factories.values(), strict=True):
@@ -345,7 +410,8 @@ def run(sizes: tuple[int, ...], rounds_for: Callable[[int], int], model: bool) -
     """All measurements, as the JSON document that ``rmsprop bench`` writes."""
     implementations = _implementations()
     configurations = [(n, d) for d in DTYPES for n in sizes]
-    total = sum(rounds_for(n) for n, _ in configurations) + (rounds_for(10**7) if model else 0)
+    total = sum(rounds_for(n) for n, _ in configurations)
+    total += len(models()) * rounds_for(10**7) if model else 0
     report: dict[str, Any] = {
         "machine": machine(),
         "settings": {"lr": LR, "beta": BETA, "eps": EPS},
@@ -367,17 +433,21 @@ def run(sizes: tuple[int, ...], rounds_for: Callable[[int], int], model: bool) -
             roofline = results[0] if not results[0].skipped else None
             report["arrays"] += [r.as_dict(roofline) for r in results]
         if model:
-            shapes = resnet50_shapes()
-            total_elements = sum(math.prod(s) for s in shapes)
-            results = measure(
-                _model_implementations(), total_elements, "float32", rounds_for(10**7), tick
-            )
-            roofline = results[0] if not results[0].skipped else None
-            report["resnet50"] = {
-                "tensors": len(shapes),
-                "elements": total_elements,
-                "results": [r.as_dict(roofline) for r in results],
-            }
+            report["models"] = []
+            for case in models():
+                results = measure(
+                    _model_implementations(case), case.elements, case.dtype, rounds_for(10**7),
+                    tick, bytes_per_element=case.bytes_per_element,
+                )  # fmt: skip
+                roofline = results[0] if not results[0].skipped else None
+                report["models"].append({
+                    "model": case.name,
+                    "tensors": len(case.shapes),
+                    "elements": case.elements,
+                    "dtype": case.dtype,
+                    "bytes_per_element": case.bytes_per_element,
+                    "results": [r.as_dict(roofline) for r in results],
+                })  # fmt: skip
     return report
 
 
@@ -425,11 +495,11 @@ def table(report: dict[str, Any]) -> str:
     for name, reason in skipped.items():
         lines.append(f"\n(skipped {name}: {reason})")
     lines += _speedups(rows)
-    if "resnet50" in report:
-        model = report["resnet50"]
+    for model in report.get("models", []):
         lines.append(
-            f"\nResNet-50 parameters: {model['tensors']} float32 tensors, "
-            f"{model['elements']:,} values\n{HEADER}"
+            f"\n{model['model']}: {model['tensors']} {model['dtype']} tensors, "
+            f"{model['elements']:,} values, {model['bytes_per_element']} bytes each a step"
+            f"\n{HEADER}"
         )
         for r in model["results"]:
             lines.append(

@@ -16,7 +16,8 @@ def add_parser(commands: Subparsers) -> None:
             "Times one RMSProp step of rmsprop (step_, RMSProp, rmsprop.torch.RMSProp), NumPy as "
             "the seed writes it, torch.optim.RMSprop (foreach and for-loop) and optax under "
             "jax.jit, beside a trivial 5-stream loop (the roofline), for N from 10^3 to 5x10^7 "
-            "in float32 and float64 and for ResNet-50's parameters. Interleaved rounds in one "
+            "in float32 and float64, and whole steps over model-shaped parameter sets (ResNet-50 "
+            "contiguous, channels_last and bfloat16; BERT-base). Interleaved rounds in one "
             "process; medians with min and max. Writes bench.json and bench.png to --out."
         ),
     )
@@ -25,7 +26,7 @@ def add_parser(commands: Subparsers) -> None:
         help=f"where to write bench.json and bench.png (default ./{DEFAULT_OUT}/)",
     )  # fmt: skip
     parser.add_argument(
-        "--quick", action="store_true", help="N up to 10^6, 3 rounds, no ResNet-50 (a minute)"
+        "--quick", action="store_true", help="N up to 10^6, 3 rounds, no models (a minute)"
     )
     parser.set_defaults(run=run)
 
