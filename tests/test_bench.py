@@ -56,3 +56,34 @@ def test_bench_command_rejects_an_unwritable_out(tmp_path, capsys):
     blocker.write_text("")
     assert main(["bench", "--quick", "--out", str(blocker / "x")]) == 2
     assert "cannot write to --out" in capsys.readouterr().err
+
+
+def test_model_cases_and_their_bytes():
+    cases = {case.name: case for case in _bench.models()}
+    assert set(cases) == {
+        "ResNet-50", "ResNet-50, channels_last", "ResNet-50, bfloat16 parameters", "BERT-base"
+    }  # fmt: skip
+    assert cases["BERT-base"].elements == 109_482_240 and len(cases["BERT-base"].shapes) == 199
+    assert cases["ResNet-50, bfloat16 parameters"].bytes_per_element == 14  # 2 + 2 + 4 + 2 + 4
+    assert cases["ResNet-50"].bytes_per_element == 20
+
+
+def test_model_rows_are_printed_with_their_speedups():
+    row = {"elements": 10, "dtype": "float32", "min_s": 1.0, "max_s": 3.0, "median_s": 2.0,
+           "gb_per_s_5_streams": 1.0, "share_of_roofline": 0.5}  # fmt: skip
+    report = {
+        "arrays": [],
+        "models": [{
+            "model": "ResNet-50", "tensors": 161, "elements": 10, "dtype": "float32",
+            "bytes_per_element": 20,
+            "results": [
+                {**row, "implementation": "rmsprop.torch.RMSProp"},
+                {**row, "implementation": "torch.optim.RMSprop (for-loop)", "median_s": 6.0},
+                {"implementation": "rmsprop.RMSProp", "skipped": "not here"},
+            ],
+        }],
+    }  # fmt: skip
+    text = _bench.table(report)
+    assert "ResNet-50: 161 float32 tensors, 10 values, 20 bytes each a step" in text
+    assert "rmsprop.torch.RMSProp is 3.0x faster than torch.optim.RMSprop (for-loop)" in text
+    assert "rmsprop.RMSProp: skipped (not here)" in text

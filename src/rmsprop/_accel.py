@@ -1,6 +1,6 @@
 """Finding the fused kernels: Numba and Triton load on first use, never on ``import rmsprop``.
 
-Loading Numba and the cached kernels costs about a quarter of a second once per process,
+Loading Numba and the cached kernels costs about a third of a second once per process,
 so it happens on the first array of at least :data:`LOAD_MIN` elements; after
 that, arrays of every size use the kernels. Small inputs in a fresh process (the
 seed's examples, ``rmsprop step`` on small JSON) never wait for Numba.
