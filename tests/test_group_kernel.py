@@ -8,6 +8,8 @@ torch's copy_ rounds).
 import numpy as np
 import pytest
 
+numba = pytest.importorskip("numba", reason="Numba is not installed")
+
 torch = pytest.importorskip("torch")
 kernels = pytest.importorskip("rmsprop._kernels", reason="Numba is not installed")
 
@@ -26,6 +28,8 @@ STORAGE = [
     (torch.float64, torch.float64),
     (torch.bfloat16, torch.float32),
     (torch.bfloat16, torch.bfloat16),
+    (torch.float16, torch.float32),
+    (torch.float16, torch.float16),
     (torch.float32, torch.float64),
 ]
 
@@ -153,8 +157,8 @@ def test_a_group_added_later_gets_its_own_launch():
 
 def test_sizes_and_layouts_the_kernel_does_not_take():
     can = rmsprop.torch._kernel_can_update
-    p = torch.zeros(4, 6, dtype=torch.float16)
-    assert not can(_Numba.dtypes, p, p.clone(), [p.clone(), None, None])  # float16: foreach
+    p = torch.zeros(4, 6, dtype=torch.int32)
+    assert not can(_Numba.dtypes, p, p.clone(), [p.clone(), None, None])
     q = torch.zeros(4, 6)
     assert can(_Numba.dtypes, q, q.clone(), [q.clone(), None, None])
     assert not can(_Numba.dtypes, q, q.clone(), [torch.zeros(24), None, None])
@@ -192,3 +196,40 @@ def test_the_numpy_optimizer_launches_once_per_group_of_dtypes(monkeypatch):
     theirs = run(False)
     for a, b in zip(ours, theirs, strict=True):
         assert np.array_equal(a, b)
+
+
+@numba.njit
+def _decode_all(out):
+    for h in range(65536):
+        out[h] = kernels._read(np.uint16(h), kernels.FLOAT16)
+    return out
+
+
+@numba.njit
+def _encode(values, out):
+    for i in range(values.size):
+        out[i] = kernels._narrow(values[i], kernels.FLOAT16)
+    return out
+
+
+def test_float16_is_read_exactly_and_written_to_nearest_even_as_numpy_and_torch_do():
+    """Every one of the 65,536 half-precision patterns reads as its value; writes round
+    the float64 value to float32, then to float16, to nearest even (subnormals, ties,
+    overflow to infinity and NaN included)."""
+    patterns = np.arange(65536, dtype=np.uint16)
+    values = patterns.view(np.float16).astype(np.float64)
+    assert np.array_equal(_decode_all(np.zeros(65536)), values, equal_nan=True)
+    rng = np.random.default_rng(0)
+    finite = values[np.isfinite(values)]
+    tries = np.concatenate([
+        rng.standard_normal(100_000) * 10.0 ** rng.integers(-9, 6, 100_000),
+        finite, finite * (1 + 2**-11), finite * (1 - 2**-12), np.nextafter(finite, 0.0),
+        [65504.0, 65519.99, 65520.0, 1e9, -1e9, np.inf, -np.inf, 2**-25, 2**-24,
+         3 * 2**-26, 2**-26, 0.0, -0.0],
+    ])  # fmt: skip
+    got = _encode(tries, np.zeros(tries.size, np.uint16))
+    with np.errstate(over="ignore"):
+        expected = tries.astype(np.float32).astype(np.float16).view(np.uint16)
+    assert np.array_equal(got, expected)
+    nan = _encode(np.array([np.nan]), np.zeros(1, np.uint16)).view(np.float16)
+    assert np.isnan(nan).all()

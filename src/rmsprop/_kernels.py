@@ -335,8 +335,9 @@ def update(
 
 #: Elements per chunk of a group launch.
 GROUP_CHUNK: Final = 1 << 14
-#: Storage kinds of a group launch: bfloat16 is stored as the upper half of a float32.
-GROUP_KINDS: Final = ("float32", "float64", "bfloat16")
+#: Storage kinds of a group launch: bfloat16 (the upper half of a float32) and float16
+#: are read and written as 16-bit integers (Numba has neither type).
+GROUP_KINDS: Final = ("float32", "float64", "bfloat16", "float16")
 
 
 def _pointer_of(typingctx: Any, address: Any, dtype: Any) -> Any:
@@ -367,23 +368,68 @@ _bits_of_float32: Any = _bitcast_to(numba.types.uint32, numba.types.float32)
 _carray: Any = numba.carray  # type: ignore[attr-defined]
 
 
+#: How a group kernel stores values: as they are, or as 16 bits it converts itself.
+NATIVE, BFLOAT16, FLOAT16 = 0, 1, 2
+
+
 @_jit
-def _read(x: Any, bfloat16: bool) -> float:
-    """A stored value as float64, exactly: bfloat16 is read as its 16 bits."""
-    if bfloat16:
+def _read(x: Any, code: int) -> Any:
+    """A stored value as float64, exactly; 16-bit kinds are read as their bits."""
+    if code == BFLOAT16:  # the upper half of a float32
         return np.float64(_float32_of_bits(np.uint32(x) << np.uint32(16)))
+    if code == FLOAT16:
+        return _float16_value(np.int64(x))
     return np.float64(x)
 
 
 @_jit
-def _bfloat16(x: float) -> Any:
-    """``x`` rounded to float32, then to bfloat16 to nearest even (as torch rounds); NaN
-    stays a NaN."""
+def _float16_value(h: int) -> float:
+    """The value of IEEE 754 half-precision bits ``h``, exactly."""
+    exponent = (h >> 10) & 0x1F
+    mantissa = h & 0x3FF
+    if exponent == 0:
+        value = mantissa * 5.960464477539063e-08  # subnormal: mantissa * 2**-24
+    elif exponent == 31:
+        value = np.inf if mantissa == 0 else np.nan
+    else:
+        value = math.ldexp(np.float64(1024 + mantissa), exponent - 25)
+    return float(-value if h & 0x8000 else value)
+
+
+@_jit
+def _narrow(x: float, code: int) -> Any:
+    """``x`` rounded to float32, then to the 16-bit kind ``code`` to nearest even, as torch
+    rounds; NaN stays a NaN."""
     single = np.float32(x)
-    if np.isnan(single):
-        return np.uint16(0x7FC0)
-    bits = np.uint64(_bits_of_float32(single))
-    return np.uint16((bits + np.uint64(0x7FFF) + ((bits >> np.uint64(16)) & np.uint64(1))) >> 16)
+    bits = np.int64(_bits_of_float32(single))
+    if code == BFLOAT16:
+        if np.isnan(single):
+            return np.uint16(0x7FC0)
+        return np.uint16((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16)
+    sign = (bits >> 16) & 0x8000
+    exponent = (bits >> 23) & 0xFF
+    mantissa = bits & 0x7FFFFF
+    if exponent == 0xFF:  # inf, NaN
+        return np.uint16(sign | 0x7C00 | (0x200 if mantissa else 0))
+    half_exponent = exponent - 112  # 127 - 15
+    if half_exponent >= 31:
+        return np.uint16(sign | 0x7C00)  # too large: infinity
+    if half_exponent <= 0:  # a subnormal half, or zero
+        if half_exponent < -10:
+            return np.uint16(sign)
+        full = mantissa | 0x800000
+        shift = 14 - half_exponent
+        q = full >> shift
+        rest = full & ((1 << shift) - 1)
+        halfway = 1 << (shift - 1)
+        if rest > halfway or (rest == halfway and q & 1):
+            q += 1
+        return np.uint16(sign | q)
+    q = (half_exponent << 10) | (mantissa >> 13)
+    rest = mantissa & 0x1FFF
+    if rest > 0x1000 or (rest == 0x1000 and q & 1):
+        q += 1  # a carry into the exponent is right, up to infinity
+    return np.uint16(sign | q)
 
 
 @cache
@@ -394,9 +440,11 @@ def _group_kernel(
     maximize, centered, eps_in_sqrt, nesterov, lr_in_momentum, decoupled, momentum_on, decay_on = (
         kernel_flags
     )
-    storage = {"float32": np.float32, "float64": np.float64, "bfloat16": np.uint16}
+    storage = {"float32": np.float32, "float64": np.float64, "bfloat16": np.uint16,
+               "float16": np.uint16}  # fmt: skip
+    codes = {"float32": NATIVE, "float64": NATIVE, "bfloat16": BFLOAT16, "float16": FLOAT16}
     p_type, g_type, s_type = (storage[kind] for kind in kinds)
-    p_bf16, g_bf16, s_bf16 = (kind == "bfloat16" for kind in kinds)
+    p_code, g_code, s_code = (codes[kind] for kind in kinds)
     p_size, g_size, s_size = (np.dtype(storage[kind]).itemsize for kind in kinds)
     chunk = GROUP_CHUNK
     cache_key = (_RULE_VERSION, parallel, float32, kinds)
@@ -448,23 +496,23 @@ def _group_kernel(
             )  # fmt: skip
             for i in range(count):
                 state = _rule.State(
-                    _read(v[i], s_bf16),
-                    _read(b[i], s_bf16) if momentum_on else 0.0,
-                    _read(a[i], s_bf16) if centered else 0.0,
+                    _read(v[i], s_code),
+                    _read(b[i], s_code) if momentum_on else 0.0,
+                    _read(a[i], s_code) if centered else 0.0,
                 )
                 new_p, new = _family(
-                    _read(p[i], p_bf16), _read(g[i], g_bf16), state, options, _sqrt, _clamp_at_zero
+                    _read(p[i], p_code), _read(g[i], g_code), state, options, _sqrt, _clamp_at_zero
                 )
-                if p_bf16:
-                    p[i] = _bfloat16(new_p)
+                if p_code:
+                    p[i] = _narrow(new_p, p_code)
                 else:
                     p[i] = new_p
-                if s_bf16:
-                    v[i] = _bfloat16(new.cache)
+                if s_code:
+                    v[i] = _narrow(new.cache, s_code)
                     if momentum_on:
-                        b[i] = _bfloat16(new.momentum_buffer)
+                        b[i] = _narrow(new.momentum_buffer, s_code)
                     if centered:
-                        a[i] = _bfloat16(new.grad_avg)
+                        a[i] = _narrow(new.grad_avg, s_code)
                 else:
                     v[i] = new.cache
                     if momentum_on:

@@ -246,10 +246,11 @@ class RMSProp:
 
 def _kinds(p: NDArray, g: NDArray, buffers: Mapping[str, NDArray]) -> tuple[str, str, str] | None:
     """The storage kinds of a group launch for ``p``, or None where it does not apply: the
-    parameter, gradient and state float32/float64 (state of one dtype), all C-contiguous
-    or all Fortran-contiguous, so that element i of each one's memory is the same element."""
+    parameter, gradient and state float16/float32/float64 (state of one dtype), all
+    C-contiguous or all Fortran-contiguous, so that element i of each one's memory is the
+    same element."""
     arrays = (p, g, *buffers.values())
-    if not all(a.dtype.name in ("float32", "float64") for a in arrays):
+    if not all(a.dtype.name in ("float16", "float32", "float64") for a in arrays):
         return None
     if len({b.dtype for b in buffers.values()}) != 1:
         return None

@@ -38,12 +38,12 @@ class RMSProp(Optimizer):
     reproduce a framework (see :data:`rmsprop.PRESETS`), explicit options
     override it, and param groups may set any option of their own. Values
     are computed in float64 (float32 on devices without float64) and
-    rounded once into the parameters and the state: by the fused Numba kernels
-    for CPU float32/float64 tensors, by the fused Triton kernel for dense CUDA
-    tensors (one launch per group of options, device and dtypes), and by
-    ``torch._foreach_*`` operations on bounded slices elsewhere (other devices
-    and layouts, CPU float16/bfloat16, CUDA without Triton). DTensors laid out
-    alike are updated shard by shard.
+    rounded once into the parameters and the state: by a fused kernel for dense
+    float32, float64, bfloat16 and float16 tensors (Numba on the CPU, Triton on
+    CUDA; one launch per group of options, device and dtypes), and by
+    ``torch._foreach_*`` operations on bounded slices elsewhere (other devices,
+    views with gaps, CUDA without Triton). DTensors laid out alike are updated
+    shard by shard.
 
     Switching from ``torch.optim.RMSprop(params, lr, alpha=a, ...)`` to
     ``RMSProp(params, preset="pytorch", lr=lr, beta=a, ...)`` changes no
@@ -515,10 +515,15 @@ class _Triton(_Backend):
 
 
 class _Numba(_Backend):
-    """The Numba group kernel (CPU): float32, float64 and bfloat16 storage."""
+    """The Numba group kernel (CPU): float32, float64, bfloat16 and float16 storage."""
 
-    dtypes = (torch.float32, torch.float64, torch.bfloat16)
-    kinds: Final = {torch.float32: "float32", torch.float64: "float64", torch.bfloat16: "bfloat16"}
+    dtypes = (torch.float32, torch.float64, torch.bfloat16, torch.float16)
+    kinds: Final = {
+        torch.float32: "float32",
+        torch.float64: "float64",
+        torch.bfloat16: "bfloat16",
+        torch.float16: "float16",
+    }
 
     def __init__(self, module: Any) -> None:
         self.module = module
@@ -564,9 +569,9 @@ def _update(work: list[tuple[torch.Tensor, Hyperparameters, dict[str, Any], bool
 
     Plain dense tensors (contiguous, or laid out alike in any order of dimensions)
     go to a fused kernel, one launch per group of options, device and dtypes: the
-    Numba group kernel on the CPU (float32, float64, bfloat16), the Triton kernel
-    on CUDA. The others (float16 on the CPU, views with gaps, other devices,
-    DTensors that cannot be updated shard by shard) take ``torch._foreach_*``
+    Numba group kernel on the CPU, the Triton kernel on CUDA (float32, float64,
+    bfloat16, float16). The others (views with gaps, other devices, DTensors that
+    cannot be updated shard by shard) take ``torch._foreach_*``
     operations on bounded slices. This loop runs once per parameter and step:
     keep it lean.
     """
