@@ -307,7 +307,7 @@ class Launch:
         p, g, buffers = members[0]
         state_dtype = next(b.dtype for b in buffers if b is not None)
         self.device = p.device
-        self.options = self.options_of(hp)
+        self._switches = _options(hp)
         self._rows: list[int] = []  # per member: p, g (0 until called), v, b, a
         sizes: list[int] = []
         for p, _, (v, b, a) in members:
@@ -340,11 +340,6 @@ class Launch:
             collections.OrderedDict()
         )
 
-    @staticmethod
-    def options_of(hp: Hyperparameters) -> tuple[bool, ...]:
-        """The options that select a kernel (the same for all values of lr, beta, ...)."""
-        return _options(hp)
-
     def __call__(self, grads: Sequence[torch.Tensor], hp: Hyperparameters) -> None:
         """One step: ``grads[i]`` is the gradient of member i, of the dtype and layout built for."""
         pointers = tuple(g.data_ptr() for g in grads)
@@ -356,7 +351,7 @@ class Launch:
             found = (_upload(torch.tensor(rows, dtype=torch.int64), self.device), aligned)
             _remember(self._addresses, pointers, found)  # a few layouts of the gradients
         addresses, aligned = found
-        constants = (*self._dtypes, *self.options, aligned, *self._sizing)
+        constants = (*self._dtypes, *self._switches, aligned, *self._sizing)
         args = (addresses, self._sizes, self._chunks, _hyper(hp, self.device), *constants)
         with (
             torch.cuda.device(self.device)
