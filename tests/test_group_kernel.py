@@ -233,3 +233,24 @@ def test_float16_is_read_exactly_and_written_to_nearest_even_as_numpy_and_torch_
     assert np.array_equal(got, expected)
     nan = _encode(np.array([np.nan]), np.zeros(1, np.uint16)).view(np.float16)
     assert np.isnan(nan).all()
+
+
+@pytest.mark.parametrize(
+    ("p_dtype", "s_dtype"),
+    [pair for pair in STORAGE if torch.float64 not in pair and pair != (torch.float32,) * 2],
+    ids=str,
+)
+def test_float32_arithmetic_on_16_bit_storage_is_float32_storage_rounded_once(p_dtype, s_dtype):
+    """float32 registers for bfloat16 and float16 storage too: 16-bit values read exactly,
+    computed as float32 data would be, each result rounded once to its storage."""
+    hp = Hyperparameters.from_preset("pytorch", **OPTION_SETS[1])
+    ours = members(p_dtype, s_dtype, seed=3)
+    wide = [  # copies: .float() of a float32 tensor is the tensor itself
+        (p.to(torch.float32, copy=True), g.float(), [b.to(torch.float32, copy=True) for b in bs])
+        for p, g, bs in ours
+    ]
+    backend = _Numba(kernels)
+    backend.run(ours, hp, float32_arithmetic=True)
+    backend.run(wide, hp, float32_arithmetic=True)
+    rounded = [(p.to(p_dtype), g, [b.to(s_dtype) for b in bs]) for p, g, bs in wide]
+    assert_identical(ours, rounded)

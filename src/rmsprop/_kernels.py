@@ -383,6 +383,16 @@ def _read(x: Any, code: int) -> Any:
 
 
 @_jit
+def _read32(x: Any, code: int) -> Any:
+    """A stored float32, bfloat16 or float16 value as float32, exactly."""
+    if code == BFLOAT16:
+        return _float32_of_bits(np.uint32(x) << np.uint32(16))
+    if code == FLOAT16:
+        return np.float32(_float16_value(np.int64(x)))
+    return x
+
+
+@_jit
 def _float16_value(h: int) -> float:
     """The value of IEEE 754 half-precision bits ``h``, exactly."""
     exponent = (h >> 10) & 0x1F
@@ -394,6 +404,15 @@ def _float16_value(h: int) -> float:
     else:
         value = math.ldexp(np.float64(1024 + mantissa), exponent - 25)
     return float(-value if h & 0x8000 else value)
+
+
+@_jit
+def _store(array: Any, i: int, x: Any, code: int) -> None:
+    """``array[i] = x``, rounded once to the array's kind (16-bit kinds through float32)."""
+    if code:
+        array[i] = _narrow(np.float64(x), code)
+    else:
+        array[i] = x
 
 
 @_jit
@@ -475,17 +494,20 @@ def _group_kernel(
                 )  # fmt: skip
                 for i in range(count):
                     state32 = _rule.State(
-                        v[i], b[i] if momentum_on else zero, a[i] if centered else zero
+                        _read32(v[i], s_code),
+                        _read32(b[i], s_code) if momentum_on else zero,
+                        _read32(a[i], s_code) if centered else zero,
                     )
                     new_p32, new32 = _family32(
-                        p[i], g[i], state32, options32, _sqrt32, _clamp_at_zero32
-                    )
-                    p[i] = new_p32
-                    v[i] = new32.cache
+                        _read32(p[i], p_code), _read32(g[i], g_code), state32, options32,
+                        _sqrt32, _clamp_at_zero32,
+                    )  # fmt: skip
+                    _store(p, i, new_p32, p_code)
+                    _store(v, i, new32.cache, s_code)
                     if momentum_on:
-                        b[i] = new32.momentum_buffer
+                        _store(b, i, new32.momentum_buffer, s_code)
                     if centered:
-                        a[i] = new32.grad_avg
+                        _store(a, i, new32.grad_avg, s_code)
                 continue
             options = _Options(
                 lr, beta, eps, eps_in_sqrt, 0.0,
@@ -503,22 +525,12 @@ def _group_kernel(
                 new_p, new = _family(
                     _read(p[i], p_code), _read(g[i], g_code), state, options, _sqrt, _clamp_at_zero
                 )
-                if p_code:
-                    p[i] = _narrow(new_p, p_code)
-                else:
-                    p[i] = new_p
-                if s_code:
-                    v[i] = _narrow(new.cache, s_code)
-                    if momentum_on:
-                        b[i] = _narrow(new.momentum_buffer, s_code)
-                    if centered:
-                        a[i] = _narrow(new.grad_avg, s_code)
-                else:
-                    v[i] = new.cache
-                    if momentum_on:
-                        b[i] = new.momentum_buffer
-                    if centered:
-                        a[i] = new.grad_avg
+                _store(p, i, new_p, p_code)
+                _store(v, i, new.cache, s_code)
+                if momentum_on:
+                    _store(b, i, new.momentum_buffer, s_code)
+                if centered:
+                    _store(a, i, new.grad_avg, s_code)
 
     return kernel
 
@@ -553,7 +565,8 @@ class Launch:
         starts = (np.arange(owner.size, dtype=np.int64) - firsts[owner]) * GROUP_CHUNK
         self._chunks = np.stack([owner, starts], axis=1)
         self._kinds = kinds
-        self._float32 = float32_arithmetic and kinds == ("float32",) * 3
+        # float32 arithmetic where every value fits a float32 exactly: 16-bit kinds too.
+        self._float32 = float32_arithmetic and all(kind != "float64" for kind in kinds)
         self.elements = int(self._sizes.sum())
 
     def __call__(self, grad_addresses: list[int], hp: Hyperparameters) -> None:

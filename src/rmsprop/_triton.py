@@ -329,7 +329,8 @@ class Launch:
         static = _upload(torch.cat([torch.tensor(sizes, dtype=torch.int64), chunks]), self.device)
         self._sizes, self._chunks = static[: len(sizes)], static[len(sizes) :]
         self.grid = (owner.numel(), 1, 1)
-        float32 = float32_arithmetic and p.dtype == g.dtype == state_dtype == torch.float32
+        # float32 arithmetic where every value fits a float32 exactly: 16-bit storage too.
+        float32 = float32_arithmetic and torch.float64 not in (p.dtype, g.dtype, state_dtype)
         self._dtypes = (
             _STORAGE[p.dtype], _STORAGE[g.dtype], _STORAGE[state_dtype],
             tl.float32 if float32 else tl.float64,

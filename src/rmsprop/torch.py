@@ -64,9 +64,10 @@ class RMSProp(Optimizer):
             ``"timm"``, or None for the seed's rule.
         state_dtype: dtype of the state (default: each parameter's dtype),
             e.g. ``torch.float32`` for float16/bfloat16 parameters.
-        float32_arithmetic: compute float32 parameters in float32 rather than
-            float64: faster where the step is compute-bound, but no longer the
-            float64 evaluation rounded once (a few float32 ulp apart).
+        float32_arithmetic: compute float32, bfloat16 and float16 data in
+            float32 rather than float64: faster where the step is compute-bound,
+            but no longer the float64 evaluation rounded once (a few float32 ulp
+            apart).
         **options: ``beta``, ``eps``, ``momentum``, ``centered``, ... as in
             :class:`rmsprop.Hyperparameters`.
 
@@ -597,9 +598,7 @@ def _update(work: list[tuple[torch.Tensor, Hyperparameters, dict[str, Any], bool
             continue
         device = p.device
         dtypes = (p.dtype, g.dtype, *(b.dtype for b in buffers if b is not None))
-        narrow = device.type == "mps" or (
-            float32_arithmetic and all(d == torch.float32 for d in dtypes)
-        )
+        narrow = device.type == "mps" or (float32_arithmetic and torch.float64 not in dtypes)
         members, steps = groups.setdefault((hp, device, type(p), narrow, dtypes), ([], []))
         members.append((p, g, buffers))
         steps.append(state["step"])
@@ -607,7 +606,7 @@ def _update(work: list[tuple[torch.Tensor, Hyperparameters, dict[str, Any], bool
         if _fused_update(members, hp, float32_arithmetic):
             _count(steps)  # each counter advances with its parameter's update
         else:
-            narrow = float32_arithmetic and all(d == torch.float32 for d in kinds)
+            narrow = float32_arithmetic and torch.float64 not in kinds
             fallback = groups.setdefault((hp, device, torch.Tensor, narrow, tuple(kinds)), ([], []))
             fallback[0].extend(members)
             fallback[1].extend(steps)
