@@ -285,15 +285,16 @@ class RMSProp(Optimizer):
 
 
 class _Plan:
-    """A param group's step on the Triton kernel, kept while nothing it rests on changed.
+    """A param group's step on a fused kernel, kept while nothing it rests on changed.
 
     Built after a step that sent every parameter of the group with a gradient to
-    the Triton kernel. A later step reuses it, skipping the per-parameter
-    classification, when the group is the same dict with the same parameters
-    having gradients and options of the same kind, and every parameter is still
-    the tensor it was (address, shape, dtype), its state buffers the same tensors,
-    and its gradient of its dtype and layout; anything else takes the general
-    path, which builds a new plan. Only the gradients' addresses may change.
+    one fused kernel (Numba on the CPU, Triton on CUDA). A later step reuses it,
+    skipping the per-parameter classification, when the group is the same dict with
+    the same parameters having gradients and options of the same kind, and every
+    parameter is still the tensor it was (address, shape, dtype), its state
+    buffers the same tensors, and its gradient of its dtype and layout; anything
+    else takes the general path, which builds a new plan. Only the gradients'
+    addresses may change.
     """
 
     __slots__ = ("backend", "entries", "group", "launches", "options", "params", "steps")
@@ -751,7 +752,7 @@ def _kernel_can_update(
     g: torch.Tensor,
     buffers: list[torch.Tensor | None],
 ) -> bool:
-    """Whether the Triton kernel applies: plain dense tensors of one device and layout.
+    """Whether a fused kernel applies: plain dense tensors of one device and layout.
 
     The parameter and the gradient each have one of ``dtypes``, the state buffers
     share one; all have the parameter's shape and are contiguous, or dense with
