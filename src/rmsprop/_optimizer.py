@@ -245,19 +245,24 @@ class RMSProp:
             buffers["grad_avg"] = self._buffer(p, 0.0)
 
 
+#: The storage kinds of the group kernel, by NumPy dtype (a dict: dtype.name is slow).
+_KIND_OF: Final = {np.dtype(np.float16): "float16", np.dtype(np.float32): "float32",
+                   np.dtype(np.float64): "float64"}  # fmt: skip
+
+
 def _kinds(p: NDArray, g: NDArray, buffers: Mapping[str, NDArray]) -> tuple[str, str, str] | None:
     """The storage kinds of a group launch for ``p``, or None where it does not apply: the
     parameter, gradient and state float16/float32/float64 (state of one dtype), all
     C-contiguous or all Fortran-contiguous, so that element i of each one's memory is the
     same element."""
-    arrays = (p, g, *buffers.values())
-    if not all(a.dtype.name in ("float16", "float32", "float64") for a in arrays):
+    states = list(buffers.values())
+    kinds = (_KIND_OF.get(p.dtype), _KIND_OF.get(g.dtype), _KIND_OF.get(states[0].dtype))
+    if None in kinds or any(b.dtype != states[0].dtype for b in states[1:]):
         return None
-    if len({b.dtype for b in buffers.values()}) != 1:
-        return None
+    arrays = (p, g, *states)
     if not (all(a.flags.c_contiguous for a in arrays) or all(a.flags.f_contiguous for a in arrays)):
         return None
-    return p.dtype.name, g.dtype.name, next(iter(buffers.values())).dtype.name
+    return kinds  # type: ignore[return-value]
 
 
 def _check_param(p: object, name: str) -> None:
