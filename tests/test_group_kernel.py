@@ -17,6 +17,8 @@ import rmsprop.torch  # noqa: E402
 from rmsprop import Hyperparameters, _accel  # noqa: E402
 from rmsprop.torch import _foreach_update, _Numba  # noqa: E402
 
+from tensors import assert_identical  # noqa: E402
+
 OPTION_SETS = [
     {},
     {"momentum": 0.9, "centered": True, "weight_decay": 0.1, "maximize": True},
@@ -57,13 +59,6 @@ def members(p_dtype, s_dtype, seed=0):
     p, g = (torch.randn(30, 40, generator=generator).to(p_dtype).t() for _ in range(2))
     out.append((p, g, [torch.rand(30, 40, generator=generator).to(s_dtype).t() for _ in range(3)]))
     return out
-
-
-def assert_identical(ours, theirs):
-    for (p, _, bs), (q, _, cs) in zip(ours, theirs, strict=True):
-        for x, y in zip([p, *bs], [q, *cs], strict=True):
-            same = (x == y) | (x.isnan() & y.isnan())
-            assert bool(same.all()), f"{int((~same).sum())} of {x.numel()} differ"
 
 
 @pytest.mark.parametrize(("p_dtype", "s_dtype"), STORAGE, ids=str)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import rmsprop
-from rmsprop._step import slices
+from rmsprop._slices import slices
 
 from memory import extra_bytes
 from oracle import assert_identical, reference, ulp_distance

@@ -27,6 +27,8 @@ import rmsprop.torch  # noqa: E402
 from rmsprop import Hyperparameters, _accel, _rule, _triton  # noqa: E402
 from rmsprop.torch import _foreach_update  # noqa: E402
 
+from tensors import assert_identical  # noqa: E402
+
 # Large blocks: the interpreter runs a program's block as one NumPy operation.
 SMALL = {"chunk": 2048, "block": 1024}
 FLAGS = ("maximize", "centered", "eps_in_sqrt", "nesterov", "lr_in_momentum",
@@ -75,14 +77,6 @@ def members(sizes, p_dtype=torch.float32, s_dtype=torch.float32, seed=0):
 
 def copies(group):
     return [(p.clone(), g.clone(), [b.clone() for b in bs]) for p, g, bs in group]
-
-
-def assert_identical(ours, theirs):
-    for (p, _, bs), (q, _, cs) in zip(ours, theirs, strict=True):
-        for x, y in zip([p, *bs], [q, *cs], strict=True):
-            assert x.shape == y.shape and x.stride() == y.stride()
-            same = (x == y) | (x.isnan() & y.isnan())
-            assert bool(same.all()), f"{int((~same).sum())} of {x.numel()} differ"
 
 
 def run_both(hp, group, float32_arithmetic=False, **kernel_options):

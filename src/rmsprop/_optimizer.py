@@ -9,7 +9,8 @@ import numpy.typing as npt
 from rmsprop import _accel
 from rmsprop._options import Hyperparameters, Options
 from rmsprop._rule import State, family_update
-from rmsprop._step import _to_numpy, slices
+from rmsprop._slices import slices
+from rmsprop._step import _to_numpy
 from rmsprop._validation import describe
 
 NDArray = npt.NDArray[Any]
@@ -295,7 +296,7 @@ def _update(
     else:
         work = np.result_type(np.float64, *dtypes)
     keys = list(buffers)
-    # Slice by slice: what is widened stays bounded (see rmsprop._step.SLICE).
+    # Slice by slice: what is widened stays bounded (see rmsprop._slices.SLICE).
     for pp, gg, *pieces in slices((p, g, *buffers.values())):
         piece = dict(zip(keys, pieces, strict=True))
 

@@ -14,7 +14,6 @@ where the input is narrower, and round once to the output dtype.
 
 import math
 import sys
-from collections.abc import Iterator
 from types import ModuleType
 from typing import Any, Final, Literal, TypeVar, overload
 
@@ -24,6 +23,7 @@ import numpy.typing as npt
 from rmsprop import _accel
 from rmsprop import _validation as _v
 from rmsprop._rule import update
+from rmsprop._slices import slices
 from rmsprop._validation import describe
 
 #: Up to this many values, a plain-Python loop beats a NumPy round trip.
@@ -324,48 +324,13 @@ def _float_dtype(dtype: np.dtype[Any]) -> np.dtype[Any]:
     return dtype if dtype.kind == "f" else np.dtype(np.float64)
 
 
-#: Elements per slice where the NumPy path widens or copies: its temporaries stay under
-#: about 56 bytes times this (3.5 MiB), whatever the arrays' size.
-SLICE: Final = 1 << 16
-
-
-def slices(arrays: tuple[Any, ...], limit: int = SLICE) -> Iterator[tuple[Any, ...]]:
-    """Views of ``arrays`` (one shape; NumPy arrays or torch tensors) of at most
-    ``limit`` elements, covering them once.
-
-    Element i of every view is the same position in every array: C-contiguous
-    arrays are cut into flat runs; others along their outermost dimension of
-    more than one element, recursively.
-    """
-    first = arrays[0]
-    size = math.prod(first.shape)
-    if size <= limit:
-        yield arrays
-        return
-    if all(_c_contiguous(a) for a in arrays):
-        flat = [a.reshape(-1) for a in arrays]
-        for start in range(0, size, limit):
-            yield tuple(a[start : start + limit] for a in flat)
-        return
-    axis = next(d for d, extent in enumerate(first.shape) if extent > 1)
-    extent = first.shape[axis]
-    rows = max(1, limit // (size // extent))
-    for start in range(0, extent, rows):
-        index = (slice(None),) * axis + (slice(start, start + rows),)
-        yield from slices(tuple(a[index] for a in arrays), limit)
-
-
-def _c_contiguous(a: Any) -> bool:
-    return bool(a.flags.c_contiguous if isinstance(a, np.ndarray) else a.is_contiguous())
-
-
 def _numpy_update(
     p: NDArray, g: NDArray, v: NDArray, lr: float, beta: float, eps: float
 ) -> tuple[NDArray, NDArray]:
     """New params and cache, computed in float64 (or wider) and rounded once.
 
     With the fused kernels (float32/float64 data), in one pass into fresh arrays;
-    otherwise slice by slice (see :data:`SLICE`), so that what is widened or copied
+    otherwise slice by slice (see :data:`rmsprop._slices.SLICE`), so that what is widened or copied
     is bounded whatever the arrays' size.
     """
     new_p = np.empty(p.shape, _float_dtype(p.dtype))

@@ -3,7 +3,7 @@
 Importing this module imports PyTorch; ``import rmsprop`` alone does not.
 """
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Final, Unpack, cast
 
 import numpy as np
@@ -13,6 +13,7 @@ from torch.optim import Optimizer
 from rmsprop import _accel
 from rmsprop._options import OPTION_NAMES, FamilyOptions, Hyperparameters
 from rmsprop._rule import State, family_update
+from rmsprop._slices import slices
 
 __all__ = ["RMSProp"]
 
@@ -579,6 +580,7 @@ def _update(work: list[tuple[torch.Tensor, Hyperparameters, dict[str, Any], bool
     """
     fused: dict[tuple[Any, ...], tuple[Hyperparameters, list[Member], list[torch.Tensor]]] = {}
     groups: dict[tuple[Any, ...], tuple[list[Member], list[torch.Tensor]]] = {}
+    fused_kinds = (*GPU_DEVICE_TYPES, "cpu")
     for param, hp, state, float32_arithmetic in work:
         p, g = param, param.grad
         assert g is not None  # step() gathers only parameters with a gradient
@@ -590,7 +592,7 @@ def _update(work: list[tuple[torch.Tensor, Hyperparameters, dict[str, Any], bool
             p, g, buffers = _local(p, g, buffers)
         kind = "cuda" if p.is_cuda else p.device.type
         dtypes = _Triton.dtypes if kind in GPU_DEVICE_TYPES else _Numba.dtypes
-        if kind in (*GPU_DEVICE_TYPES, "cpu") and _kernel_can_update(dtypes, p, g, buffers):
+        if kind in fused_kinds and _kernel_can_update(dtypes, p, g, buffers):
             state_dtype = cast(torch.Tensor, buffers[0]).dtype
             fused_key = (id(hp), p.device, float32_arithmetic, p.dtype, g.dtype, state_dtype)
             _, members, steps = fused.setdefault(fused_key, (hp, [], []))
@@ -689,45 +691,22 @@ def _foreach_update(members: list[Member], hp: Hyperparameters, work: torch.dtyp
     batch: list[list[torch.Tensor | None]] = []
     size = 0
     for p, g, buffers in members:
-        for piece in _pieces([p, g, *buffers], limit):
-            n = piece[0].numel()  # type: ignore[union-attr]
+        tensors = [p, g, *buffers]
+        if all(t is None or type(t) in _PLAIN for t in tensors):
+            # Detached: views of the parameters, outside autograd (torch.compile traces this).
+            plain = [None if t is None else t.detach() for t in tensors]
+            pieces: Iterable[Sequence[torch.Tensor | None]] = slices(plain, limit)
+        else:  # DTensors that cannot be cut: whole
+            pieces = [tensors]
+        for piece in pieces:
+            n = cast(torch.Tensor, piece[0]).numel()
             if batch and size + n > limit:
                 _foreach_batch(batch, hp, work)
                 batch, size = [], 0
-            batch.append(piece)
+            batch.append(list(piece))
             size += n
     if batch:
         _foreach_batch(batch, hp, work)
-
-
-def _pieces(tensors: list[torch.Tensor | None], limit: int) -> Iterator[list[torch.Tensor | None]]:
-    """Views of ``tensors`` (one shape; None stays None) of at most ``limit`` elements each.
-
-    Element i of every view is element i of the same position in every tensor.
-    Dense tensors of one layout are cut as flat runs of their storage; others
-    along their outermost dimension, recursively.
-    """
-    present = [t for t in tensors if t is not None]
-    first = present[0]
-    n = first.numel()
-    if n <= limit or not all(type(t) in _PLAIN for t in present):
-        yield tensors
-        return
-    if all(t.stride() == first.stride() and _dense(t) for t in present):
-        flat = [
-            None if t is None else t.as_strided((n,), (1,), t.storage_offset()) for t in tensors
-        ]
-        for start in range(0, n, limit):
-            yield [None if t is None else t[start : start + limit] for t in flat]
-        return
-    dim = next(d for d, extent in enumerate(first.shape) if extent > 1)
-    extent = first.shape[dim]
-    rows = max(1, limit // (n // extent))
-    for start in range(0, extent, rows):
-        length = min(rows, extent - start)
-        yield from _pieces(
-            [None if t is None else t.narrow(dim, start, length) for t in tensors], limit
-        )
 
 
 def _dense(t: torch.Tensor) -> bool:
