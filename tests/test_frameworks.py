@@ -81,41 +81,62 @@ class TestPyTorch:
         assert_agree(run_torch(p0, grads, rmsprop.torch.RMSProp, preset="pytorch"), theirs, 1e-12)
 
 
+OPTAX_OPTIONS = [
+    pytest.param(m, n, c, bc, id=f"momentum{m}-nesterov{n:d}-centered{c:d}-bias_correction{bc:d}")
+    for m, n, c, bc in itertools.product([None, 0.9], [False, True], [False, True], [False, True])
+    if m or not n  # optax's nesterov needs momentum
+]
+
+
+#: centered with bias_correction: the first step's variance, g**2 - g**2, is exactly 0, so
+#: each library's step is its own rounding error divided by sqrt(eps) (measured: 6.5e-9).
+ILL_CONDITIONED = 1e-7
+
+
 class TestOptax:
     optax = pytest.importorskip("optax")
 
-    @pytest.mark.parametrize(
-        ("momentum", "nesterov", "centered"),
-        [
-            (m, n, c)
-            for m, n, c in itertools.product([None, 0.9], [False, True], [False, True])
-            if m or not n  # optax's nesterov needs momentum
-        ],
-    )
-    def test_preset_matches_optax_rmsprop(self, momentum, nesterov, centered):
+    @pytest.mark.parametrize(("momentum", "nesterov", "centered", "bias_correction"), OPTAX_OPTIONS)
+    def test_preset_matches_optax_rmsprop(self, momentum, nesterov, centered, bias_correction):
         p0, grads = problem()
-        theirs = run_optax(
-            p0, grads, learning_rate=0.01, momentum=momentum, nesterov=nesterov, centered=centered
-        )
-        ours, _ = run_numpy(
-            p0,
-            grads,
-            "optax",
-            lr=0.01,
-            momentum=momentum or 0.0,
-            nesterov=nesterov,
-            centered=centered,
-        )
-        assert max_relative_difference(ours, theirs) <= FLOAT64_TOLERANCE
+        options = {"nesterov": nesterov, "centered": centered, "bias_correction": bias_correction}
+        theirs = run_optax(p0, grads, learning_rate=0.01, momentum=momentum, **options)
+        ours, _ = run_numpy(p0, grads, "optax", lr=0.01, momentum=momentum or 0.0, **options)
+        tolerance = ILL_CONDITIONED if centered and bias_correction else FLOAT64_TOLERANCE
+        assert max_relative_difference(ours, theirs) <= tolerance
 
-    def test_initial_scale_and_eps_outside(self):
+    @pytest.mark.parametrize(("momentum", "centered"), [(0.0, False), (0.9, True)])
+    def test_bias_correction_in_the_torch_optimizer(self, momentum, centered):
+        """Per-parameter step counts on the fused kernel and on the foreach path."""
+        pytest.importorskip("torch")
+        import rmsprop.torch  # noqa: PLC0415
+
+        p0, grads = problem()
+        options = {"centered": centered, "bias_correction": True}
+        theirs = run_optax(p0, grads, learning_rate=0.01, momentum=momentum or None, **options)
+        for enabled in (True, False):
+            previous = rmsprop._accel.set_enabled(enabled)
+            try:
+                ours, _ = run_torch(
+                    p0, grads, rmsprop.torch.RMSProp, preset="optax", lr=0.01, momentum=momentum,
+                    **options,
+                )  # fmt: skip
+            finally:
+                rmsprop._accel.set_enabled(previous)
+            tolerance = ILL_CONDITIONED if centered else FLOAT64_TOLERANCE
+            assert max_relative_difference(ours, theirs) <= tolerance, enabled
+
+    @pytest.mark.parametrize("bias_correction", [False, True])
+    def test_initial_scale_and_eps_outside(self, bias_correction):
         p0, grads = problem()
         theirs = run_optax(
-            p0, grads, learning_rate=0.01, decay=0.8, eps=1e-3, initial_scale=1.0, eps_in_sqrt=False
-        )
+            p0, grads, learning_rate=0.01, decay=0.8, eps=1e-3, initial_scale=1.0,
+            eps_in_sqrt=False, bias_correction=bias_correction,
+        )  # fmt: skip
         ours, _ = run_numpy(
-            p0, grads, "optax", lr=0.01, beta=0.8, eps=1e-3, initial_cache=1.0, eps_in_sqrt=False
-        )
+            p0, grads, "optax", lr=0.01, beta=0.8, eps=1e-3, initial_cache=1.0, eps_in_sqrt=False,
+            bias_correction=bias_correction,
+        )  # fmt: skip
         assert max_relative_difference(ours, theirs) <= FLOAT64_TOLERANCE
 
 

@@ -24,7 +24,9 @@ OPTION_SETS = [
     {"momentum": 0.9, "centered": True, "weight_decay": 0.1, "maximize": True},
     {"momentum": 0.9, "nesterov": True, "lr_in_momentum": True, "eps_in_sqrt": True},
     {"weight_decay": 0.1, "decoupled_weight_decay": True, "centered": True},
+    {"bias_correction": True, "centered": True, "momentum": 0.9},
 ]
+CORRECTION = 1.0 - 0.99**2  # the bias correction of step 2 at the pytorch preset's beta
 STORAGE = [
     (torch.float32, torch.float32),
     (torch.float64, torch.float64),
@@ -75,8 +77,8 @@ def test_one_launch_equals_the_foreach_path_bit_for_bit(options, p_dtype, s_dtyp
         for p, g, bs in ours
     ]
     backend = _Numba(kernels)
-    backend.run(ours, hp, float32_arithmetic=False)
-    _foreach_update(theirs, hp, torch.float64)
+    backend.run(ours, hp, float32_arithmetic=False, correction=CORRECTION)
+    _foreach_update(theirs, hp, torch.float64, CORRECTION)
     assert_identical(ours, theirs)
 
 

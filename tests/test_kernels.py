@@ -32,7 +32,11 @@ OPTION_SETS = [
     {"momentum": 0.5, "nesterov": True, "centered": True, "weight_decay": 0.01, "maximize": True},
     {"momentum": 0.9, "lr_in_momentum": False, "centered": True, "eps_in_sqrt": False,
      "weight_decay": 0.01, "decoupled_weight_decay": True},
+    {"bias_correction": True},
+    {"bias_correction": True, "centered": True, "momentum": 0.9, "eps_in_sqrt": False},
 ]  # fmt: skip
+#: The bias correction the tests pass (1 - 0.9**3, that of step 3 at beta 0.9).
+CORRECTION = 1.0 - 0.9**3
 SIZES = [0, 1, 7, 4097, kernels.PARALLEL_MIN - 1, kernels.PARALLEL_MIN + 3]
 
 
@@ -43,13 +47,14 @@ def data(n, dtype, seed=0):
     return [x.astype(dtype) for x in (p, g, v, b, a)]
 
 
-def numpy_family(hp, p, g, v, b, a):
+def numpy_family(hp, p, g, v, b, a, correction=CORRECTION):
     """The rule on float64 NumPy arrays, rounded once to the inputs' dtype."""
     wide = [x.astype(np.float64) for x in (p, g, v, b, a)]
     with np.errstate(all="ignore"):
         new_p, new = family_update(
-            wide[0], wide[1], State(*wide[2:]), hp, np.sqrt, lambda x: np.maximum(x, 0.0)
-        )
+            wide[0], wide[1], State(*wide[2:]), hp, np.sqrt, lambda x: np.maximum(x, 0.0),
+            correction,
+        )  # fmt: skip
     return [x.astype(p.dtype) for x in (new_p, *new)]
 
 
@@ -60,7 +65,10 @@ def test_family_kernel_is_the_rule(options, dtype):
     for n in SIZES:
         p, g, v, b, a = data(n, dtype)
         expected = numpy_family(hp, p, g, v, b, a)
-        kernels.update(hp, p, g, v, b if hp.momentum else None, a if hp.centered else None)
+        kernels.update(
+            hp, p, g, v, b if hp.momentum else None, a if hp.centered else None,
+            correction=CORRECTION,
+        )  # fmt: skip
         assert_identical(p, expected[0])
         assert_identical(v, expected[1])
         if hp.momentum:
@@ -82,7 +90,10 @@ def test_family_kernel_is_the_rule_on_generated_values(options, dtype, values, l
     p, g, b, a = (np.roll(values, k).astype(dtype) for k in range(4))
     v = np.abs(np.roll(values, 4)).astype(dtype)
     expected = numpy_family(hp, p, g, v, b, a)
-    kernels.update(hp, p, g, v, b if hp.momentum else None, a if hp.centered else None)
+    kernels.update(
+        hp, p, g, v, b if hp.momentum else None, a if hp.centered else None,
+        correction=CORRECTION,
+    )  # fmt: skip
     assert_identical(p, expected[0])
     assert_identical(v, expected[1])
 

@@ -14,9 +14,9 @@ from rmsprop._rule import State, family_update, update
 from oracle import assert_identical, reference
 
 
-def numpy_family(p, g, state, hp):
+def numpy_family(p, g, state, hp, correction=1.0):
     with np.errstate(all="ignore"):
-        return family_update(p, g, state, hp, np.sqrt, lambda x: np.maximum(x, 0.0))
+        return family_update(p, g, state, hp, np.sqrt, lambda x: np.maximum(x, 0.0), correction)
 
 
 def test_defaults_are_the_seed():
@@ -107,6 +107,33 @@ def test_centered_variance_is_clamped_at_zero():
     assert ((cache - grad_avg**2) < 0).any()  # the case the clamp is for did occur
 
 
+@pytest.mark.parametrize("centered", [False, True])
+def test_bias_correction(centered):
+    """The mean square (and the centered mean) divided by 1 - beta**t, t counted from 1."""
+    hp = Hyperparameters(lr=0.1, beta=0.75, eps=0.0, centered=centered, bias_correction=True)
+    assert hp.correction(1) == 0.25 and hp.correction(2) == 1.0 - 0.5625
+    assert hp.replace(bias_correction=False).correction(2) == 1.0
+    grad_avg = np.array(0.0) if centered else None
+    new_p, state = numpy_family(
+        np.array(1.0), np.array(2.0), State(np.array(0.0), None, grad_avg), hp, hp.correction(1)
+    )
+    assert float(state.cache) == 1.0  # 0.25 * 4: the state itself is not corrected
+    if centered:  # mean 0.5 / 0.25 = 2 = g: the variance is 4 - 4 = 0
+        assert float(state.grad_avg) == 0.5 and float(new_p) == -math.inf
+    else:  # the corrected mean square is g**2 = 4
+        assert float(new_p) == 1.0 - 0.1 * 2.0 / 2.0
+
+
+def test_bias_correction_counts_the_optimizers_steps():
+    """rmsprop.RMSProp counts steps as optax does: once per step, whatever it updates."""
+    w, skipped = np.zeros(3), np.zeros(3)
+    optimizer = rmsprop.RMSProp([w, skipped], lr=0.1, beta=0.5, eps=0.0, bias_correction=True)
+    optimizer.step([np.ones(3), None])
+    optimizer.step([np.ones(3), np.ones(3)])
+    assert (w == -0.2).all()  # each step's corrected mean square is exactly 1
+    assert (skipped == -0.1 / math.sqrt(0.5 / 0.75)).all()  # step 2: 0.5 / (1 - 0.25)
+
+
 @pytest.mark.parametrize("decoupled", [False, True])
 def test_weight_decay(decoupled):
     new_p, state = one_step(
@@ -153,6 +180,8 @@ BAD_OPTIONS = [
     ({"centered": 1}, TypeError, r"centered must be True or False, got 1 \(int\)"),
     ({"maximize": "yes"}, TypeError, r"maximize must be True or False"),
     ({"nesterov": True}, ValueError, r"nesterov=True needs momentum > 0"),
+    ({"bias_correction": True, "beta": 1.0}, ValueError, r"bias_correction=True needs beta < 1"),
+    ({"bias_correction": 1}, TypeError, r"bias_correction must be True or False"),
 ]
 
 

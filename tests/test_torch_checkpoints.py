@@ -133,11 +133,11 @@ def test_each_counter_advances_with_its_parameters_update(monkeypatch):
     update = rmsprop.torch._foreach_update
     calls = []
 
-    def out_of_memory_in_the_second_group(members, hp, work):
+    def out_of_memory_in_the_second_group(members, hp, work, correction):
         calls.append(hp)
         if len(calls) == 2:
             raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
-        update(members, hp, work)
+        update(members, hp, work, correction)
 
     monkeypatch.setattr(rmsprop.torch, "_foreach_update", out_of_memory_in_the_second_group)
     before = [first.detach().clone(), second.detach().clone()]

@@ -309,3 +309,21 @@ def test_float32_arithmetic_option(kernels_on):
     assert any(not torch.equal(a, b) for a, b in zip(*results, strict=True))
     with pytest.raises(TypeError, match="float32_arithmetic must be True or False"):
         rmsprop.torch.RMSProp([torch.nn.Parameter(torch.ones(2))], lr=0.1, float32_arithmetic=1)
+
+
+@pytest.mark.parametrize("kernels", [True, False], ids=["fused", "foreach"])
+def test_bias_correction_uses_each_parameters_own_step_count(kernels):
+    """As torch's Adam counts: a parameter without a gradient does not count the step."""
+    previous = rmsprop._accel.set_enabled(kernels)
+    try:
+        w, late = (torch.nn.Parameter(torch.zeros(3, dtype=torch.float64)) for _ in range(2))
+        opt = rmsprop.torch.RMSProp([w, late], lr=0.1, beta=0.5, eps=0.0, bias_correction=True)
+        w.grad = torch.ones(3, dtype=torch.float64)
+        opt.step()
+        late.grad = torch.ones(3, dtype=torch.float64)
+        opt.step()
+    finally:
+        rmsprop._accel.set_enabled(previous)
+    assert float(opt.state[w]["step"]) == 2 and float(opt.state[late]["step"]) == 1
+    assert torch.equal(w.detach(), torch.full((3,), -0.2, dtype=torch.float64))
+    assert torch.equal(late.detach(), torch.full((3,), -0.1, dtype=torch.float64))

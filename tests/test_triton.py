@@ -79,13 +79,16 @@ def copies(group):
     return [(p.clone(), g.clone(), [b.clone() for b in bs]) for p, g, bs in group]
 
 
-def run_both(hp, group, float32_arithmetic=False, **kernel_options):
+def run_both(hp, group, float32_arithmetic=False, correction=1.0, **kernel_options):
     """The kernel and the foreach path on copies of ``group``; both results."""
     ours, theirs = group, copies(group)
     with np.errstate(all="ignore"):  # the interpreter computes with NumPy
-        _triton.update(ours, hp, float32_arithmetic=float32_arithmetic, **(kernel_options or SMALL))
+        _triton.update(
+            ours, hp, float32_arithmetic=float32_arithmetic, correction=correction,
+            **(kernel_options or SMALL),
+        )  # fmt: skip
     work = torch.float32 if float32_arithmetic else torch.float64
-    _foreach_update(theirs, hp, work)
+    _foreach_update(theirs, hp, work, correction)
     return ours, theirs
 
 
@@ -104,6 +107,19 @@ def test_every_option_combination_is_bit_identical_to_the_foreach_path(options):
     sizes = [0, 1, 3, 17, 1024, 2048 + 5, 5000]
     for float32_arithmetic in (False, True):
         ours, theirs = run_both(hp, members(sizes), float32_arithmetic)
+        assert_identical(ours, theirs)
+
+
+@pytest.mark.parametrize("centered", [False, True])
+@pytest.mark.parametrize("eps_in_sqrt", [False, True])
+def test_bias_correction_is_bit_identical_to_the_foreach_path(centered, eps_in_sqrt):
+    hp = Hyperparameters.from_preset(
+        "optax", lr=0.01, bias_correction=True, centered=centered, eps_in_sqrt=eps_in_sqrt
+    )
+    for float32_arithmetic in (False, True):
+        ours, theirs = run_both(
+            hp, members([1, 17, 3000]), float32_arithmetic, correction=hp.correction(3)
+        )
         assert_identical(ours, theirs)
 
 
@@ -236,7 +252,8 @@ def test_a_new_learning_rate_is_data_not_code():
     a = Hyperparameters.from_preset("pytorch", lr=0.1)
     b = Hyperparameters.from_preset("pytorch", lr=0.2, beta=0.5, eps=1e-3)
     device = torch.device("cpu")
-    assert not torch.equal(_triton._hyper(a, device), _triton._hyper(b, device))
+    assert not torch.equal(_triton._hyper(a, 1.0, device), _triton._hyper(b, 1.0, device))
+    assert not torch.equal(_triton._hyper(a, 1.0, device), _triton._hyper(a, 0.19, device))
     assert _triton._options(a) == _triton._options(b)
 
 
@@ -381,7 +398,7 @@ def test_a_triton_whose_launcher_differs_falls_back_to_the_jit(monkeypatch):
     with pytest.warns(RuntimeWarning, match="directly failed"), np.errstate(all="ignore"):
         _triton.update(group, hp, **SMALL)
     assert not _triton.FAST_LAUNCH
-    _foreach_update(expected, hp, torch.float64)
+    _foreach_update(expected, hp, torch.float64, 1.0)
     assert_identical(group, expected)  # applied once, by the JIT launch
 
 

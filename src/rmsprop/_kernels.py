@@ -115,27 +115,31 @@ def flags(hp: Hyperparameters) -> Flags:
 @cache
 def _kernel(kernel_flags: Flags, parallel: bool, float32: bool) -> Any:
     """The kernel for one option combination: serial or parallel, float64 or float32 math."""
-    maximize, centered, eps_in_sqrt, nesterov, lr_in_momentum, decoupled, momentum_on, decay_on = (
-        kernel_flags
-    )
+    (
+        maximize, centered, eps_in_sqrt, nesterov, lr_in_momentum, decoupled, momentum_on,
+        decay_on, bias_correction,
+    ) = kernel_flags  # fmt: skip
     cache_key = (_RULE_VERSION, parallel, float32)
 
     @njit(parallel=parallel, error_model="numpy", cache=True)
-    def kernel(p, g, v, b, a, lr, beta, eps, momentum, weight_decay):  # type: ignore[no-untyped-def]
+    def kernel(p, g, v, b, a, lr, beta, eps, momentum, weight_decay, correction):  # type: ignore[no-untyped-def]
         if cache_key[0] < 0:  # never: cache_key is here to key the disk cache
             return
         if float32:  # float32 data, computed in float32: no conversion, half-width vectors
             zero = np.float32(0.0)
+            correction32 = np.float32(correction)
             options = _Options(
                 np.float32(lr), np.float32(beta), np.float32(eps), eps_in_sqrt, zero,
                 np.float32(momentum) if momentum_on else zero,
                 nesterov, lr_in_momentum, centered,
                 np.float32(weight_decay) if decay_on else zero,
-                decoupled, maximize,
+                decoupled, maximize, bias_correction,
             )  # fmt: skip
             for i in prange(p.size):
                 state = _rule.State(v[i], b[i] if momentum_on else zero, a[i] if centered else zero)
-                new_p, new = _family32(p[i], g[i], state, options, _sqrt32, _clamp_at_zero32)
+                new_p, new = _family32(
+                    p[i], g[i], state, options, _sqrt32, _clamp_at_zero32, correction32
+                )
                 p[i] = new_p
                 v[i] = new.cache
                 if momentum_on:
@@ -148,7 +152,7 @@ def _kernel(kernel_flags: Flags, parallel: bool, float32: bool) -> Any:
             momentum if momentum_on else 0.0,
             nesterov, lr_in_momentum, centered,
             weight_decay if decay_on else 0.0,
-            decoupled, maximize,
+            decoupled, maximize, bias_correction,
         )  # fmt: skip
         for i in prange(p.size):
             state = _rule.State(
@@ -157,7 +161,13 @@ def _kernel(kernel_flags: Flags, parallel: bool, float32: bool) -> Any:
                 np.float64(a[i]) if centered else 0.0,
             )
             new_p, new = _family(
-                np.float64(p[i]), np.float64(g[i]), state, options, _sqrt, _clamp_at_zero
+                np.float64(p[i]),
+                np.float64(g[i]),
+                state,
+                options,
+                _sqrt,
+                _clamp_at_zero,
+                correction,
             )
             p[i] = new_p
             v[i] = new.cache
@@ -302,20 +312,22 @@ def update(
     a: NDArray | None = None,
     *,
     float32_arithmetic: bool = False,
+    correction: float = 1.0,
 ) -> None:
     """One family step, in place, over 1-D arrays of equal length.
 
     ``p``, ``v`` (and ``b``, the momentum buffer, when momentum is on; ``a``, the
     gradient average, when centered) share one dtype of :data:`DTYPES`; ``g``
     is float32 or float64. ``float32_arithmetic`` computes float32 data in
-    float32 instead of float64: faster, less exact. Sizes are checked here
+    float32 instead of float64: faster, less exact. ``correction`` is the bias
+    correction of this step (see :meth:`Hyperparameters.correction`). Sizes are checked here
     (``ValueError``); the caller checks dtypes and memory overlap.
     """
     _check_sizes(p.size, g, v, b, a)
     float32 = float32_arithmetic and p.dtype == np.float32 and g.dtype == np.float32
     args = (
         p, g, v, p if b is None else b, p if a is None else a,
-        hp.lr, hp.beta, hp.eps, hp.momentum, hp.weight_decay,
+        hp.lr, hp.beta, hp.eps, hp.momentum, hp.weight_decay, correction,
     )  # fmt: skip
     options = flags(hp)
     if p.size >= PARALLEL_MIN and _parallel:
@@ -456,9 +468,10 @@ def _group_kernel(
     kernel_flags: Flags, parallel: bool, float32: bool, kinds: tuple[str, str, str]
 ) -> Any:
     """The group kernel for one option combination and (param, grad, state) storage kinds."""
-    maximize, centered, eps_in_sqrt, nesterov, lr_in_momentum, decoupled, momentum_on, decay_on = (
-        kernel_flags
-    )
+    (
+        maximize, centered, eps_in_sqrt, nesterov, lr_in_momentum, decoupled, momentum_on,
+        decay_on, bias_correction,
+    ) = kernel_flags  # fmt: skip
     storage = {"float32": np.float32, "float64": np.float64, "bfloat16": np.uint16,
                "float16": np.uint16}  # fmt: skip
     codes = {"float32": NATIVE, "float64": NATIVE, "bfloat16": BFLOAT16, "float16": FLOAT16}
@@ -469,7 +482,7 @@ def _group_kernel(
     cache_key = (_RULE_VERSION, parallel, float32, kinds)
 
     @njit(parallel=parallel, error_model="numpy", cache=True)
-    def kernel(addresses, sizes, chunks, lr, beta, eps, momentum, weight_decay):  # type: ignore[no-untyped-def]
+    def kernel(addresses, sizes, chunks, lr, beta, eps, momentum, weight_decay, correction):  # type: ignore[no-untyped-def]
         if cache_key[0] < 0:  # never: cache_key is here to key the disk cache
             return
         for c in prange(chunks.shape[0]):
@@ -485,12 +498,13 @@ def _group_kernel(
             a = _carray(_pointer(addresses[t, 4] + first * s_size, s_type), count)
             if float32:  # float32 data, computed in float32
                 zero = np.float32(0.0)
+                correction32 = np.float32(correction)
                 options32 = _Options(
                     np.float32(lr), np.float32(beta), np.float32(eps), eps_in_sqrt, zero,
                     np.float32(momentum) if momentum_on else zero,
                     nesterov, lr_in_momentum, centered,
                     np.float32(weight_decay) if decay_on else zero,
-                    decoupled, maximize,
+                    decoupled, maximize, bias_correction,
                 )  # fmt: skip
                 for i in range(count):
                     state32 = _rule.State(
@@ -500,7 +514,7 @@ def _group_kernel(
                     )
                     new_p32, new32 = _family32(
                         _read32(p[i], p_code), _read32(g[i], g_code), state32, options32,
-                        _sqrt32, _clamp_at_zero32,
+                        _sqrt32, _clamp_at_zero32, correction32,
                     )  # fmt: skip
                     _store(p, i, new_p32, p_code)
                     _store(v, i, new32.cache, s_code)
@@ -514,7 +528,7 @@ def _group_kernel(
                 momentum if momentum_on else 0.0,
                 nesterov, lr_in_momentum, centered,
                 weight_decay if decay_on else 0.0,
-                decoupled, maximize,
+                decoupled, maximize, bias_correction,
             )  # fmt: skip
             for i in range(count):
                 state = _rule.State(
@@ -523,8 +537,9 @@ def _group_kernel(
                     _read(a[i], s_code) if centered else 0.0,
                 )
                 new_p, new = _family(
-                    _read(p[i], p_code), _read(g[i], g_code), state, options, _sqrt, _clamp_at_zero
-                )
+                    _read(p[i], p_code), _read(g[i], g_code), state, options, _sqrt,
+                    _clamp_at_zero, correction,
+                )  # fmt: skip
                 _store(p, i, new_p, p_code)
                 _store(v, i, new.cache, s_code)
                 if momentum_on:
@@ -543,7 +558,8 @@ class Launch:
     unused) and its element count; ``kinds`` the storage of parameters,
     gradients and state (:data:`GROUP_KINDS`). The caller keeps the tensors
     alive and checked: dense, laid out alike, of these sizes and kinds.
-    Called with the gradients' addresses of the moment and the hyperparameters.
+    Called with the gradients' addresses of the moment, the hyperparameters and
+    the bias correction of the step (see :meth:`Hyperparameters.correction`).
     """
 
     def __init__(
@@ -569,11 +585,13 @@ class Launch:
         self._float32 = float32_arithmetic and all(kind != "float64" for kind in kinds)
         self.elements = int(self._sizes.sum())
 
-    def __call__(self, grad_addresses: list[int], hp: Hyperparameters) -> None:
+    def __call__(
+        self, grad_addresses: list[int], hp: Hyperparameters, correction: float = 1.0
+    ) -> None:
         self._addresses[:, 1] = grad_addresses
         args = (
             self._addresses, self._sizes, self._chunks,
-            hp.lr, hp.beta, hp.eps, hp.momentum, hp.weight_decay,
+            hp.lr, hp.beta, hp.eps, hp.momentum, hp.weight_decay, correction,
         )  # fmt: skip
         options, float32, kinds = self.options, self._float32, self._kinds
         if self.elements >= PARALLEL_MIN and _parallel:

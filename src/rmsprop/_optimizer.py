@@ -29,7 +29,9 @@ class RMSProp:
     :data:`rmsprop.PRESETS`); keyword options override it.
 
     Every value is computed in float64 (or wider) and rounded once into the
-    arrays, whatever their dtype (unless ``float32_arithmetic``).
+    arrays, whatever their dtype (unless ``float32_arithmetic``). With
+    ``bias_correction``, step ``t`` is the optimizer's count (:attr:`steps` + 1),
+    as optax counts: a parameter skipped with a None gradient still counts it.
 
     Args:
         params: the arrays to optimize: writable, floating dtype, none sharing
@@ -139,6 +141,7 @@ class RMSProp:
                     raise ValueError(f"{name} shares memory with params[{i}] or its state")
             checked.append(array)
         hp = self._hp
+        correction = hp.correction(self._steps + 1)
         work = sum(p.size for p, g in zip(self._params, checked, strict=True) if g is not None)
         kernels = _accel.kernels(work)
         groups: dict[tuple[Any, ...], list[int]] = {}
@@ -148,11 +151,12 @@ class RMSProp:
             self._add_missing_buffers(p, buffers)
             kinds = _kinds(p, g, buffers) if kernels is not None else None
             if kinds is None:
-                _update(p, g, buffers, hp, self._float32_arithmetic)
+                _update(p, g, buffers, hp, self._float32_arithmetic, correction)
             elif p.size:
                 groups.setdefault(kinds, []).append(i)
         for kinds, members in groups.items():  # one launch per group of dtypes
-            self._launch(kinds, members, hp)([checked[i].ctypes.data for i in members], hp)  # type: ignore[union-attr]
+            grads = [checked[i].ctypes.data for i in members]  # type: ignore[union-attr]
+            self._launch(kinds, members, hp)(grads, hp, correction)
         self._steps += 1
 
     def _launch(self, kinds: tuple[str, str, str], members: list[int], hp: Hyperparameters) -> Any:
@@ -281,6 +285,7 @@ def _update(
     buffers: dict[str, NDArray],
     hp: Hyperparameters,
     float32_arithmetic: bool,
+    correction: float,
 ) -> None:
     """One family step for one parameter, in float64 (or wider), rounded once into place.
 
@@ -288,7 +293,7 @@ def _update(
     float64 arrays of one dtype that can be viewed flat; NumPy otherwise. With
     ``float32_arithmetic``, float32 data are computed in float32 instead.
     """
-    if fused_update(p, g, buffers, hp, float32_arithmetic):
+    if fused_update(p, g, buffers, hp, float32_arithmetic, correction):
         return
     dtypes = (p.dtype, g.dtype, *(b.dtype for b in buffers.values()))
     if float32_arithmetic and all(d in (np.float16, np.float32) for d in dtypes):
@@ -311,6 +316,7 @@ def _update(
                 hp,
                 np.sqrt,
                 _clamp_at_zero,
+                correction,
             )
             np.copyto(pp, new_p, casting="unsafe")
             for key, value in zip(BUFFERS, new_state, strict=True):
@@ -324,6 +330,7 @@ def fused_update(
     buffers: Mapping[str, NDArray],
     hp: Hyperparameters,
     float32_arithmetic: bool = False,
+    correction: float = 1.0,
 ) -> bool:
     """Run the fused kernel on ``p`` and its buffers if it applies; whether it ran."""
     kernels = _accel.kernels(p.size)
@@ -352,6 +359,7 @@ def fused_update(
             None if "momentum_buffer" not in piece else flat(piece["momentum_buffer"]),
             None if "grad_avg" not in piece else flat(piece["grad_avg"]),
             float32_arithmetic=float32_arithmetic,
+            correction=correction,
         )
     return True
 

@@ -23,6 +23,7 @@ class FamilyOptions(TypedDict, total=False):
     weight_decay: float
     decoupled_weight_decay: bool
     maximize: bool
+    bias_correction: bool
 
 
 class Options(FamilyOptions, total=False):
@@ -64,6 +65,7 @@ class Switches(NamedTuple):
     decoupled_weight_decay: bool
     momentum: bool
     weight_decay: bool
+    bias_correction: bool
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -97,6 +99,9 @@ class Hyperparameters:
             to the gradient (L2, as PyTorch); True multiplies the parameter
             by ``1 - lr * weight_decay`` before the step (as Keras, AdamW).
         maximize: ascend the objective instead of descending it.
+        bias_correction: divide the average by ``1 - beta**t`` at step ``t``
+            (counted from 1) before taking its root, and the centered mean
+            too, as optax's ``bias_correction=True`` (needs beta < 1).
 
     References:
         T. Tieleman and G. Hinton, Lecture 6e of "Neural Networks for Machine
@@ -107,7 +112,7 @@ class Hyperparameters:
         >>> Hyperparameters.from_preset("pytorch", momentum=0.9)
         Hyperparameters(lr=0.01, beta=0.99, eps=1e-08, eps_in_sqrt=False, \
 initial_cache=0.0, momentum=0.9, nesterov=False, lr_in_momentum=False, centered=False, \
-weight_decay=0.0, decoupled_weight_decay=False, maximize=False)
+weight_decay=0.0, decoupled_weight_decay=False, maximize=False, bias_correction=False)
     """
 
     lr: float
@@ -122,6 +127,7 @@ weight_decay=0.0, decoupled_weight_decay=False, maximize=False)
     weight_decay: float = 0.0
     decoupled_weight_decay: bool = False
     maximize: bool = False
+    bias_correction: bool = False
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
@@ -139,6 +145,8 @@ weight_decay=0.0, decoupled_weight_decay=False, maximize=False)
             object.__setattr__(self, field.name, number)
         if self.nesterov and self.momentum == 0.0:
             raise ValueError("nesterov=True needs momentum > 0")
+        if self.bias_correction and self.beta == 1.0:
+            raise ValueError("bias_correction=True needs beta < 1 (it divides by 1 - beta**t)")
 
     @classmethod
     def from_preset(cls, preset: str | None = None, /, **options: Any) -> Self:
@@ -183,7 +191,13 @@ weight_decay=0.0, decoupled_weight_decay=False, maximize=False)
             self.decoupled_weight_decay,
             self.momentum != 0.0,
             self.weight_decay != 0.0,
+            self.bias_correction,
         )
+
+    def correction(self, step: int) -> float:
+        """The bias correction of step ``step`` (from 1): ``1 - beta**step`` with
+        ``bias_correction``, else 1 (dividing by it changes nothing)."""
+        return 1.0 - self.beta**step if self.bias_correction else 1.0
 
     def as_dict(self) -> dict[str, Any]:
         """The options as a plain dict (keyword arguments of :meth:`from_preset`)."""

@@ -53,7 +53,13 @@ class State(NamedTuple):
 
 
 def family_update(
-    p: Any, g: Any, state: State, hp: "Hyperparameters", sqrt: Unary, clamp_at_zero: Unary
+    p: Any,
+    g: Any,
+    state: State,
+    hp: "Hyperparameters",
+    sqrt: Unary,
+    clamp_at_zero: Unary,
+    correction: Any,
 ) -> tuple[Any, State]:
     """One step of the RMSProp family: returns ``(p_new, state_new)``.
 
@@ -63,8 +69,11 @@ def family_update(
     2. weight decay: ``g = g + weight_decay * p`` (coupled), or
        ``p = p * (1 - lr * weight_decay)`` (decoupled).
     3. ``cache = beta * cache + (1 - beta) * g**2``.
-    4. ``centered``: ``grad_avg = beta * grad_avg + (1 - beta) * g`` and the
-       variance ``max(cache - grad_avg**2, 0)`` replaces ``cache`` below.
+    4. ``bias_correction``: the mean square is ``cache / correction`` (and the
+       mean ``grad_avg / correction``), where the caller passes
+       ``correction = 1 - beta**t`` for step ``t = 1, 2, ...`` (as optax).
+       ``centered``: ``grad_avg = beta * grad_avg + (1 - beta) * g`` and the
+       variance ``max(mean_square - mean**2, 0)`` replaces the mean square below.
     5. ``den = sqrt(cache + eps)`` (``eps_in_sqrt``) or ``sqrt(cache) + eps``.
     6. without momentum: ``p = p - lr * g / den`` (with the defaults, the
        seed's rule exactly); with it, ``buf = momentum * buf + s`` where
@@ -86,10 +95,11 @@ def family_update(
             g = g + hp.weight_decay * p
     cache = square_average(state.cache, g, beta)
     grad_avg = state.grad_avg
-    variance = cache
+    variance = cache / correction if hp.bias_correction else cache
     if hp.centered:
         grad_avg = beta * grad_avg + one_minus(beta) * g
-        variance = clamp_at_zero(cache - grad_avg * grad_avg)
+        mean = grad_avg / correction if hp.bias_correction else grad_avg
+        variance = clamp_at_zero(variance - mean * mean)
     den = sqrt(variance + hp.eps) if hp.eps_in_sqrt else sqrt(variance) + hp.eps
     if not hp.momentum:
         return p - lr * g / den, State(cache, state.momentum_buffer, grad_avg)

@@ -44,7 +44,7 @@ from triton.compiler import CompiledKernel
 from rmsprop._options import Hyperparameters
 
 #: The CRC-32 of ``_rule.py`` that :func:`_rule` was last checked against.
-RULE_CRC: Final = 733738957
+RULE_CRC: Final = 3576141198
 #: Elements per program (one row of the chunk table).
 CHUNK: Final = 1 << 13
 #: Elements per block within a chunk. Chunk, block and warps were measured on an H200 at
@@ -119,10 +119,10 @@ def _div(x, y):  # type: ignore[no-untyped-def]
 @triton.jit
 def _rule(  # type: ignore[no-untyped-def]
     p, g, v, b, a,
-    lr, beta, one_minus_beta, eps, momentum, weight_decay, decay_factor,
+    lr, beta, one_minus_beta, eps, momentum, weight_decay, decay_factor, correction,
     MAXIMIZE: tl.constexpr, CENTERED: tl.constexpr, EPS_IN_SQRT: tl.constexpr,
     NESTEROV: tl.constexpr, LR_IN_MOMENTUM: tl.constexpr, DECOUPLED: tl.constexpr,
-    MOMENTUM: tl.constexpr, DECAY: tl.constexpr,
+    MOMENTUM: tl.constexpr, DECAY: tl.constexpr, BIAS_CORRECTION: tl.constexpr,
 ):  # fmt: skip
     """:func:`rmsprop._rule.family_update`, operation for operation (see its docstring)."""
     if MAXIMIZE:
@@ -134,9 +134,14 @@ def _rule(  # type: ignore[no-untyped-def]
             g = g + weight_decay * p
     v = beta * v + one_minus_beta * g * g
     variance = v
+    if BIAS_CORRECTION:
+        variance = _div(v, correction)
     if CENTERED:
         a = beta * a + one_minus_beta * g
-        variance = v - a * a
+        mean = a
+        if BIAS_CORRECTION:
+            mean = _div(a, correction)
+        variance = variance - mean * mean
         variance = tl.where(variance < 0, 0.0, variance).to(v.dtype)  # NaN stays NaN
     if EPS_IN_SQRT:
         den = _sqrt(variance + eps)
@@ -163,11 +168,11 @@ def _rule(  # type: ignore[no-untyped-def]
 @triton.jit
 def _block(  # type: ignore[no-untyped-def]
     pp, gp, vp, bp, ap, offsets, mask,
-    lr, beta, one_minus_beta, eps, momentum, weight_decay, decay_factor,
+    lr, beta, one_minus_beta, eps, momentum, weight_decay, decay_factor, correction,
     WORK: tl.constexpr, MASKED: tl.constexpr,
     MAXIMIZE: tl.constexpr, CENTERED: tl.constexpr, EPS_IN_SQRT: tl.constexpr,
     NESTEROV: tl.constexpr, LR_IN_MOMENTUM: tl.constexpr, DECOUPLED: tl.constexpr,
-    MOMENTUM: tl.constexpr, DECAY: tl.constexpr,
+    MOMENTUM: tl.constexpr, DECAY: tl.constexpr, BIAS_CORRECTION: tl.constexpr,
 ):  # fmt: skip
     """Read one block, apply the rule, write the results back."""
     p = _read(pp, offsets, mask, MASKED, WORK)
@@ -180,8 +185,10 @@ def _block(  # type: ignore[no-untyped-def]
     if CENTERED:
         a = _read(ap, offsets, mask, MASKED, WORK)
     p, v, b, a = _rule(
-        p, g, v, b, a, lr, beta, one_minus_beta, eps, momentum, weight_decay, decay_factor,
+        p, g, v, b, a,
+        lr, beta, one_minus_beta, eps, momentum, weight_decay, decay_factor, correction,
         MAXIMIZE, CENTERED, EPS_IN_SQRT, NESTEROV, LR_IN_MOMENTUM, DECOUPLED, MOMENTUM, DECAY,
+        BIAS_CORRECTION,
     )  # fmt: skip
     _write(pp, offsets, mask, p, MASKED)
     _write(vp, offsets, mask, v, MASKED)
@@ -197,7 +204,7 @@ def _family_kernel(  # type: ignore[no-untyped-def]
     P: tl.constexpr, G: tl.constexpr, S: tl.constexpr, WORK: tl.constexpr,
     MAXIMIZE: tl.constexpr, CENTERED: tl.constexpr, EPS_IN_SQRT: tl.constexpr,
     NESTEROV: tl.constexpr, LR_IN_MOMENTUM: tl.constexpr, DECOUPLED: tl.constexpr,
-    MOMENTUM: tl.constexpr, DECAY: tl.constexpr,
+    MOMENTUM: tl.constexpr, DECAY: tl.constexpr, BIAS_CORRECTION: tl.constexpr,
     ALIGNED: tl.constexpr, CHUNK_SIZE: tl.constexpr, BLOCK_SIZE: tl.constexpr,
 ):  # fmt: skip
     """One program per chunk: ``chunks[2k], chunks[2k + 1]`` are its tensor and first element.
@@ -205,7 +212,7 @@ def _family_kernel(  # type: ignore[no-untyped-def]
     ``addresses[5t:5t + 5]`` are tensor t's parameter, gradient, square average,
     momentum buffer and gradient average (unused ones repeat the parameter's);
     ``sizes[t]`` its element count; ``hyper`` holds lr, beta, 1 - beta, eps,
-    momentum, weight_decay and 1 - lr * weight_decay in float64.
+    momentum, weight_decay, 1 - lr * weight_decay and the bias correction in float64.
     """
     chunk = tl.program_id(0).to(tl.int64)
     tensor = tl.load(chunks + 2 * chunk)
@@ -230,6 +237,7 @@ def _family_kernel(  # type: ignore[no-untyped-def]
     momentum = tl.load(hyper + 4).to(WORK)
     weight_decay = tl.load(hyper + 5).to(WORK)
     decay_factor = tl.load(hyper + 6).to(WORK)
+    correction = tl.load(hyper + 7).to(WORK)
     for start in tl.range(0, CHUNK_SIZE, BLOCK_SIZE):
         base = first + start
         # Chunks start at multiples of CHUNK_SIZE, itself a multiple of BLOCK_SIZE.
@@ -239,18 +247,18 @@ def _family_kernel(  # type: ignore[no-untyped-def]
         if base + BLOCK_SIZE <= size:
             _block(
                 pp, gp, vp, bp, ap, offsets, None,
-                lr, beta, one_minus_beta, eps, momentum, weight_decay, decay_factor,
+                lr, beta, one_minus_beta, eps, momentum, weight_decay, decay_factor, correction,
                 WORK, False,
                 MAXIMIZE, CENTERED, EPS_IN_SQRT, NESTEROV, LR_IN_MOMENTUM, DECOUPLED,
-                MOMENTUM, DECAY,
+                MOMENTUM, DECAY, BIAS_CORRECTION,
             )  # fmt: skip
         elif base < size:
             _block(
                 pp, gp, vp, bp, ap, offsets, offsets < size,
-                lr, beta, one_minus_beta, eps, momentum, weight_decay, decay_factor,
+                lr, beta, one_minus_beta, eps, momentum, weight_decay, decay_factor, correction,
                 WORK, True,
                 MAXIMIZE, CENTERED, EPS_IN_SQRT, NESTEROV, LR_IN_MOMENTUM, DECOUPLED,
-                MOMENTUM, DECAY,
+                MOMENTUM, DECAY, BIAS_CORRECTION,
             )  # fmt: skip
 
 
@@ -341,8 +349,11 @@ class Launch:
             collections.OrderedDict()
         )
 
-    def __call__(self, grads: Sequence[torch.Tensor], hp: Hyperparameters) -> None:
-        """One step: ``grads[i]`` is the gradient of member i, of the dtype and layout built for."""
+    def __call__(
+        self, grads: Sequence[torch.Tensor], hp: Hyperparameters, correction: float = 1.0
+    ) -> None:
+        """One step: ``grads[i]`` is the gradient of member i, of the dtype and layout built
+        for; ``correction`` the bias correction (see :meth:`Hyperparameters.correction`)."""
         pointers = tuple(g.data_ptr() for g in grads)
         found = self._addresses.get(pointers)
         if found is None:
@@ -353,7 +364,8 @@ class Launch:
             _remember(self._addresses, pointers, found)  # a few layouts of the gradients
         addresses, aligned = found
         constants = (*self._dtypes, *self._switches, aligned, *self._sizing)
-        args = (addresses, self._sizes, self._chunks, _hyper(hp, self.device), *constants)
+        hyper = _hyper(hp, correction, self.device)
+        args = (addresses, self._sizes, self._chunks, hyper, *constants)
         with (
             torch.cuda.device(self.device)
             if self.device.type == "cuda"
@@ -370,7 +382,7 @@ class Launch:
                 _remember(_compiled, key, compiled)
 
 
-def _hyper(hp: Hyperparameters, device: torch.device) -> torch.Tensor:
+def _hyper(hp: Hyperparameters, correction: float, device: torch.device) -> torch.Tensor:
     """The hyperparameter values as a float64 tensor on ``device`` (see the kernel)."""
     values = (
         hp.lr,
@@ -380,6 +392,7 @@ def _hyper(hp: Hyperparameters, device: torch.device) -> torch.Tensor:
         hp.momentum,
         hp.weight_decay,
         1.0 - hp.lr * hp.weight_decay,
+        correction,
     )
     key = (device, *values)
     found = _hyper_cache.get(key)
@@ -394,6 +407,7 @@ def update(
     hp: Hyperparameters,
     *,
     float32_arithmetic: bool = False,
+    correction: float = 1.0,
     chunk: int = CHUNK,
     block: int = BLOCK,
     warps: int = WARPS,
@@ -425,7 +439,7 @@ def update(
             warps=warps,
         )  # fmt: skip
         _remember(_launches, key, launch)
-    launch([g for _, g, _ in members], hp)
+    launch([g for _, g, _ in members], hp, correction)
 
 
 def _launch_directly(compiled: Any, grid: tuple[int, int, int], args: tuple[Any, ...]) -> bool:

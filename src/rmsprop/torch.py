@@ -4,7 +4,7 @@ Importing this module imports PyTorch; ``import rmsprop`` alone does not.
 """
 
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, Final, Unpack, cast
+from typing import Any, Final, Protocol, Unpack, cast
 
 import numpy as np
 import torch
@@ -28,6 +28,7 @@ TORCH_RULE: Final = {
     "lr_in_momentum": False,
     "nesterov": False,
     "decoupled_weight_decay": False,
+    "bias_correction": False,
 }
 
 
@@ -147,7 +148,7 @@ class RMSProp(Optimizer):
             params = [p for p in group["params"] if p.grad is not None]
             if any(p.grad.is_sparse for p in params):
                 raise RuntimeError("rmsprop.torch.RMSProp does not support sparse gradients")
-            plan = self._plans.get(index)
+            plan = None if hp.bias_correction else self._plans.get(index)
             grads = None if plan is None else plan.gradients(group, params, hp, self.state)
             plans.append(None if plan is None or grads is None else (plan, grads))
             gathered.append((hp, group, params))
@@ -158,13 +159,17 @@ class RMSProp(Optimizer):
                 for p in params:
                     state = self._state_for(p, hp, state_dtype)
                     _check_state_shapes(p, state)
-                    work.append((p, hp, state, float32_arithmetic))
+                    # Each parameter's own count (as torch's Adam): read on the host.
+                    correction = (
+                        hp.correction(int(state["step"]) + 1) if hp.bias_correction else 1.0
+                    )
+                    work.append((p, hp, state, float32_arithmetic, correction))
         for (hp, _, _), planned in zip(gathered, plans, strict=True):
             if planned is not None:
                 planned[0].run(planned[1], hp)
         _update(work)
         for index, ((hp, group, params), planned) in enumerate(zip(gathered, plans, strict=True)):
-            if planned is None and params:
+            if planned is None and params and not hp.bias_correction:
                 plan = _Plan.build(group, params, hp, self.state)
                 if plan is None:
                     self._plans.pop(index, None)
@@ -477,6 +482,15 @@ def _filled(p: torch.Tensor, dtype: torch.dtype, value: float) -> torch.Tensor:
 
 Member = tuple[torch.Tensor, torch.Tensor, list[Any]]
 
+
+class Launched(Protocol):
+    """A kept launch: called with the gradients, the options and the bias correction."""
+
+    def __call__(
+        self, grads: list[torch.Tensor], hp: Hyperparameters, correction: float = 1.0, /
+    ) -> None: ...
+
+
 #: Device types whose plain dense tensors go to the Triton kernel when it loads
 #: (tests add "cpu", with Triton's interpreter).
 GPU_DEVICE_TYPES: tuple[str, ...] = ("cuda",)
@@ -490,11 +504,19 @@ class _Backend:
 
     def launch(
         self, members: list[Member], hp: Hyperparameters, float32_arithmetic: bool
-    ) -> Callable[[list[torch.Tensor], Hyperparameters], None]:
+    ) -> "Launched":
+        """A launch over ``members``, called with their gradients, the options and the
+        bias correction of the step."""
         raise NotImplementedError
 
-    def run(self, members: list[Member], hp: Hyperparameters, float32_arithmetic: bool) -> None:
-        self.launch(members, hp, float32_arithmetic)([g for _, g, _ in members], hp)
+    def run(
+        self,
+        members: list[Member],
+        hp: Hyperparameters,
+        float32_arithmetic: bool,
+        correction: float = 1.0,
+    ) -> None:
+        self.launch(members, hp, float32_arithmetic)([g for _, g, _ in members], hp, correction)
 
 
 class _Triton(_Backend):
@@ -507,14 +529,21 @@ class _Triton(_Backend):
 
     def launch(
         self, members: list[Member], hp: Hyperparameters, float32_arithmetic: bool
-    ) -> Callable[[list[torch.Tensor], Hyperparameters], None]:
+    ) -> "Launched":
         return cast(
-            Callable[[list[torch.Tensor], Hyperparameters], None],
-            self.module.Launch(members, hp, float32_arithmetic=float32_arithmetic),
+            Launched, self.module.Launch(members, hp, float32_arithmetic=float32_arithmetic)
         )
 
-    def run(self, members: list[Member], hp: Hyperparameters, float32_arithmetic: bool) -> None:
-        self.module.update(members, hp, float32_arithmetic=float32_arithmetic)
+    def run(
+        self,
+        members: list[Member],
+        hp: Hyperparameters,
+        float32_arithmetic: bool,
+        correction: float = 1.0,
+    ) -> None:
+        self.module.update(
+            members, hp, float32_arithmetic=float32_arithmetic, correction=correction
+        )
 
 
 class _Numba(_Backend):
@@ -533,7 +562,7 @@ class _Numba(_Backend):
 
     def launch(
         self, members: list[Member], hp: Hyperparameters, float32_arithmetic: bool
-    ) -> Callable[[list[torch.Tensor], Hyperparameters], None]:
+    ) -> "Launched":
         rows = [
             (
                 p.data_ptr(),
@@ -548,8 +577,8 @@ class _Numba(_Backend):
         kinds = (self.kinds[p.dtype], self.kinds[g.dtype], self.kinds[v.dtype])
         launch = self.module.Launch(rows, kinds, hp, float32_arithmetic=float32_arithmetic)
 
-        def run(grads: list[torch.Tensor], hp: Hyperparameters) -> None:
-            launch([g.data_ptr() for g in grads], hp)
+        def run(grads: list[torch.Tensor], hp: Hyperparameters, correction: float = 1.0) -> None:
+            launch([g.data_ptr() for g in grads], hp, correction)
 
         return run
 
@@ -567,7 +596,7 @@ def _backend(p: torch.Tensor, elements: int) -> _Backend | None:
     return None
 
 
-def _update(work: list[tuple[torch.Tensor, Hyperparameters, dict[str, Any], bool]]) -> None:
+def _update(work: list[tuple[torch.Tensor, Hyperparameters, dict[str, Any], bool, float]]) -> None:
     """One family step for every (param, options, state), computed wide, rounded once.
 
     Plain dense tensors (contiguous, or laid out alike in any order of dimensions)
@@ -581,7 +610,7 @@ def _update(work: list[tuple[torch.Tensor, Hyperparameters, dict[str, Any], bool
     fused: dict[tuple[Any, ...], tuple[Hyperparameters, list[Member], list[torch.Tensor]]] = {}
     groups: dict[tuple[Any, ...], tuple[list[Member], list[torch.Tensor]]] = {}
     fused_kinds = (*GPU_DEVICE_TYPES, "cpu")
-    for param, hp, state, float32_arithmetic in work:
+    for param, hp, state, float32_arithmetic, correction in work:
         p, g = param, param.grad
         assert g is not None  # step() gathers only parameters with a gradient
         buffers = [state.get(key) for key in STATE_KEYS]
@@ -594,7 +623,15 @@ def _update(work: list[tuple[torch.Tensor, Hyperparameters, dict[str, Any], bool
         dtypes = _Triton.dtypes if kind in GPU_DEVICE_TYPES else _Numba.dtypes
         if kind in fused_kinds and _kernel_can_update(dtypes, p, g, buffers):
             state_dtype = cast(torch.Tensor, buffers[0]).dtype
-            fused_key = (id(hp), p.device, float32_arithmetic, p.dtype, g.dtype, state_dtype)
+            fused_key = (
+                id(hp),
+                correction,
+                p.device,
+                float32_arithmetic,
+                p.dtype,
+                g.dtype,
+                state_dtype,
+            )
             _, members, steps = fused.setdefault(fused_key, (hp, [], []))
             members.append((p, g, buffers))
             steps.append(state["step"])
@@ -602,19 +639,23 @@ def _update(work: list[tuple[torch.Tensor, Hyperparameters, dict[str, Any], bool
         device = p.device
         dtypes = (p.dtype, g.dtype, *(b.dtype for b in buffers if b is not None))
         narrow = device.type == "mps" or (float32_arithmetic and torch.float64 not in dtypes)
-        members, steps = groups.setdefault((hp, device, type(p), narrow, dtypes), ([], []))
+        members, steps = groups.setdefault(
+            (hp, correction, device, type(p), narrow, dtypes), ([], [])
+        )
         members.append((p, g, buffers))
         steps.append(state["step"])
-    for (_, device, float32_arithmetic, *kinds), (hp, members, steps) in fused.items():
-        if _fused_update(members, hp, float32_arithmetic):
+    for (_, correction, device, float32_arithmetic, *kinds), (hp, members, steps) in fused.items():
+        if _fused_update(members, hp, float32_arithmetic, correction):
             _count(steps)  # each counter advances with its parameter's update
         else:
             narrow = float32_arithmetic and torch.float64 not in kinds
-            fallback = groups.setdefault((hp, device, torch.Tensor, narrow, tuple(kinds)), ([], []))
+            fallback = groups.setdefault(
+                (hp, correction, device, torch.Tensor, narrow, tuple(kinds)), ([], [])
+            )
             fallback[0].extend(members)
             fallback[1].extend(steps)
-    for (hp, _, _, narrow, _), (members, steps) in groups.items():
-        _foreach_update(members, hp, torch.float32 if narrow else torch.float64)
+    for (hp, correction, _, _, narrow, _), (members, steps) in groups.items():
+        _foreach_update(members, hp, torch.float32 if narrow else torch.float64, correction)
         _count(steps)
 
 
@@ -633,14 +674,16 @@ def _count(steps: list[torch.Tensor]) -> None:
         torch._foreach_add_(same, 1.0)
 
 
-def _fused_update(members: list[Member], hp: Hyperparameters, float32_arithmetic: bool) -> bool:
+def _fused_update(
+    members: list[Member], hp: Hyperparameters, float32_arithmetic: bool, correction: float
+) -> bool:
     """A fused kernel over ``members`` in one launch; False where none can run (no Numba,
     no Triton, or a Triton kernel that failed to compile or launch: then off, warned)."""
     backend = _backend(members[0][0], sum(p.numel() for p, _, _ in members))
     if backend is None:
         return False
     try:
-        backend.run(members, hp, float32_arithmetic)
+        backend.run(members, hp, float32_arithmetic, correction)
     except Exception as error:
         if not isinstance(backend, _Triton):
             raise
@@ -680,7 +723,9 @@ FOREACH_BATCH: Final = {"cpu": 1 << 16}
 FOREACH_BATCH_OTHER: Final = 1 << 18
 
 
-def _foreach_update(members: list[Member], hp: Hyperparameters, work: torch.dtype) -> None:
+def _foreach_update(
+    members: list[Member], hp: Hyperparameters, work: torch.dtype, correction: float
+) -> None:
     """The rule on lists of tensors of one device and dtype, with ``torch._foreach_*``.
 
     The tensors are cut into aligned slices and the slices gathered into batches
@@ -701,12 +746,12 @@ def _foreach_update(members: list[Member], hp: Hyperparameters, work: torch.dtyp
         for piece in pieces:
             n = cast(torch.Tensor, piece[0]).numel()
             if batch and size + n > limit:
-                _foreach_batch(batch, hp, work)
+                _foreach_batch(batch, hp, work, correction)
                 batch, size = [], 0
             batch.append(list(piece))
             size += n
     if batch:
-        _foreach_batch(batch, hp, work)
+        _foreach_batch(batch, hp, work, correction)
 
 
 def _dense(t: torch.Tensor) -> bool:
@@ -764,7 +809,10 @@ def _kernel_can_update(
 
 
 def _foreach_batch(
-    batch: list[list[torch.Tensor | None]], hp: Hyperparameters, work: torch.dtype
+    batch: list[list[torch.Tensor | None]],
+    hp: Hyperparameters,
+    work: torch.dtype,
+    correction: float,
 ) -> None:
     params: list[torch.Tensor] = [piece[0] for piece in batch]  # type: ignore[misc]
     columns = list(zip(*(piece[2:] for piece in batch), strict=True))
@@ -775,6 +823,7 @@ def _foreach_batch(
         hp,
         _TensorList.sqrt,
         _TensorList.clamp_at_zero,
+        correction,
     )
     _copy(params, new_p.tensors)
     for column, value in zip(columns, new_state, strict=True):
