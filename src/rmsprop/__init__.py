@@ -4,7 +4,8 @@
   Python numbers and lists, NumPy and any array-API array.
 - :class:`RMSProp`: the whole family (momentum, centered, weight decay, framework
   presets) as an optimizer over NumPy arrays; ``rmsprop.torch.RMSProp`` is the
-  same for PyTorch (imported on first use: ``import rmsprop`` does not import torch).
+  same for PyTorch, ``rmsprop.optax.rmsprop`` an optax transformation for JAX
+  (imported on first use: ``import rmsprop`` imports neither torch nor JAX).
 
 >>> import rmsprop
 >>> rmsprop.step(1.0, 0.1, 0.0, lr=0.1, beta=0.9)
@@ -44,6 +45,6 @@ def load_kernels() -> bool:
 
 
 def __getattr__(name: str) -> ModuleType:
-    if name == "torch":  # rmsprop.torch without an explicit import, loaded on first use
-        return importlib.import_module("rmsprop.torch")
+    if name in ("torch", "optax"):  # without an explicit import, loaded on first use
+        return importlib.import_module(f"rmsprop.{name}")
     raise AttributeError(f"module 'rmsprop' has no attribute {name!r}")

@@ -1,0 +1,252 @@
+"""``rmsprop.optax``: the RMSProp family as an optax ``GradientTransformation``.
+
+Importing this module imports JAX and optax; ``import rmsprop`` alone does not.
+
+>>> import jax.numpy as jnp, optax, rmsprop.optax
+>>> params = {"w": jnp.array([1.0, 2.0, 3.0])}
+>>> transform = rmsprop.optax.rmsprop(0.01, preset="pytorch", momentum=0.9)
+>>> state = transform.init(params)
+>>> updates, state = transform.update({"w": jnp.array([0.1, 0.2, 0.3])}, state)
+>>> optax.apply_updates(params, updates)["w"].round(4)
+Array([0.9, 1.9, 2.9], dtype=float32)
+"""
+
+import collections
+from typing import Any, Final, NamedTuple, cast
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from rmsprop._options import OPTION_NAMES, Hyperparameters
+from rmsprop._rule import State, family_update
+from rmsprop._validation import describe
+
+__all__ = ["RMSPropState", "rmsprop"]
+
+# The options as the rule reads them: Hyperparameters' attributes, values possibly traced.
+_Values: Any = cast(Any, collections.namedtuple)("_Values", OPTION_NAMES)
+#: Options whose value is a number (the others are switches: True or False).
+_NUMBERS: Final = ("lr", "beta", "eps", "initial_cache", "momentum", "weight_decay")
+
+
+class RMSPropState(NamedTuple):
+    """The state of :func:`rmsprop`: a pytree (save it as any optax state).
+
+    Attributes:
+        count: steps taken, an int32 scalar (saturates at its maximum, as optax's counts).
+        cache: the average of squared gradients, a tree like the parameters.
+        momentum_buffer: the momentum buffer when momentum is on, else None.
+        grad_avg: the average of gradients when ``centered``, else None.
+    """
+
+    count: jax.Array  # type: ignore[assignment]  # optax's name, though tuples have count()
+    cache: Any
+    momentum_buffer: Any
+    grad_avg: Any
+
+
+class _Coefficient:
+    """A momentum or weight-decay value that may be traced (``optax.inject_hyperparams``)
+    whose use is decided when the transformation is made: the rule tests its truth
+    (on or off) and multiplies by its value."""
+
+    __slots__ = ("on", "value")
+
+    def __init__(self, value: Any, on: bool) -> None:
+        self.value, self.on = value, on
+
+    def __bool__(self) -> bool:
+        return self.on
+
+    def __mul__(self, other: Any) -> Any:
+        return self.value * other
+
+    def __rmul__(self, other: Any) -> Any:
+        return other * self.value
+
+
+def rmsprop(
+    learning_rate: float | optax.ScalarOrSchedule,
+    *,
+    preset: str | None = None,
+    state_dtype: Any = None,
+    beta: float | None = None,
+    eps: float | None = None,
+    eps_in_sqrt: bool | None = None,
+    initial_cache: float | None = None,
+    momentum: float | None = None,
+    nesterov: bool | None = None,
+    lr_in_momentum: bool | None = None,
+    centered: bool | None = None,
+    weight_decay: float | None = None,
+    decoupled_weight_decay: bool | None = None,
+    maximize: bool | None = None,
+    bias_correction: bool | None = None,
+) -> optax.GradientTransformationExtraArgs:
+    """The RMSProp family as an optax transformation: ``preset`` reproduces a framework.
+
+    The update is :func:`rmsprop._rule.family_update`, the rule every front end
+    of this library computes, with the options of :class:`rmsprop.Hyperparameters`:
+    ``preset`` (``"pytorch"``, ``"tensorflow"``, ``"keras"``, ``"optax"``,
+    ``"timm"``, or None for the seed's rule) gives their defaults, and an option
+    given here (not None) overrides it. The transformation returns the change to
+    the parameters, to be applied with ``optax.apply_updates``.
+
+    Arithmetic is done in the widest dtype of each leaf's gradient, parameter
+    and state, and at least float32 (bfloat16 and float16 data are widened, so
+    ``eps`` never underflows); the updates keep the gradients' dtype and the
+    state its own. With float64 data (``jax_enable_x64``) the results equal
+    ``rmsprop.RMSProp``'s with the same preset; float32 data are computed in
+    float32 (within a few float32 ulp of the float64 run).
+
+    Args:
+        learning_rate: a number >= 0, or an optax schedule of the step count.
+        preset: a framework's options to start from, or None for the seed's rule.
+        state_dtype: dtype of the state (default: each parameter's), e.g.
+            ``jnp.float32`` for bfloat16 parameters.
+        beta, eps, eps_in_sqrt, initial_cache, momentum, nesterov,
+        lr_in_momentum, centered, weight_decay, decoupled_weight_decay,
+        maximize, bias_correction: as in :class:`rmsprop.Hyperparameters`;
+            None takes the preset's value. With ``weight_decay``, ``update``
+            needs the parameters. Numbers may be JAX arrays, as
+            ``optax.inject_hyperparams`` passes them.
+
+    With ``bias_correction``, step ``t`` is the state's ``count`` + 1, as in
+    ``optax.rmsprop``. Differences from ``optax.rmsprop`` (with
+    ``preset="optax"``): its ``decay`` and ``initial_scale`` are ``beta`` and
+    ``initial_cache`` here; the centered variance is clamped at 0 (optax can
+    take the root of a slightly negative number); weight decay and ``maximize``
+    are built in.
+    """
+    given = {
+        "beta": beta, "eps": eps, "eps_in_sqrt": eps_in_sqrt, "initial_cache": initial_cache,
+        "momentum": momentum, "nesterov": nesterov, "lr_in_momentum": lr_in_momentum,
+        "centered": centered, "weight_decay": weight_decay,
+        "decoupled_weight_decay": decoupled_weight_decay, "maximize": maximize,
+        "bias_correction": bias_correction,
+    }  # fmt: skip
+    options = {name: value for name, value in given.items() if value is not None}
+    schedule = learning_rate if callable(learning_rate) else None
+    if schedule is None:
+        options["lr"] = learning_rate
+    # Checked as Hyperparameters: values that are traced (inject_hyperparams under jit)
+    # stand in as 0.5 for the check, and are used as they are.
+    concrete = {name: _concrete(value, name) for name, value in options.items()}
+    if schedule is not None:
+        concrete["lr"] = 0.0
+    hp = Hyperparameters.from_preset(
+        preset, **{k: 0.5 if v is None else v for k, v in concrete.items()}
+    )
+    if state_dtype is not None and not jnp.issubdtype(state_dtype, jnp.floating):
+        raise TypeError(f"state_dtype must be a floating dtype or None, got {state_dtype!r}")
+    numbers = {name: options.get(name, getattr(hp, name)) for name in _NUMBERS}
+    momentum_on = concrete.get("momentum", hp.momentum) != 0.0
+    decay_on = concrete.get("weight_decay", hp.weight_decay) != 0.0
+
+    def values(count: jax.Array) -> Any:
+        """The options for the step after ``count`` steps, as the rule reads them."""
+        lr = schedule(count) if schedule is not None else numbers["lr"]
+        return _Values(**{
+            **hp.as_dict(),
+            **numbers,
+            "lr": lr,
+            "momentum": _Coefficient(numbers["momentum"], momentum_on),
+            "weight_decay": _Coefficient(numbers["weight_decay"], decay_on),
+        })  # fmt: skip
+
+    def init(params: Any) -> RMSPropState:
+        def filled(p: Any, value: Any) -> jax.Array:
+            return jnp.full_like(p, value, dtype=state_dtype or jnp.asarray(p).dtype)
+
+        return RMSPropState(
+            count=jnp.zeros([], jnp.int32),
+            cache=jax.tree.map(lambda p: filled(p, numbers["initial_cache"]), params),
+            momentum_buffer=jax.tree.map(lambda p: filled(p, 0), params) if momentum_on else None,
+            grad_avg=jax.tree.map(lambda p: filled(p, 0), params) if hp.centered else None,
+        )
+
+    def update(
+        updates: Any, state: RMSPropState, params: Any = None, **extra_args: Any
+    ) -> tuple[Any, RMSPropState]:
+        del extra_args
+        if decay_on and params is None:
+            raise ValueError(
+                "weight_decay needs the parameters: call update(updates, state, params)"
+            )
+        grads, structure = jax.tree.flatten(updates)
+        tree = cast(Any, structure)  # flatten_up_to checks each tree has the updates' shape
+        cache = tree.flatten_up_to(state.cache)
+        buffers = tree.flatten_up_to(state.momentum_buffer) if momentum_on else [None] * len(grads)
+        averages = tree.flatten_up_to(state.grad_avg) if hp.centered else [None] * len(grads)
+        weights = tree.flatten_up_to(params) if decay_on else [None] * len(grads)
+        hp_t = values(state.count)
+        t = optax.safe_increment(state.count)
+        correction = 1 - hp_t.beta**t if hp.bias_correction else 1.0
+        out = [
+            _leaf(*leaf, hp_t, correction)
+            for leaf in zip(grads, weights, cache, buffers, averages, strict=True)
+        ]
+        columns = [list(column) for column in zip(*out, strict=True)] if out else [[]] * 4
+        new_updates, new_cache, new_buffers, new_averages = columns
+        return tree.unflatten(new_updates), RMSPropState(
+            count=t,
+            cache=tree.unflatten(new_cache),
+            momentum_buffer=tree.unflatten(new_buffers) if momentum_on else None,
+            grad_avg=tree.unflatten(new_averages) if hp.centered else None,
+        )
+
+    return optax.GradientTransformationExtraArgs(init, update)
+
+
+def _leaf(
+    g: Any, p: Any, v: Any, b: Any, a: Any, hp_t: Any, correction: Any
+) -> tuple[Any, Any, Any, Any]:
+    """One leaf's update and new state, computed through the rule in a wide enough dtype.
+
+    Without weight decay the update does not depend on the parameter: the rule
+    runs with 0 in its place and returns ``0 - step``, the step itself.
+    """
+    g = jnp.asarray(g)
+    dtypes = [g.dtype, v.dtype, *([] if p is None else [jnp.asarray(p).dtype]), jnp.float32]
+    work = jnp.result_type(*dtypes)
+
+    def wide(x: Any) -> Any:
+        return None if x is None else jnp.asarray(x).astype(work)
+
+    wide_hp = hp_t._replace(
+        lr=wide(hp_t.lr), beta=wide(hp_t.beta), eps=wide(hp_t.eps),
+        momentum=_Coefficient(wide(hp_t.momentum.value), hp_t.momentum.on),
+        weight_decay=_Coefficient(wide(hp_t.weight_decay.value), hp_t.weight_decay.on),
+    )  # fmt: skip
+    p_work = 0.0 if p is None else wide(p)
+    new_p, new = family_update(
+        p_work, wide(g), State(wide(v), wide(b), wide(a)), wide_hp, jnp.sqrt, _clamp_at_zero,
+        wide(correction),
+    )  # fmt: skip
+    step = new_p - p_work if p is not None else new_p
+    return (
+        step.astype(g.dtype),
+        new.cache.astype(v.dtype),
+        None if b is None else new.momentum_buffer.astype(b.dtype),
+        None if a is None else new.grad_avg.astype(a.dtype),
+    )
+
+
+def _clamp_at_zero(x: jax.Array) -> jax.Array:
+    return jnp.maximum(x, 0.0)  # NaN stays NaN
+
+
+def _concrete(value: Any, name: str) -> Any:
+    """``value`` as a Python number or bool to check; None if it is traced (its value is
+    unknown until the step runs)."""
+    if isinstance(value, jax.core.Tracer):
+        return None
+    if isinstance(value, jax.Array | np.ndarray):
+        if value.shape != ():
+            raise ValueError(f"{name} must be a scalar, got an array of shape {value.shape}")
+        return value.item()
+    if callable(value):
+        raise TypeError(f"{name} is {describe(value)}; only learning_rate may be a schedule")
+    return value
