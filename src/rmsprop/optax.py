@@ -7,8 +7,8 @@ Importing this module imports JAX and optax; ``import rmsprop`` alone does not.
 >>> transform = rmsprop.optax.rmsprop(0.01, preset="pytorch", momentum=0.9)
 >>> state = transform.init(params)
 >>> updates, state = transform.update({"w": jnp.array([0.1, 0.2, 0.3])}, state)
->>> optax.apply_updates(params, updates)["w"].round(4)
-Array([0.9, 1.9, 2.9], dtype=float32)
+>>> [round(w, 4) for w in optax.apply_updates(params, updates)["w"].tolist()]
+[0.9, 1.9, 2.9]
 """
 
 import collections
