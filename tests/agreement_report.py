@@ -12,6 +12,8 @@ import numpy as np
 
 os.environ.setdefault("KERAS_BACKEND", "torch")
 
+import optax
+import test_optax
 import torch
 
 import rmsprop.torch
@@ -25,7 +27,48 @@ from frameworks import (
     run_numpy,
     run_optax,
     run_torch,
+    well_posed,
 )
+
+
+def jax_rows():
+    """rmsprop.optax against optax.rmsprop, rmsprop.RMSProp, and its own float64 run."""
+    import jax  # noqa: PLC0415
+
+    import rmsprop.optax  # noqa: PLC0415
+
+    differences = []
+    for case in test_optax.OPTAX_OPTIONS:
+        m, n, c, s, i, bc = case.values
+        params, grads = test_optax.pytree()
+        grads = test_optax.well_posed(grads, c, bc, i)
+        options = {"nesterov": n, "centered": c, "eps_in_sqrt": s, "bias_correction": bc}
+        with jax.enable_x64(True):
+            theirs, _ = test_optax.run(
+                optax.rmsprop(0.01, momentum=m, initial_scale=i, **options), params, grads
+            )
+            ours, _ = test_optax.run(
+                rmsprop.optax.rmsprop(0.01, preset="optax", momentum=m, initial_cache=i, **options),
+                params,
+                grads,
+            )
+        differences.append(test_optax.difference(ours, theirs))
+    rows = [("rmsprop.optax (optax) vs optax.rmsprop, float64, 48 option sets", max(differences))]
+    differences = []
+    for preset in ("pytorch", "tensorflow", "keras", "timm", None):
+        for options in test_optax.PRESET_OPTIONS:
+            params, grads = test_optax.pytree(1)
+            arrays = {k: v.copy() for k, v in params.items()}
+            optimizer = rmsprop.RMSProp(list(arrays.values()), preset=preset, lr=0.01, **options)
+            for g in grads:
+                optimizer.step([g[k] for k in arrays])
+            with jax.enable_x64(True):
+                ours, _ = test_optax.run(
+                    rmsprop.optax.rmsprop(0.01, preset=preset, **options), params, grads
+                )
+            differences.append(test_optax.difference(ours, arrays))
+    rows.append(("rmsprop.optax vs rmsprop.RMSProp, float64, 5 presets x 5 sets", max(differences)))
+    return rows
 
 
 def worst(pairs):
@@ -53,13 +96,16 @@ def main():
             pairs += [(ours[0], theirs[0])] + [(ours[1][k], theirs[1][k]) for k in theirs[1]]
         rows.append((f"pytorch vs torch.optim.RMSprop, {dtype}, 16 option sets", worst(pairs)))
     pairs = []
-    for m, n, c in itertools.product([None, 0.9], [False, True], [False, True]):
+    for m, n, c, bc in itertools.product([None, 0.9], [False, True], [False, True], [False, True]):
         if n and not m:
             continue
-        theirs = run_optax(p0, grads, learning_rate=0.01, momentum=m, nesterov=n, centered=c)
-        ours, _ = run_numpy(p0, grads, "optax", lr=0.01, momentum=m or 0.0, nesterov=n, centered=c)
+        options = {"nesterov": n, "centered": c, "bias_correction": bc}
+        g = well_posed(grads, c, bc)
+        theirs = run_optax(p0, g, learning_rate=0.01, momentum=m, **options)
+        ours, _ = run_numpy(p0, g, "optax", lr=0.01, momentum=m or 0.0, **options)
         pairs.append((ours, theirs))
-    rows.append(("optax vs optax.rmsprop, float64, 6 option sets", worst(pairs)))
+    rows.append(("optax vs optax.rmsprop, float64, 12 option sets", worst(pairs)))
+    rows += jax_rows()
     pairs = []
     for m, c, wd in itertools.product([0.0, 0.9], [False, True], [0.0, 0.01]):
         theirs = run_keras(

@@ -23,6 +23,7 @@ from frameworks import (
     run_numpy,
     run_optax,
     run_torch,
+    well_posed,
 )
 
 os.environ.setdefault("KERAS_BACKEND", "torch")  # Keras 3 on PyTorch: no TensorFlow here
@@ -86,13 +87,6 @@ OPTAX_OPTIONS = [
     for m, n, c, bc in itertools.product([None, 0.9], [False, True], [False, True], [False, True])
     if m or not n  # optax's nesterov needs momentum
 ]
-
-
-def well_posed(grads, centered, bias_correction):
-    """``grads``, the first made 0 where it would be ill-posed: centered and bias-corrected
-    from a zero cache, the first variance is g**2 - g**2 = 0 in exact arithmetic, and each
-    library's step is its own rounding error divided by sqrt(eps) (measured: 6.5e-9 apart)."""
-    return np.concatenate([0 * grads[:1], grads[1:]]) if centered and bias_correction else grads
 
 
 class TestOptax:

@@ -43,10 +43,18 @@ SIZES = (10**3, 10**4, 10**5, 10**6, 10**7, 5 * 10**7)
 QUICK_SIZES = (10**3, 10**5, 10**6)
 DTYPES = ("float32", "float64")
 SAMPLE_SECONDS = 0.02
+#: Idle time before each sample, untimed: OpenMP threads of the sample before (Numba's,
+#: torch's) spin on the cores a while after their loop, and slowed the next sample by up
+#: to 25% (measured on XLA's threads) without it.
+PAUSE = 0.01
 ROOFLINE = "roofline: 5-stream loop"
 FAST_NUMPY = "rmsprop.RMSProp, float32 arithmetic"
 FAST_TORCH = "rmsprop.torch.RMSProp, float32 arithmetic"
-OURS = ("rmsprop.step_", "rmsprop.RMSProp", "rmsprop.torch.RMSProp", FAST_NUMPY, FAST_TORCH)
+OURS_OPTAX = "rmsprop.optax.rmsprop (jit, donated)"
+OURS = (
+    "rmsprop.step_", "rmsprop.RMSProp", "rmsprop.torch.RMSProp", FAST_NUMPY, FAST_TORCH,
+    OURS_OPTAX,
+)  # fmt: skip
 
 Step = Callable[[], object]
 Factory = Callable[[int, str], Step]
@@ -127,26 +135,41 @@ def _seed_numpy(n: int, dtype: str) -> Step:
     return step
 
 
-def _optax(n: int, dtype: str) -> Step:
+def _optax_transform(ours: bool) -> Any:
+    """The seed's rule as an optax transformation: rmsprop.optax's, or optax.rmsprop."""
+    optax = _require("optax")
+    if ours:
+        import rmsprop.optax  # noqa: PLC0415
+
+        return rmsprop.optax.rmsprop(LR, beta=BETA, eps=EPS)
+    return optax.rmsprop(LR, decay=BETA, eps=EPS, eps_in_sqrt=True)
+
+
+def _jax_step(transform: Any, params: Any, grads: Any) -> Step:
+    """One jitted update and apply, parameters and state donated (updated in place)."""
     jax = _require("jax")
     optax = _require("optax")
-    if dtype == "float64" and not jax.config.read("jax_enable_x64"):
-        jax.config.update("jax_enable_x64", True)
-    transform = optax.rmsprop(LR, decay=BETA, eps=EPS, eps_in_sqrt=True)
 
     def update(params: Any, grads: Any, state: Any) -> Any:
         updates, state = transform.update(grads, state, params)
         return optax.apply_updates(params, updates), state
 
     jitted = jax.jit(update, donate_argnums=(0, 2))
-    p, g, _ = (jax.numpy.asarray(x) for x in _arrays(n, dtype))
-    box = [p, transform.init(p)]
+    box = [params, transform.init(params)]
 
     def step() -> None:
-        box[0], box[1] = jitted(box[0], g, box[1])
-        box[0].block_until_ready()
+        box[0], box[1] = jitted(box[0], grads, box[1])
+        jax.block_until_ready(box[0])
 
     return step
+
+
+def _optax(n: int, dtype: str, ours: bool = False) -> Step:
+    jax = _require("jax")
+    if dtype == "float64" and not jax.config.read("jax_enable_x64"):
+        jax.config.update("jax_enable_x64", True)
+    p, g, _ = (jax.numpy.asarray(x) for x in _arrays(n, dtype))
+    return _jax_step(_optax_transform(ours), p, g)
 
 
 class UnavailableError(Exception):
@@ -181,7 +204,8 @@ def _implementations() -> dict[str, Factory]:
         "NumPy as the seed writes it": _seed_numpy,
         "torch.optim.RMSprop (foreach)": _torch_optimizer(torch_foreach),
         "torch.optim.RMSprop (for-loop)": _torch_optimizer(torch_loop),
-        "optax.rmsprop (jit, donated)": _optax,
+        OURS_OPTAX: functools.partial(_optax, ours=True),
+        OPTAX: _optax,
     }
 
 
@@ -292,6 +316,15 @@ def _model_implementations(model: Model) -> dict[str, Callable[[], Step]]:
         )
         return optimizer.step  # type: ignore[no-any-return]
 
+    def jax_step(ours: bool) -> Step:
+        if model.dtype != "float32" or model.channels_last:
+            raise UnavailableError("timed on the float32 model in its usual layout")
+        jnp = _require("jax").numpy
+        rng = np.random.default_rng(0)
+        params = [jnp.asarray(rng.standard_normal(s, dtype=np.float32)) for s in shapes]
+        grads = [jnp.asarray(rng.standard_normal(s, dtype=np.float32)) for s in shapes]
+        return _jax_step(_optax_transform(ours), params, grads)
+
     def roofline() -> Step:
         if model.dtype == "float32":
             return _roofline(model.elements, "float32")
@@ -311,6 +344,8 @@ def _model_implementations(model: Model) -> dict[str, Callable[[], Step]]:
         "rmsprop.RMSProp": ours_numpy,
         "torch.optim.RMSprop (defaults: foreach)": torch_default,
         "torch.optim.RMSprop (for-loop)": torch_loop,
+        OURS_OPTAX: functools.partial(jax_step, True),
+        OPTAX: functools.partial(jax_step, False),
     }
 
 
@@ -394,6 +429,7 @@ def measure(
                 result.skipped = str(reason)
         for _ in range(rounds):
             for result, step, calls in steps:
+                time.sleep(PAUSE)
                 result.times.append(timeit.timeit(step, number=calls) / calls)
             tick()
     del steps
@@ -511,11 +547,22 @@ def table(report: dict[str, Any]) -> str:
         ours = timed.get("rmsprop.torch.RMSProp")
         if ours:
             for name, seconds in timed.items():
-                if name not in OURS and not name.startswith(ROOFLINE):
+                if name not in OURS and not name.startswith(ROOFLINE) and name != OPTAX:
                     lines.append(
                         f"  rmsprop.torch.RMSProp is {seconds / ours:.1f}x faster than {name}"
                     )
+        lines += _jax_ratio(timed)
     return "\n".join(lines)
+
+
+OPTAX = "optax.rmsprop (jit, donated)"
+
+
+def _jax_ratio(timed: Mapping[str, float]) -> list[str]:
+    """rmsprop.optax against optax.rmsprop, where both were timed."""
+    if OURS_OPTAX not in timed or OPTAX not in timed:
+        return []
+    return [f"  {OURS_OPTAX} takes {timed[OURS_OPTAX] / timed[OPTAX]:.2f}x the time of {OPTAX}"]
 
 
 WIDTH = 40
@@ -552,6 +599,7 @@ def _speedups(rows: list[dict[str, Any]]) -> list[str]:
                 lines.append(f"  {seconds / ours:6.1f}x faster than {name}")
         if ROOFLINE in at:
             lines.append(f"  at {at[ROOFLINE] / ours:.0%} of the roofline loop's throughput")
+        lines += _jax_ratio(at)
     return lines
 
 
