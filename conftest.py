@@ -1,0 +1,20 @@
+"""Doctest collection: skip what needs an optional dependency that is not installed.
+
+``make test`` installs them all; a partial environment (no torch, JAX or Triton)
+still runs everything else. README.md's examples use NumPy, JAX and optax.
+"""
+
+import importlib.util
+
+OPTIONAL = {
+    "src/rmsprop/torch.py": ("torch",),
+    "src/rmsprop/_triton.py": ("torch", "triton"),
+    "src/rmsprop/optax.py": ("jax", "optax"),
+    "README.md": ("jax", "optax"),
+}
+
+collect_ignore = [
+    path
+    for path, modules in OPTIONAL.items()
+    if any(importlib.util.find_spec(module) is None for module in modules)
+]
