@@ -45,7 +45,7 @@ DTYPES = ("float32", "float64")
 SAMPLE_SECONDS = 0.02
 #: Idle time before each sample, untimed: OpenMP threads of the sample before (Numba's,
 #: torch's) spin on the cores a while after their loop, and slowed the next sample by up
-#: to 25% (measured on XLA's threads) without it.
+#: to 25% (measured on XLA's threads) without it; rounds also rotate the order.
 PAUSE = 0.01
 ROOFLINE = "roofline: 5-stream loop"
 FAST_NUMPY = "rmsprop.RMSProp, float32 arithmetic"
@@ -427,8 +427,11 @@ def measure(
                 steps.append((result, step, _calls_per_sample(step)))
             except UnavailableError as reason:
                 result.skipped = str(reason)
-        for _ in range(rounds):
-            for result, step, calls in steps:
+        for round_ in range(rounds):
+            # Each round starts one implementation later: every one follows every other
+            # equally often (what ran before can slow the next one, see PAUSE).
+            first = round_ % len(steps) if steps else 0
+            for result, step, calls in steps[first:] + steps[:first]:
                 time.sleep(PAUSE)
                 result.times.append(timeit.timeit(step, number=calls) / calls)
             tick()

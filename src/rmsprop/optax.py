@@ -206,7 +206,9 @@ def _leaf(
     """One leaf's update and new state, computed through the rule in a wide enough dtype.
 
     Without weight decay the update does not depend on the parameter: the rule
-    runs with 0 in its place and returns ``0 - step``, the step itself.
+    runs with -0.0 in its place and returns ``-0.0 - step``, which is ``-step``
+    for every step, zeros included (LLVM folds it to a negation; ``0.0 - step``
+    it cannot fold).
     """
     g = jnp.asarray(g)
     dtypes = [g.dtype, v.dtype, *([] if p is None else [jnp.asarray(p).dtype]), jnp.float32]
@@ -220,7 +222,7 @@ def _leaf(
         momentum=_Coefficient(wide(hp_t.momentum.value), hp_t.momentum.on),
         weight_decay=_Coefficient(wide(hp_t.weight_decay.value), hp_t.weight_decay.on),
     )  # fmt: skip
-    p_work = 0.0 if p is None else wide(p)
+    p_work = -0.0 if p is None else wide(p)
     new_p, new = family_update(
         p_work, wide(g), State(wide(v), wide(b), wide(a)), wide_hp, jnp.sqrt, _clamp_at_zero,
         wide(correction),
