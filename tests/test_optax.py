@@ -347,3 +347,14 @@ def test_sharded_parameters_keep_their_sharding():
         check=False,
     )
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-3000:]
+
+
+def test_every_option_is_an_explicit_keyword():
+    """optax.inject_hyperparams reads the factory's signature: no **options catch-all."""
+    import inspect  # noqa: PLC0415
+
+    parameters = inspect.signature(rmsprop.optax.rmsprop).parameters
+    assert all(p.kind is not inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+    names = set(rmsprop.Hyperparameters.__dataclass_fields__) - {"lr"}
+    assert names <= {n for n, p in parameters.items() if p.kind is inspect.Parameter.KEYWORD_ONLY}
+    assert all(parameters[n].default is None for n in names)
