@@ -199,7 +199,7 @@ BAD = [
     (lambda p: rmsprop.torch.RMSProp(p, lr=-1.0), ValueError, r"lr must be a finite number >= 0"),
     (lambda p: rmsprop.torch.RMSProp(p, preset=None), TypeError, r"lr is required"),
     (
-        lambda p: rmsprop.torch.RMSProp(p, preset="pytorch", alpha=0.9),
+        lambda p: rmsprop.torch.RMSProp(p, preset="tensorflow", lr=0.1, alpha=0.9),
         TypeError,
         "unknown option 'alpha'",
     ),
@@ -327,3 +327,101 @@ def test_bias_correction_uses_each_parameters_own_step_count(kernels):
     assert float(opt.state[w]["step"]) == 2 and float(opt.state[late]["step"]) == 1
     assert torch.equal(w.detach(), torch.full((3,), -0.2, dtype=torch.float64))
     assert torch.equal(late.detach(), torch.full((3,), -0.1, dtype=torch.float64))
+
+
+# --- rmsprop.torch.RMSprop: torch.optim.RMSprop's spelling -------------------------------------
+
+
+def test_rmsprop_has_torch_optim_rmsprops_signature():
+    import inspect  # noqa: PLC0415
+
+    ours = inspect.signature(rmsprop.torch.RMSprop.__init__).parameters
+    theirs = inspect.signature(torch.optim.RMSprop.__init__).parameters
+    assert list(ours) == list(theirs)
+    assert [p.default for p in ours.values()] == [p.default for p in theirs.values()]
+    assert [p.kind for p in ours.values()] == [p.kind for p in theirs.values()]
+
+
+@pytest.mark.parametrize("foreach", [None, True, False])
+def test_rmsprop_positional_arguments_compute_the_pytorch_preset(foreach):
+    options = {"weight_decay": 0.01, "momentum": 0.9, "centered": True, "maximize": True}
+    ours = train(model(), rmsprop.torch.RMSprop(model().parameters(), 1e-3, 0.9), 0)  # builds
+    net = model()
+    ours = train(
+        net, rmsprop.torch.RMSprop(net.parameters(), 1e-3, 0.9, 1e-7, foreach=foreach, **options), 5
+    )
+    net = model()
+    same = train(
+        net,
+        rmsprop.torch.RMSProp(
+            net.parameters(), 1e-3, preset="pytorch", beta=0.9, eps=1e-7, **options
+        ),
+        5,
+    )
+    net = model()
+    theirs = train(net, torch.optim.RMSprop(net.parameters(), 1e-3, 0.9, 1e-7, **options), 5)
+    for a, b in zip(ours, same, strict=True):
+        assert torch.equal(a, b)
+    assert_close(ours, theirs)
+
+
+def test_rmsprop_groups_and_checkpoints_use_torchs_keys():
+    net = model()
+    opt = rmsprop.torch.RMSprop(net.parameters(), lr=1e-2, alpha=0.9, momentum=0.5)
+    group = opt.param_groups[0]
+    assert "beta" not in group
+    assert (group["alpha"], group["foreach"], group["capturable"], group["differentiable"]) == (
+        0.9,
+        None,
+        False,
+        False,
+    )
+    train(net, opt, 2)
+    twin = model()
+    theirs = torch.optim.RMSprop(twin.parameters(), lr=1e-2, alpha=0.9, momentum=0.5)
+    theirs.load_state_dict(copy.deepcopy(opt.state_dict()))  # loading keeps the tensors
+    opt.load_state_dict(copy.deepcopy(theirs.state_dict()))
+    assert opt.param_groups[0]["alpha"] == 0.9 and "beta" not in opt.param_groups[0]
+    twin.load_state_dict(net.state_dict())
+    assert_close(train(net, opt, 3, seed=5), train(twin, theirs, 3, seed=5))
+
+
+def test_rmsprop_honours_a_changed_alpha_and_groups_with_torchs_keys():
+    net = model()
+    first, second = list(net.parameters())[:2], list(net.parameters())[2:]
+    opt = rmsprop.torch.RMSprop(first, lr=1e-2)
+    opt.add_param_group({"params": second, "alpha": 0.5})
+    opt.param_groups[0]["alpha"] = 0.8
+    twin = model()
+    theirs = torch.optim.RMSprop(list(twin.parameters())[:2], lr=1e-2, alpha=0.8)
+    theirs.add_param_group({"params": list(twin.parameters())[2:], "alpha": 0.5})
+    assert_close(train(net, opt, 4), train(twin, theirs, 4))
+    with pytest.raises(TypeError, match=r"groups name beta alpha"):
+        opt.add_param_group({"params": [torch.nn.Parameter(torch.ones(1))], "beta": 0.5})
+
+
+@pytest.mark.parametrize(
+    ("flags", "error", "match"),
+    [
+        ({"capturable": True}, ValueError, r"capturable=True is not supported"),
+        ({"differentiable": True}, ValueError, r"differentiable=True is not supported"),
+        ({"foreach": "yes"}, TypeError, r"foreach must be True, False or None"),
+        ({"alpha": 1.5}, ValueError, r"beta must be in \[0, 1\]"),
+    ],
+)
+def test_rmsprop_refuses_what_it_would_not_honour(flags, error, match):
+    with pytest.raises(error, match=match):
+        rmsprop.torch.RMSprop(model().parameters(), **flags)
+    opt = rmsprop.torch.RMSprop(list(model().parameters())[:1])
+    with pytest.raises(error, match=match):
+        opt.add_param_group({"params": list(model(1).parameters())[:1], **flags})
+    assert len(opt.param_groups) == 1
+
+
+def test_the_pytorch_preset_takes_alpha_as_torchs_name_for_beta():
+    opt = rmsprop.torch.RMSProp(model().parameters(), preset="pytorch", alpha=0.9)
+    assert opt.param_groups[0]["beta"] == 0.9
+    with pytest.raises(TypeError, match=r"give beta or alpha"):
+        rmsprop.torch.RMSProp(model().parameters(), preset="pytorch", alpha=0.9, beta=0.9)
+    with pytest.raises(TypeError, match=r"unknown option 'alpha'"):
+        rmsprop.torch.RMSProp(model().parameters(), preset="keras", alpha=0.9)

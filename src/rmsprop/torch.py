@@ -15,7 +15,7 @@ from rmsprop._options import OPTION_NAMES, FamilyOptions, Hyperparameters
 from rmsprop._rule import State, family_update
 from rmsprop._slices import slices
 
-__all__ = ["RMSProp"]
+__all__ = ["RMSProp", "RMSprop"]
 
 #: Per-parameter state, named as torch.optim.RMSprop names it (rmsprop.RMSProp's BUFFERS).
 STATE_KEYS: Final = ("square_avg", "momentum_buffer", "grad_avg")
@@ -94,6 +94,10 @@ class RMSProp(Optimizer):
         **options: Unpack[FamilyOptions],
     ) -> None:
         given: dict[str, Any] = dict(options)
+        if preset == "pytorch" and "alpha" in given:  # torch.optim.RMSprop's name for beta
+            if "beta" in given:
+                raise TypeError("give beta or alpha (PyTorch's name for it), not both")
+            given["beta"] = given.pop("alpha")
         if lr is not None:
             given["lr"] = _scalar(lr)
         hp = Hyperparameters.from_preset(preset, **given)
@@ -102,8 +106,15 @@ class RMSProp(Optimizer):
             "state_dtype": state_dtype,
             "float32_arithmetic": float32_arithmetic,
         }
+        self._setup(params, defaults)
+
+    def _setup(
+        self,
+        params: Iterable[torch.Tensor] | Iterable[dict[str, Any]],
+        defaults: dict[str, Any],
+    ) -> None:
         self._plans: dict[int, _Plan] = {}  # by group index: see _Plan
-        super().__init__(params, defaults)
+        Optimizer.__init__(self, params, defaults)
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         """Add a group; its options are checked now (and again at each step)."""
@@ -181,7 +192,7 @@ class RMSProp(Optimizer):
         """The optimizer's state; groups with PyTorch's rule also carry its key ``alpha``."""
         state_dict = super().state_dict()
         for group in state_dict["param_groups"]:
-            if all(group[k] == v for k, v in TORCH_RULE.items()):
+            if "beta" in group and all(group[k] == v for k, v in TORCH_RULE.items()):
                 group |= {
                     "alpha": group["beta"],
                     "foreach": None,
@@ -288,6 +299,94 @@ class RMSProp(Optimizer):
         if hp.centered and "grad_avg" not in state:
             state["grad_avg"] = _filled(p, dtype, 0.0)
         return cast(dict[str, Any], state)
+
+
+class RMSprop(RMSProp):
+    """``torch.optim.RMSprop``'s signature, defaults, group keys and checkpoints.
+
+    ``rmsprop.torch.RMSprop(params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0,
+    momentum=0, centered=False, capturable=False, foreach=None, maximize=False,
+    differentiable=False)`` takes PyTorch's arguments, positionally too, and
+    computes :class:`RMSProp`'s ``preset="pytorch"`` (see its docstring for how it
+    computes): configuration files and factories written for
+    ``torch.optim.RMSprop`` work unchanged. Its param groups hold PyTorch's keys
+    (``alpha``, not ``beta``; ``foreach``, ``capturable``, ``differentiable``), and
+    its checkpoints load into ``torch.optim.RMSprop`` and back.
+
+    ``foreach`` only chooses an implementation in PyTorch; here the fused kernels or
+    the foreach path are chosen per tensor, so any value (True, False, None) is
+    accepted. ``capturable=True`` and ``differentiable=True`` raise ``ValueError``:
+    the step reads options on the host (no CUDA graph can capture it) and is not
+    differentiable.
+
+    Example:
+        >>> import torch, rmsprop.torch
+        >>> w = torch.nn.Parameter(torch.tensor([1.0, 2.0], dtype=torch.float64))
+        >>> opt = rmsprop.torch.RMSprop([w], 0.01, 0.9, momentum=0.9)
+        >>> sorted(k for k in opt.param_groups[0] if k in ("alpha", "beta", "foreach"))
+        ['alpha', 'foreach']
+    """
+
+    def __init__(
+        self,
+        params: Iterable[torch.Tensor] | Iterable[dict[str, Any]],
+        lr: float | torch.Tensor = 1e-2,
+        alpha: float = 0.99,
+        eps: float = 1e-8,
+        weight_decay: float = 0,
+        momentum: float = 0,
+        centered: bool = False,
+        capturable: bool = False,
+        foreach: bool | None = None,
+        maximize: bool = False,
+        differentiable: bool = False,
+    ) -> None:
+        flags = {"capturable": capturable, "foreach": foreach, "differentiable": differentiable}
+        _check_torch_flags(flags)
+        hp = Hyperparameters.from_preset(
+            "pytorch", lr=_scalar(lr), beta=alpha, eps=eps, weight_decay=weight_decay,
+            momentum=momentum, centered=centered, maximize=maximize,
+        )  # fmt: skip
+        defaults = {name: value for name, value in hp.as_dict().items() if name != "beta"}
+        defaults |= {"alpha": hp.beta, **flags, "state_dtype": None, "float32_arithmetic": False}
+        self._setup(params, defaults)
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """Add a group with PyTorch's keys (``alpha``); checked as in :class:`RMSProp`."""
+        if "beta" in param_group:
+            raise TypeError("rmsprop.torch.RMSprop's groups name beta alpha, as PyTorch does")
+        _check_torch_flags(param_group)
+        super().add_param_group(param_group)
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Load a checkpoint of this optimizer, of :class:`RMSProp` with PyTorch's rule, or
+        of ``torch.optim.RMSprop``; the groups keep PyTorch's keys."""
+        flags = [
+            {k: group.get(k, self.defaults[k]) for k in ("capturable", "foreach", "differentiable")}
+            for group in state_dict["param_groups"]
+        ]
+        for saved in flags:
+            _check_torch_flags(saved)
+        super().load_state_dict(state_dict)
+        for group, saved in zip(self.param_groups, flags, strict=True):
+            group["alpha"] = group.pop("beta")
+            group.update(saved)
+
+
+def _check_torch_flags(flags: dict[str, Any]) -> None:
+    """Refuse the ``torch.optim.RMSprop`` flags that would be accepted and not honoured."""
+    if flags.get("capturable", False) is not False:
+        raise ValueError(
+            "capturable=True is not supported: each step reads its options on the host, "
+            "which a CUDA graph cannot capture"
+        )
+    if flags.get("differentiable", False) is not False:
+        raise ValueError(
+            "differentiable=True is not supported: the step is not differentiable "
+            "(the fused kernels and the float64 path run outside autograd)"
+        )
+    if flags.get("foreach") not in (None, True, False):
+        raise TypeError(f"foreach must be True, False or None, got {flags['foreach']!r}")
 
 
 class _Plan:
@@ -456,7 +555,11 @@ def _scalar(value: object) -> object:
 
 
 def _group_hyperparameters(group: dict[str, Any]) -> Hyperparameters:
-    options: dict[str, Any] = {name: _scalar(group[name]) for name in OPTION_NAMES}
+    """A group's options; a group of rmsprop.torch.RMSprop names ``beta`` ``alpha``."""
+    options: dict[str, Any] = {
+        name: _scalar(group[name] if name != "beta" or "beta" in group else group["alpha"])
+        for name in OPTION_NAMES
+    }
     return Hyperparameters(**options)
 
 
