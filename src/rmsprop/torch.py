@@ -134,6 +134,9 @@ class RMSProp(Optimizer):
             self.param_groups.pop()
             raise
 
+    # Opaque to torch.compile: Dynamo cannot trace Numba's dispatcher nor Triton launches
+    # made from Python, and the kernels are this step's fast path (see the README).
+    @torch.compiler.disable
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> float | None:  # type: ignore[override]
         """One step over every parameter that has a gradient; returns ``closure()``'s loss.
