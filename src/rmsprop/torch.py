@@ -4,7 +4,7 @@ Importing this module imports PyTorch; ``import rmsprop`` alone does not.
 """
 
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, Final, Protocol, Unpack, cast
+from typing import Any, Final, Protocol, TypeVar, Unpack, cast
 
 import numpy as np
 import torch
@@ -30,6 +30,19 @@ TORCH_RULE: Final = {
     "decoupled_weight_decay": False,
     "bias_correction": False,
 }
+
+
+Function = TypeVar("Function", bound=Callable[..., Any])
+
+
+def _opaque_to_dynamo(function: Function) -> Function:
+    """``torch.compiler.disable``, typed: torch.compile runs ``function`` as eager code.
+
+    Dynamo cannot trace Numba's dispatcher nor Triton launches made from Python, and
+    the kernels are the step's fast path: a compiled step runs them as eager code
+    does (see the README).
+    """
+    return cast(Function, torch.compiler.disable(function))  # type: ignore[no-untyped-call]
 
 
 class RMSProp(Optimizer):
@@ -134,9 +147,7 @@ class RMSProp(Optimizer):
             self.param_groups.pop()
             raise
 
-    # Opaque to torch.compile: Dynamo cannot trace Numba's dispatcher nor Triton launches
-    # made from Python, and the kernels are this step's fast path (see the README).
-    @torch.compiler.disable
+    @_opaque_to_dynamo
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> float | None:  # type: ignore[override]
         """One step over every parameter that has a gradient; returns ``closure()``'s loss.
