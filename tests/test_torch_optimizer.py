@@ -345,7 +345,6 @@ def test_rmsprop_has_torch_optim_rmsprops_signature():
 @pytest.mark.parametrize("foreach", [None, True, False])
 def test_rmsprop_positional_arguments_compute_the_pytorch_preset(foreach):
     options = {"weight_decay": 0.01, "momentum": 0.9, "centered": True, "maximize": True}
-    ours = train(model(), rmsprop.torch.RMSprop(model().parameters(), 1e-3, 0.9), 0)  # builds
     net = model()
     ours = train(
         net, rmsprop.torch.RMSprop(net.parameters(), 1e-3, 0.9, 1e-7, foreach=foreach, **options), 5
@@ -354,15 +353,22 @@ def test_rmsprop_positional_arguments_compute_the_pytorch_preset(foreach):
     same = train(
         net,
         rmsprop.torch.RMSProp(
-            net.parameters(), 1e-3, preset="pytorch", beta=0.9, eps=1e-7, **options
+            net.parameters(),
+            1e-3,
+            preset="pytorch",
+            beta=0.9,
+            eps=1e-7,
+            rounding="pytorch",
+            **options,
         ),
         5,
     )
     net = model()
-    theirs = train(net, torch.optim.RMSprop(net.parameters(), 1e-3, 0.9, 1e-7, **options), 5)
-    for a, b in zip(ours, same, strict=True):
-        assert torch.equal(a, b)
-    assert_close(ours, theirs)
+    theirs = train(
+        net, torch.optim.RMSprop(net.parameters(), 1e-3, 0.9, 1e-7, foreach=foreach, **options), 5
+    )
+    for a, b, c in zip(ours, same, theirs, strict=True):
+        assert torch.equal(a, b) and torch.equal(a, c)
 
 
 def test_rmsprop_groups_and_checkpoints_use_torchs_keys():

@@ -3,6 +3,7 @@
 Importing this module imports PyTorch; ``import rmsprop`` alone does not.
 """
 
+import importlib
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Final, Protocol, TypeVar, Unpack, cast
 
@@ -83,6 +84,11 @@ class RMSProp(Optimizer):
             float32 rather than float64: faster where the step is compute-bound,
             but no longer the float64 evaluation rounded once (a few float32 ulp
             apart).
+        rounding: ``"once"`` (default): the float64 evaluation rounded once;
+            ``"pytorch"``: what ``torch.optim.RMSprop`` computes, bit for bit,
+            computed by PyTorch's own functional RMSProp (its speed; its centered
+            variance unclamped). Needs PyTorch's rule (the ``"pytorch"`` preset's
+            options) and the state in the parameters' dtype.
         **options: ``beta``, ``eps``, ``momentum``, ``centered``, ... as in
             :class:`rmsprop.Hyperparameters`.
 
@@ -104,6 +110,7 @@ class RMSProp(Optimizer):
         preset: str | None = None,
         state_dtype: torch.dtype | None = None,
         float32_arithmetic: bool = False,
+        rounding: str = "once",
         **options: Unpack[FamilyOptions],
     ) -> None:
         given: dict[str, Any] = dict(options)
@@ -118,6 +125,7 @@ class RMSProp(Optimizer):
             **hp.as_dict(),
             "state_dtype": state_dtype,
             "float32_arithmetic": float32_arithmetic,
+            "rounding": rounding,
         }
         self._setup(params, defaults)
 
@@ -134,7 +142,7 @@ class RMSProp(Optimizer):
         super().add_param_group(param_group)
         group = self.param_groups[-1]
         try:
-            _group_hyperparameters(group)
+            _check_rounding(group, _group_hyperparameters(group))
             _check_state_dtype(group["state_dtype"])
             if not isinstance(group["float32_arithmetic"], bool):
                 raise TypeError(
@@ -170,16 +178,23 @@ class RMSProp(Optimizer):
         plans: list[tuple[_Plan, list[torch.Tensor]] | None] = []
         for index, group in enumerate(self.param_groups):
             hp = _group_hyperparameters(group)
+            exact = _check_rounding(group, hp)
             params = [p for p in group["params"] if p.grad is not None]
             if any(p.grad.is_sparse for p in params):
                 raise RuntimeError("rmsprop.torch.RMSProp does not support sparse gradients")
-            plan = None if hp.bias_correction else self._plans.get(index)
+            plan = None if hp.bias_correction or exact else self._plans.get(index)
             grads = None if plan is None else plan.gradients(group, params, hp, self.state)
             plans.append(None if plan is None or grads is None else (plan, grads))
             gathered.append((hp, group, params))
         work = []
+        exact_work = []
         for (hp, group, params), planned in zip(gathered, plans, strict=True):
-            if planned is None:
+            if group["rounding"] == "pytorch":
+                states = [self._state_for(p, hp, None) for p in params]
+                for p, state in zip(params, states, strict=True):
+                    _check_state_shapes(p, state)
+                exact_work.append((hp, group, params, states))
+            elif planned is None:
                 state_dtype, float32_arithmetic = group["state_dtype"], group["float32_arithmetic"]
                 for p in params:
                     state = self._state_for(p, hp, state_dtype)
@@ -189,11 +204,15 @@ class RMSProp(Optimizer):
                         hp.correction(int(state["step"]) + 1) if hp.bias_correction else 1.0
                     )
                     work.append((p, hp, state, float32_arithmetic, correction))
+        for hp, group, params, states in exact_work:
+            _torch_rounding_update(hp, group, params, states)
         for (hp, _, _), planned in zip(gathered, plans, strict=True):
             if planned is not None:
                 planned[0].run(planned[1], hp)
         _update(work)
         for index, ((hp, group, params), planned) in enumerate(zip(gathered, plans, strict=True)):
+            if group["rounding"] == "pytorch":
+                continue
             if planned is None and params and not hp.bias_correction:
                 plan = _Plan.build(group, params, hp, self.state)
                 if plan is None:
@@ -233,9 +252,10 @@ class RMSProp(Optimizer):
                 group.setdefault(name, default)
             group.setdefault("state_dtype", current["state_dtype"])
             group.setdefault("float32_arithmetic", current["float32_arithmetic"])
+            group.setdefault("rounding", current["rounding"])
             groups.append(group)
         for group in groups:
-            _group_hyperparameters(group)
+            _check_rounding(group, _group_hyperparameters(group))
         state = {index: dict(values) for index, values in state_dict["state"].items()}
         self._check_saved_state(groups, state)
         self._plans.clear()
@@ -321,16 +341,16 @@ class RMSprop(RMSProp):
     ``rmsprop.torch.RMSprop(params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0,
     momentum=0, centered=False, capturable=False, foreach=None, maximize=False,
     differentiable=False)`` takes PyTorch's arguments, positionally too, and
-    computes :class:`RMSProp`'s ``preset="pytorch"`` (see its docstring for how it
-    computes): configuration files and factories written for
-    ``torch.optim.RMSprop`` work unchanged. Its param groups hold PyTorch's keys
+    computes :class:`RMSProp`'s ``preset="pytorch"`` with ``rounding="pytorch"``:
+    ``torch.optim.RMSprop``'s numbers bit for bit, in every dtype and on every
+    device (``foreach`` chooses PyTorch's implementation, as there).
+    Configuration files and factories written for ``torch.optim.RMSprop`` work
+    unchanged. Its param groups hold PyTorch's keys
     (``alpha``, not ``beta``; ``foreach``, ``capturable``, ``differentiable``), and
     its checkpoints load into ``torch.optim.RMSprop`` and back.
 
-    ``foreach`` only chooses an implementation in PyTorch; here the fused kernels or
-    the foreach path are chosen per tensor, so any value (True, False, None) is
-    accepted. ``capturable=True`` and ``differentiable=True`` raise ``ValueError``:
-    the step reads options on the host (no CUDA graph can capture it) and is not
+    ``capturable=True`` and ``differentiable=True`` raise ``ValueError``: the step
+    reads options on the host (no CUDA graph can capture it) and is not
     differentiable.
 
     Example:
@@ -363,6 +383,7 @@ class RMSprop(RMSProp):
         )  # fmt: skip
         defaults = {name: value for name, value in hp.as_dict().items() if name != "beta"}
         defaults |= {"alpha": hp.beta, **flags, "state_dtype": None, "float32_arithmetic": False}
+        defaults["rounding"] = "pytorch"
         self._setup(params, defaults)
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
@@ -401,6 +422,63 @@ def _check_torch_flags(flags: dict[str, Any]) -> None:
         )
     if flags.get("foreach") not in (None, True, False):
         raise TypeError(f"foreach must be True, False or None, got {flags['foreach']!r}")
+
+
+#: torch.optim.RMSprop's functional form (torch.optim hides its module's name).
+_TORCH_FUNCTIONAL: Final = importlib.import_module("torch.optim.rmsprop").rmsprop
+#: The values of the ``rounding`` option.
+ROUNDINGS: Final = ("once", "pytorch")
+
+
+def _check_rounding(group: dict[str, Any], hp: Hyperparameters) -> bool:
+    """Check a group's ``rounding``; whether it asks for PyTorch's own rounding."""
+    rounding = group["rounding"]
+    if rounding not in ROUNDINGS:
+        raise ValueError(f"rounding must be one of {ROUNDINGS}, got {rounding!r}")
+    if rounding == "once":
+        return False
+    torch_rule = all(getattr(hp, name) == value for name, value in TORCH_RULE.items())
+    if not torch_rule:
+        raise ValueError(
+            "rounding='pytorch' computes torch.optim.RMSprop's rule: it needs "
+            + ", ".join(f"{name}={value!r}" for name, value in TORCH_RULE.items())
+        )
+    if group["state_dtype"] is not None or group["float32_arithmetic"]:
+        raise ValueError(
+            "rounding='pytorch' keeps the state in the parameters' dtype and computes as "
+            "torch does: state_dtype and float32_arithmetic do not apply"
+        )
+    return True
+
+
+def _torch_rounding_update(
+    hp: Hyperparameters,
+    group: dict[str, Any],
+    params: list[torch.Tensor],
+    states: list[dict[str, Any]],
+) -> None:
+    """One step computed by ``torch.optim.rmsprop.rmsprop``, PyTorch's own functional
+    RMSProp: its operations in its order, so its numbers bit for bit (the centered
+    variance is not clamped). ``foreach`` chooses PyTorch's implementation, as there."""
+    if not params:
+        return
+    _TORCH_FUNCTIONAL(
+        params,
+        [cast(torch.Tensor, p.grad) for p in params],
+        [state["square_avg"] for state in states],
+        [state["grad_avg"] for state in states] if hp.centered else [],
+        [state["momentum_buffer"] for state in states] if hp.momentum else [],
+        [state["step"] for state in states],
+        foreach=group.get("foreach"),
+        maximize=hp.maximize,
+        has_complex=any(p.is_complex() for p in params),
+        lr=hp.lr,
+        alpha=hp.beta,
+        eps=hp.eps,
+        weight_decay=hp.weight_decay,
+        momentum=hp.momentum,
+        centered=hp.centered,
+    )
 
 
 class _Plan:
