@@ -173,6 +173,9 @@ def worker(rank, port, result_file, directory, failing_rank):
     )
     try:
         if rank == failing_rank:
+            # Printed first: spawn reports whichever rank it sees fail first, and the
+            # other rank can fail too once this one is gone.
+            print(f"rank {rank} fails on purpose", file=sys.stderr, flush=True)
             raise RuntimeError(f"rank {rank} fails on purpose")
         results = {}
         run_ddp(rank, results)

@@ -132,3 +132,90 @@ def test_bad_roundings_are_refused(options, match):
     optimizer.param_groups[0]["eps_in_sqrt"] = True  # changed after construction
     with pytest.raises(ValueError, match=r"needs eps_in_sqrt=False"):
         optimizer.step()
+
+
+# --- the fused kernel in PyTorch's order (rmsprop._torch_kernel) -----------------------------
+
+kernels_loaded = pytest.mark.skipif(rmsprop._accel.load() is None, reason="Numba is not installed")
+
+
+@kernels_loaded
+@pytest.mark.parametrize(("momentum", "centered", "weight_decay", "maximize"), COMBINATIONS)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
+def test_the_fused_kernel_equals_torch_on_a_300k_parameter(
+    monkeypatch, dtype, momentum, centered, weight_decay, maximize
+):
+    from rmsprop import _torch_kernel  # noqa: PLC0415
+
+    launches = []
+    update = _torch_kernel.update
+    monkeypatch.setattr(_torch_kernel, "update", lambda *args: launches.append(update(*args)))
+    options = {"momentum": momentum, "centered": centered, "weight_decay": weight_decay}
+    options["maximize"] = maximize
+    generator = torch.Generator().manual_seed(4)
+    start = torch.randn(300_000, generator=generator, dtype=dtype)
+    small = torch.randn(37, 3, generator=generator, dtype=dtype)
+    ours = [torch.nn.Parameter(start.clone()), torch.nn.Parameter(small.clone())]
+    theirs = [torch.nn.Parameter(start.clone()), torch.nn.Parameter(small.clone())]
+    optimizers = [
+        rmsprop.torch.RMSprop(ours, 1e-3, 0.9, **options),
+        torch.optim.RMSprop(theirs, 1e-3, 0.9, **options),
+    ]
+    for _ in range(4):
+        grads = [torch.randn(p.shape, generator=generator, dtype=dtype) for p in ours]
+        for params, optimizer in zip((ours, theirs), optimizers, strict=True):
+            for p, g in zip(params, grads, strict=True):
+                p.grad = g.clone()
+            optimizer.step()
+    assert len(launches) == 4, "the fused kernel ran every step"
+    for a, b in zip(ours, theirs, strict=True):
+        assert torch.equal(a, b)
+        for key, value in optimizers[1].state[b].items():
+            assert torch.equal(optimizers[0].state[a][key], value), key
+
+
+@kernels_loaded
+def test_where_the_kernel_does_not_match_torch_computes_it(monkeypatch):
+    from rmsprop import _torch_kernel  # noqa: PLC0415
+
+    monkeypatch.setattr(_torch_kernel, "matches", lambda hp, dtype: False)
+    monkeypatch.setattr(_torch_kernel, "update", lambda *args: pytest.fail("kernel ran"))
+    nets = [mlp(torch.float32) for _ in range(2)]
+    optimizers = [
+        rmsprop.torch.RMSprop(nets[0].parameters(), 1e-3, momentum=0.9),
+        torch.optim.RMSprop(nets[1].parameters(), 1e-3, momentum=0.9),
+    ]
+    train_side_by_side(nets, optimizers, 5, torch.float32)
+    assert_identical(nets[0], nets[1])
+
+
+@kernels_loaded
+def test_a_torch_without_fused_multiply_adds_is_detected():
+    """At ATEN_CPU_CAPABILITY=default torch's kernels round each product: the first-use
+    check finds that the kernel differs, and torch's functional computes the step."""
+    import subprocess  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+
+    code = """
+import torch, rmsprop, rmsprop.torch
+from rmsprop import _torch_kernel
+hp = rmsprop.Hyperparameters.from_preset("pytorch", momentum=0.9)
+assert torch.backends.cpu.get_cpu_capability() == "DEFAULT"
+assert not _torch_kernel.matches(hp, torch.float32)
+torch.manual_seed(0)
+a, b = (torch.nn.Parameter(torch.randn(100_000)) for _ in range(2))
+b.data.copy_(a)
+ours, theirs = rmsprop.torch.RMSprop([a], momentum=0.9), torch.optim.RMSprop([b], momentum=0.9)
+for _ in range(3):
+    g = torch.randn(100_000)
+    a.grad, b.grad = g.clone(), g.clone()
+    ours.step(), theirs.step()
+assert torch.equal(a, b)
+print("ok")
+"""
+    env = {**__import__("os").environ, "ATEN_CPU_CAPABILITY": "default"}
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300,
+        check=False,
+    )  # fmt: skip
+    assert done.returncode == 0 and done.stdout.endswith("ok\n"), done.stdout + done.stderr[-3000:]

@@ -457,21 +457,50 @@ def _torch_rounding_update(
     params: list[torch.Tensor],
     states: list[dict[str, Any]],
 ) -> None:
-    """One step computed by ``torch.optim.rmsprop.rmsprop``, PyTorch's own functional
-    RMSProp: its operations in its order, so its numbers bit for bit (the centered
-    variance is not clamped). ``foreach`` chooses PyTorch's implementation, as there."""
+    """One step with torch.optim.RMSprop's numbers, bit for bit.
+
+    Dense float32 and float64 CPU tensors (parameter, gradient and state of one
+    dtype and layout) go to :mod:`rmsprop._torch_kernel`, PyTorch's sequence of
+    operations in one fused pass, where its first-use check found that it
+    reproduces this process's torch for these options and dtype. The others go to
+    ``torch.optim.rmsprop.rmsprop``, PyTorch's own functional RMSProp (``foreach``
+    chooses its implementation, as there). The centered variance is not clamped.
+    """
     if not params:
         return
+    fused: dict[torch.dtype, tuple[list[Member], list[torch.Tensor]]] = {}
+    rest: list[tuple[torch.Tensor, dict[str, Any]]] = []
+    module = _torch_kernel(sum(p.numel() for p in params))
+    for p, state in zip(params, states, strict=True):
+        g = cast(torch.Tensor, p.grad)
+        buffers = [state.get(key) for key in STATE_KEYS]
+        if (
+            module is not None
+            and p.device.type == "cpu"
+            and type(p) in _PLAIN
+            and _kernel_can_update((p.dtype,), p, g, buffers)
+            and module.matches(hp, p.dtype)
+        ):
+            members, steps = fused.setdefault(p.dtype, ([], []))
+            members.append((p, g, buffers))
+            steps.append(state["step"])
+        else:
+            rest.append((p, state))
+    for members, steps in fused.values():
+        cast(Any, module).update(members, hp)
+        _count(steps)
+    if not rest:
+        return
     _TORCH_FUNCTIONAL(
-        params,
-        [cast(torch.Tensor, p.grad) for p in params],
-        [state["square_avg"] for state in states],
-        [state["grad_avg"] for state in states] if hp.centered else [],
-        [state["momentum_buffer"] for state in states] if hp.momentum else [],
-        [state["step"] for state in states],
+        [p for p, _ in rest],
+        [cast(torch.Tensor, p.grad) for p, _ in rest],
+        [state["square_avg"] for _, state in rest],
+        [state["grad_avg"] for _, state in rest] if hp.centered else [],
+        [state["momentum_buffer"] for _, state in rest] if hp.momentum else [],
+        [state["step"] for _, state in rest],
         foreach=group.get("foreach"),
         maximize=hp.maximize,
-        has_complex=any(p.is_complex() for p in params),
+        has_complex=any(p.is_complex() for p, _ in rest),
         lr=hp.lr,
         alpha=hp.beta,
         eps=hp.eps,
@@ -479,6 +508,15 @@ def _torch_rounding_update(
         momentum=hp.momentum,
         centered=hp.centered,
     )
+
+
+def _torch_kernel(elements: int) -> Any:
+    """:mod:`rmsprop._torch_kernel` when the Numba kernels load (see rmsprop._accel)."""
+    if _accel.kernels(elements) is None:
+        return None
+    from rmsprop import _torch_kernel  # noqa: PLC0415 - imports Numba
+
+    return _torch_kernel if _torch_kernel.VML_SQRT is not None else None
 
 
 class _Plan:

@@ -1,0 +1,305 @@
+"""PyTorch's own RMSProp arithmetic in one fused CPU pass: ``torch.optim.RMSprop``'s
+numbers, bit for bit, at the speed of a fused kernel.
+
+On the CPU, ``torch.optim.RMSprop`` rounds after every operation, in the
+parameters' dtype, in this order (measured against torch 2.13's kernels on AVX2
+and AVX-512 builds; ``fma`` is one rounding of ``x * y + z``):
+
+1. ``g = -g`` (``maximize``); ``g = fma(p, weight_decay, g)`` (``grad.add(param, alpha=wd)``);
+2. ``v = fma(round((1 - alpha) * g), g, round(v * alpha))`` (``mul_``, then ``addcmul_``);
+3. centered: ``a = fma(w, g - a, a)`` if ``|w| < 0.5`` else ``fma(w - 1, g - a, g)``
+   with ``w = 1 - alpha`` (``lerp_``), and the root's argument ``fma(-a, a, v)``;
+4. ``d = sqrt(...) + eps``, the root taken by Intel MKL's ``vsSqrt``/``vdSqrt`` in
+   high-accuracy mode (not correctly rounded: 0.7 % of roots are 1 ulp off IEEE's);
+5. momentum: ``b = round(b * momentum) + round(g / d)`` and ``p = fma(b, -lr, p)``;
+   else ``p = p + round(round(-lr * g) / d)`` (``addcdiv_``).
+
+This kernel performs that sequence per element, and takes its square roots from
+the MKL routine inside the torch library of this process, a block of
+:data:`BLOCK` elements per call. Whether it reproduces this process's torch is
+checked at first use of each option combination and dtype (:func:`matches`);
+``rmsprop.torch`` uses it only where it does, and torch's functional RMSProp
+elsewhere.
+
+This module imports torch and Numba: ``rmsprop.torch`` imports it on first use.
+"""
+
+import ctypes
+import inspect
+import os
+import sys
+import threading
+import zlib
+from functools import cache
+from typing import Any, Final, NamedTuple, cast
+
+import numba
+import numpy as np
+import torch
+from numba import njit, prange
+from numba.extending import intrinsic
+
+from rmsprop import _kernels
+from rmsprop._options import Hyperparameters
+
+#: Elements per chunk (the unit of parallel work) and per call of MKL's square root.
+CHUNK: Final = 1 << 14
+BLOCK: Final = 1 << 10
+#: MKL VML's mode as ATen passes it: high accuracy, denormals kept, errors ignored.
+VML_MODE: Final = 0x2 | 0x140000 | 0x100
+DTYPES: Final = (torch.float32, torch.float64)
+
+
+class Switches(NamedTuple):
+    """What changes the work of a step (compile-time constants of a kernel)."""
+
+    maximize: bool
+    centered: bool
+    momentum: bool
+    weight_decay: bool
+    small_weight: bool  # |1 - alpha| < 0.5: lerp_'s first formula
+
+    @classmethod
+    def of(cls, hp: Hyperparameters) -> "Switches":
+        return cls(
+            hp.maximize, hp.centered, hp.momentum != 0.0, hp.weight_decay != 0.0,
+            abs(1.0 - hp.beta) < 0.5,
+        )  # fmt: skip
+
+
+def _vml_sqrt_addresses() -> dict[torch.dtype, int] | None:
+    """The addresses of MKL's vsSqrt and vdSqrt in this process's torch, or None."""
+    path = os.path.join(os.path.dirname(torch.__file__), "lib", "libtorch_cpu.so")
+    try:
+        library = ctypes.CDLL(path)
+        single, double = library.VMSSQRT_, library.VMDSQRT_
+    except (OSError, AttributeError):  # another platform, or a torch built without MKL
+        return None
+    address = ctypes.cast  # the functions' entry points, as integers
+    return {
+        torch.float32: cast(int, address(single, ctypes.c_void_p).value),
+        torch.float64: cast(int, address(double, ctypes.c_void_p).value),
+    }
+
+
+VML_SQRT: Final = _vml_sqrt_addresses()
+
+
+def _fma_of(typingctx: Any, x: Any, y: Any, z: Any) -> Any:
+    """``x * y + z`` rounded once."""
+
+    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+        return builder.fma(*args)
+
+    return x(x, y, z), codegen
+
+
+def _call_vml_of(typingctx: Any, function: Any, n: Any, source: Any, target: Any, mode: Any) -> Any:
+    """Call the MKL VML function at address ``function`` with its Fortran interface
+    (every argument by reference): ``n`` elements of ``source`` into ``target``."""
+    from llvmlite import ir  # noqa: PLC0415
+
+    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+        pointer = ir.IntType(8).as_pointer()
+        kind = ir.FunctionType(ir.VoidType(), [pointer] * 4)
+        callee = builder.inttoptr(args[0], kind.as_pointer())
+        builder.call(callee, [builder.inttoptr(a, pointer) for a in args[1:]])
+        return context.get_dummy_value()
+
+    return numba.types.void(function, n, source, target, mode), codegen
+
+
+_fma: Any = intrinsic(_fma_of)
+_call_vml: Any = intrinsic(_call_vml_of)
+
+
+@_kernels._jit
+def _scratch(block: int, kind: Any, mode_value: int) -> Any:
+    """A block's roots' arguments, roots and gradients, and VML's count and mode."""
+    mode = np.empty(1, np.int64)
+    mode[0] = mode_value
+    return (
+        np.empty(block, kind),
+        np.empty(block, kind),
+        np.empty(block, kind),
+        np.empty(1, np.int32),
+        mode,
+    )
+
+
+@_kernels._jit
+def _column(addresses: Any, t: int, k: int, first: int, size: int, kind: Any, count: int) -> Any:
+    """Column ``k`` of tensor ``t``'s row of addresses, from element ``first``, as an array."""
+    return _kernels._carray(_kernels._pointer(addresses[t, k] + first * size, kind), count)
+
+
+# Keys the disk cache of the kernels on this module's source (see rmsprop._kernels).
+_SOURCE_VERSION: Final = zlib.crc32(inspect.getsource(sys.modules[__name__]).encode())
+
+
+@cache
+def _kernel(switches: Switches, parallel: bool, dtype: torch.dtype) -> Any:
+    """The kernel for one option combination and storage dtype, serial or parallel."""
+    maximize, centered, momentum_on, decay_on, small_weight = switches
+    kind = np.float32 if dtype == torch.float32 else np.float64
+    size = np.dtype(kind).itemsize
+    chunk, block, mode_value = CHUNK, BLOCK, VML_MODE
+    cache_key = (_SOURCE_VERSION, parallel, str(dtype))
+
+    @njit(parallel=parallel, error_model="numpy", cache=True)
+    def kernel(addresses, sizes, chunks, scalars, sqrt):  # type: ignore[no-untyped-def]
+        if cache_key[0] < 0:  # never: cache_key is here to key the disk cache
+            return
+        alpha, weight, weight_minus_one, eps, momentum, weight_decay, neg_lr = (
+            scalars[0], scalars[1], scalars[2], scalars[3], scalars[4], scalars[5], scalars[6],
+        )  # fmt: skip
+        for c in prange(chunks.shape[0]):
+            t = chunks[c, 0]
+            first = chunks[c, 1]
+            count = min(chunk, sizes[t] - first)
+            p = _column(addresses, t, 0, first, size, kind, count)
+            g = _column(addresses, t, 1, first, size, kind, count)
+            v = _column(addresses, t, 2, first, size, kind, count)
+            b = _column(addresses, t, 3, first, size, kind, count)
+            a = _column(addresses, t, 4, first, size, kind, count)
+            arguments, roots, grads, n, mode = _scratch(block, kind, mode_value)
+            for start in range(0, count, block):
+                m = min(block, count - start)
+                for i in range(m):
+                    j = start + i
+                    gj = g[j]
+                    if maximize:
+                        gj = -gj
+                    if decay_on:
+                        gj = _fma(p[j], weight_decay, gj)
+                    vj = _fma(weight * gj, gj, v[j] * alpha)
+                    v[j] = vj
+                    if centered:
+                        aj = a[j]
+                        if small_weight:
+                            aj = _fma(weight, gj - aj, aj)
+                        else:
+                            aj = _fma(weight_minus_one, gj - aj, gj)
+                        a[j] = aj
+                        vj = _fma(-aj, aj, vj)
+                    arguments[i] = vj
+                    grads[i] = gj
+                n[0] = m
+                _call_vml(
+                    sqrt, n.ctypes.data, arguments.ctypes.data, roots.ctypes.data, mode.ctypes.data
+                )
+                for i in range(m):
+                    j = start + i
+                    d = roots[i] + eps
+                    if momentum_on:
+                        bj = b[j] * momentum + grads[i] / d
+                        b[j] = bj
+                        p[j] = _fma(bj, neg_lr, p[j])
+                    else:
+                        p[j] = p[j] + (neg_lr * grads[i]) / d
+
+    return kernel
+
+
+def _scalars(hp: Hyperparameters, dtype: torch.dtype) -> np.ndarray[Any, Any]:
+    """The options as the torch kernels see them: Python floats cast to the dtype."""
+    kind = np.float32 if dtype == torch.float32 else np.float64
+    weight = kind(1.0 - hp.beta)
+    return np.array(
+        [hp.beta, weight, weight - kind(1.0), hp.eps, hp.momentum, hp.weight_decay, -hp.lr],
+        dtype=kind,
+    )
+
+
+Member = tuple[torch.Tensor, torch.Tensor, list[Any]]
+
+
+def update(members: list[Member], hp: Hyperparameters) -> None:
+    """One step over ``members`` (params, grads, [square_avg, momentum_buffer, grad_avg])
+    in one launch: CPU tensors of one dtype of :data:`DTYPES`, each laid out like its
+    gradient and state (checked by the caller); the step counters are the caller's."""
+    members = [m for m in members if m[0].numel()]
+    if not members:
+        return
+    assert VML_SQRT is not None  # matches() said so
+    dtype = members[0][0].dtype
+    rows = []
+    for p, g, (v, b, a) in members:
+        base = p.data_ptr()
+        rows.append(
+            (
+                base, g.data_ptr(), v.data_ptr(),
+                base if b is None else b.data_ptr(),
+                base if a is None else a.data_ptr(),
+            )
+        )  # fmt: skip
+    addresses = np.array(rows, dtype=np.int64).reshape(-1, 5)
+    sizes = np.array([p.numel() for p, _, _ in members], dtype=np.int64)
+    counts = (sizes + CHUNK - 1) // CHUNK
+    owner = np.repeat(np.arange(len(members), dtype=np.int64), counts)
+    firsts = np.cumsum(counts) - counts
+    starts = (np.arange(owner.size, dtype=np.int64) - firsts[owner]) * CHUNK
+    chunks = np.stack([owner, starts], axis=1)
+    switches = Switches.of(hp)
+    args = (addresses, sizes, chunks, _scalars(hp, dtype), VML_SQRT[dtype])
+    if int(sizes.sum()) >= _kernels.PARALLEL_MIN and _kernels._parallel:
+        _kernels._launch(lambda on: _kernel(switches, on, dtype), *args)
+    else:
+        _kernel(switches, False, dtype)(*args)
+
+
+_verdicts: dict[tuple[Switches, torch.dtype], bool] = {}
+_verdicts_lock = threading.Lock()
+
+
+def matches(hp: Hyperparameters, dtype: torch.dtype) -> bool:
+    """Whether this kernel reproduces this process's ``torch.optim.RMSprop`` for ``hp``'s
+    option combination and ``dtype``: measured once, on three steps over tensors whose
+    sizes leave vector tails, chunk and block ends and thread splits everywhere."""
+    if VML_SQRT is None or dtype not in DTYPES:
+        return False
+    key = (Switches.of(hp), dtype)
+    with _verdicts_lock:
+        if key not in _verdicts:
+            _verdicts[key] = _probe(hp, dtype)
+        return _verdicts[key]
+
+
+def _probe(hp: Hyperparameters, dtype: torch.dtype) -> bool:
+    import importlib  # noqa: PLC0415
+
+    functional = importlib.import_module("torch.optim.rmsprop").rmsprop
+    generator = torch.Generator().manual_seed(0)
+
+    def draw(n: int, scale: float = 1.0, positive: bool = False) -> torch.Tensor:
+        x = torch.randn(n, generator=generator, dtype=torch.float64) * scale
+        return (x.abs() if positive else x).to(dtype)
+
+    sizes = [1, 7, 33, BLOCK + 3, CHUNK + 17, 3 * CHUNK + 1]
+    starts = [(draw(n), [draw(n, 0.1, True), draw(n, 0.01), draw(n, 0.01)]) for n in sizes]
+    ours = [(p.clone(), [s.clone() for s in state]) for p, state in starts]
+    theirs = [(p.clone(), [s.clone() for s in state]) for p, state in starts]
+    steps = [torch.zeros((), dtype=torch.float32) for _ in sizes]
+    for _ in range(3):
+        grads = [draw(n) for n in sizes]
+        update([(p, g, state) for (p, state), g in zip(ours, grads, strict=True)], hp)
+        functional(
+            [p for p, _ in theirs], [g.clone() for g in grads],
+            [state[0] for _, state in theirs],
+            [state[2] for _, state in theirs] if hp.centered else [],
+            [state[1] for _, state in theirs] if hp.momentum else [],
+            steps,
+            maximize=hp.maximize, lr=hp.lr, alpha=hp.beta, eps=hp.eps,
+            weight_decay=hp.weight_decay, momentum=hp.momentum, centered=hp.centered,
+        )  # fmt: skip
+    used = [True, bool(hp.momentum), hp.centered]
+    return all(
+        _same(p, q) and all(_same(x, y) for x, y, on in zip(s, t, used, strict=True) if on)
+        for (p, s), (q, t) in zip(ours, theirs, strict=True)
+    )
+
+
+def _same(x: torch.Tensor, y: torch.Tensor) -> bool:
+    """Equal values, NaN where the other has NaN (torch's centered variance can be
+    negative: its root is NaN, in torch as here)."""
+    return bool(((x == y) | (x.isnan() & y.isnan())).all())
