@@ -51,9 +51,11 @@ ROOFLINE = "roofline: 5-stream loop"
 FAST_NUMPY = "rmsprop.RMSProp, float32 arithmetic"
 FAST_TORCH = "rmsprop.torch.RMSProp, float32 arithmetic"
 OURS_OPTAX = "rmsprop.optax.rmsprop (jit, donated)"
+#: rmsprop.torch.RMSprop: torch.optim.RMSprop's numbers bit for bit.
+EXACT_TORCH = "rmsprop.torch.RMSprop (torch's rounding)"
 OURS = (
     "rmsprop.step_", "rmsprop.RMSProp", "rmsprop.torch.RMSProp", FAST_NUMPY, FAST_TORCH,
-    OURS_OPTAX,
+    OURS_OPTAX, EXACT_TORCH,
 )  # fmt: skip
 
 Step = Callable[[], object]
@@ -189,6 +191,11 @@ def _implementations() -> dict[str, Factory]:
 
         return rmsprop.torch.RMSProp(params, lr=LR, beta=BETA, eps=EPS)
 
+    def exact_torch(params: Any) -> Any:
+        import rmsprop.torch  # noqa: PLC0415
+
+        return rmsprop.torch.RMSprop(params, lr=LR, alpha=BETA, eps=EPS)
+
     def torch_foreach(params: Any) -> Any:
         return _require("torch").optim.RMSprop(params, lr=LR, alpha=BETA, eps=EPS, foreach=True)
 
@@ -201,6 +208,7 @@ def _implementations() -> dict[str, Factory]:
         "rmsprop.RMSProp": _numpy_optimizer,
         FAST_NUMPY: functools.partial(_numpy_optimizer, float32_arithmetic=True),
         "rmsprop.torch.RMSProp": _torch_optimizer(ours_torch),
+        EXACT_TORCH: _torch_optimizer(exact_torch),
         "NumPy as the seed writes it": _seed_numpy,
         "torch.optim.RMSprop (foreach)": _torch_optimizer(torch_foreach),
         "torch.optim.RMSprop (for-loop)": _torch_optimizer(torch_loop),
@@ -298,6 +306,11 @@ def _model_implementations(model: Model) -> dict[str, Callable[[], Step]]:
         )  # fmt: skip
         return optimizer.step
 
+    def exact_torch() -> Step:
+        import rmsprop.torch  # noqa: PLC0415
+
+        return rmsprop.torch.RMSprop(tensors(), lr=LR, alpha=BETA, eps=EPS).step
+
     def ours_numpy() -> Step:
         if model.dtype != "float32" or model.channels_last:
             raise UnavailableError("NumPy has neither bfloat16 nor channels_last")
@@ -341,6 +354,7 @@ def _model_implementations(model: Model) -> dict[str, Callable[[], Step]]:
         f"{ROOFLINE}, one flat pass": roofline,
         "rmsprop.torch.RMSProp": ours_torch,
         FAST_TORCH: functools.partial(ours_torch, float32_arithmetic=True),
+        EXACT_TORCH: exact_torch,
         "rmsprop.RMSProp": ours_numpy,
         "torch.optim.RMSprop (defaults: foreach)": torch_default,
         "torch.optim.RMSprop (for-loop)": torch_loop,
