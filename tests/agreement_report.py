@@ -95,6 +95,13 @@ def main():
             )
             pairs += [(ours[0], theirs[0])] + [(ours[1][k], theirs[1][k]) for k in theirs[1]]
         rows.append((f"pytorch vs torch.optim.RMSprop, {dtype}, 16 option sets", worst(pairs)))
+        pairs = []
+        for m, c, wd, mx in itertools.product([0.0, 0.9], [False, True], [0.0, 0.1], [False, True]):
+            options = {"momentum": m, "centered": c, "weight_decay": wd, "maximize": mx}
+            theirs = run_torch(p0, grads, torch.optim.RMSprop, dtype, lr=0.01, alpha=0.9, **options)
+            ours = run_torch(p0, grads, rmsprop.torch.RMSprop, dtype, lr=0.01, alpha=0.9, **options)
+            pairs += [(ours[0], theirs[0])] + [(ours[1][k], theirs[1][k]) for k in theirs[1]]
+        rows.append((f"rmsprop.torch.RMSprop vs torch.optim.RMSprop, {dtype}", worst(pairs)))
     pairs = []
     for m, n, c, bc in itertools.product([None, 0.9], [False, True], [False, True], [False, True]):
         if n and not m:
