@@ -148,8 +148,10 @@ def test_the_fused_kernel_equals_torch_on_a_300k_parameter(
     from rmsprop import _torch_kernel  # noqa: PLC0415
 
     launches = []
-    update = _torch_kernel.update
-    monkeypatch.setattr(_torch_kernel, "update", lambda *args: launches.append(update(*args)))
+    call = _torch_kernel.Launch.__call__
+    monkeypatch.setattr(
+        _torch_kernel.Launch, "__call__", lambda *args: launches.append(call(*args))
+    )
     options = {"momentum": momentum, "centered": centered, "weight_decay": weight_decay}
     options["maximize"] = maximize
     generator = torch.Generator().manual_seed(4)
@@ -179,7 +181,7 @@ def test_where_the_kernel_does_not_match_torch_computes_it(monkeypatch):
     from rmsprop import _torch_kernel  # noqa: PLC0415
 
     monkeypatch.setattr(_torch_kernel, "matches", lambda hp, dtype: False)
-    monkeypatch.setattr(_torch_kernel, "update", lambda *args: pytest.fail("kernel ran"))
+    monkeypatch.setattr(_torch_kernel.Launch, "__call__", lambda *args: pytest.fail("kernel ran"))
     nets = [mlp(torch.float32) for _ in range(2)]
     optimizers = [
         rmsprop.torch.RMSprop(nets[0].parameters(), 1e-3, momentum=0.9),

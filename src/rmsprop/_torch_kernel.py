@@ -207,38 +207,57 @@ def _scalars(hp: Hyperparameters, dtype: torch.dtype) -> np.ndarray[Any, Any]:
 Member = tuple[torch.Tensor, torch.Tensor, list[Any]]
 
 
+class Launch:
+    """One launch over fixed tensors (parameters and their state, the gradients' dtype and
+    layout), whose gradients may move between calls: the tables are built once.
+
+    ``members`` are (param, grad, [square_avg, momentum_buffer, grad_avg]): CPU tensors of
+    one dtype of :data:`DTYPES`, each laid out like its gradient and state (checked by
+    the caller, which also advances the step counters).
+    """
+
+    def __init__(self, members: list[Member], hp: Hyperparameters) -> None:
+        members = [m for m in members if m[0].numel()]
+        self.dtype = members[0][0].dtype if members else torch.float32
+        self.switches = Switches.of(hp)
+        rows = []
+        for p, _, (v, b, a) in members:
+            base = p.data_ptr()
+            rows.append(
+                (
+                    base, 0, v.data_ptr(),
+                    base if b is None else b.data_ptr(),
+                    base if a is None else a.data_ptr(),
+                )
+            )  # fmt: skip
+        self._addresses = np.array(rows, dtype=np.int64).reshape(-1, 5)
+        self._sizes = np.array([p.numel() for p, _, _ in members], dtype=np.int64)
+        counts = (self._sizes + CHUNK - 1) // CHUNK
+        owner = np.repeat(np.arange(len(members), dtype=np.int64), counts)
+        firsts = np.cumsum(counts) - counts
+        starts = (np.arange(owner.size, dtype=np.int64) - firsts[owner]) * CHUNK
+        self._chunks = np.stack([owner, starts], axis=1)
+        self.elements = int(self._sizes.sum())
+
+    def __call__(
+        self, grads: list[torch.Tensor], hp: Hyperparameters, correction: float = 1.0
+    ) -> None:
+        """One step with ``grads`` (one per member given, empty ones included)."""
+        if not self.elements:
+            return
+        assert VML_SQRT is not None  # matches() said so
+        self._addresses[:, 1] = [g.data_ptr() for g in grads if g.numel()]
+        switches, dtype = self.switches, self.dtype
+        args = (self._addresses, self._sizes, self._chunks, _scalars(hp, dtype), VML_SQRT[dtype])
+        if self.elements >= _kernels.PARALLEL_MIN and _kernels._parallel:
+            _kernels._launch(lambda on: _kernel(switches, on, dtype), *args)
+        else:
+            _kernel(switches, False, dtype)(*args)
+
+
 def update(members: list[Member], hp: Hyperparameters) -> None:
-    """One step over ``members`` (params, grads, [square_avg, momentum_buffer, grad_avg])
-    in one launch: CPU tensors of one dtype of :data:`DTYPES`, each laid out like its
-    gradient and state (checked by the caller); the step counters are the caller's."""
-    members = [m for m in members if m[0].numel()]
-    if not members:
-        return
-    assert VML_SQRT is not None  # matches() said so
-    dtype = members[0][0].dtype
-    rows = []
-    for p, g, (v, b, a) in members:
-        base = p.data_ptr()
-        rows.append(
-            (
-                base, g.data_ptr(), v.data_ptr(),
-                base if b is None else b.data_ptr(),
-                base if a is None else a.data_ptr(),
-            )
-        )  # fmt: skip
-    addresses = np.array(rows, dtype=np.int64).reshape(-1, 5)
-    sizes = np.array([p.numel() for p, _, _ in members], dtype=np.int64)
-    counts = (sizes + CHUNK - 1) // CHUNK
-    owner = np.repeat(np.arange(len(members), dtype=np.int64), counts)
-    firsts = np.cumsum(counts) - counts
-    starts = (np.arange(owner.size, dtype=np.int64) - firsts[owner]) * CHUNK
-    chunks = np.stack([owner, starts], axis=1)
-    switches = Switches.of(hp)
-    args = (addresses, sizes, chunks, _scalars(hp, dtype), VML_SQRT[dtype])
-    if int(sizes.sum()) >= _kernels.PARALLEL_MIN and _kernels._parallel:
-        _kernels._launch(lambda on: _kernel(switches, on, dtype), *args)
-    else:
-        _kernel(switches, False, dtype)(*args)
+    """One step over ``members`` in one launch (see :class:`Launch`)."""
+    Launch(members, hp)([g for _, g, _ in members], hp)
 
 
 _verdicts: dict[tuple[Switches, torch.dtype], bool] = {}

@@ -178,23 +178,25 @@ class RMSProp(Optimizer):
         plans: list[tuple[_Plan, list[torch.Tensor]] | None] = []
         for index, group in enumerate(self.param_groups):
             hp = _group_hyperparameters(group)
-            exact = _check_rounding(group, hp)
+            _check_rounding(group, hp)
             params = [p for p in group["params"] if p.grad is not None]
             if any(p.grad.is_sparse for p in params):
                 raise RuntimeError("rmsprop.torch.RMSProp does not support sparse gradients")
-            plan = None if hp.bias_correction or exact else self._plans.get(index)
+            plan = None if hp.bias_correction else self._plans.get(index)
             grads = None if plan is None else plan.gradients(group, params, hp, self.state)
             plans.append(None if plan is None or grads is None else (plan, grads))
             gathered.append((hp, group, params))
         work = []
         exact_work = []
         for (hp, group, params), planned in zip(gathered, plans, strict=True):
+            if planned is not None:
+                continue
             if group["rounding"] == "pytorch":
                 states = [self._state_for(p, hp, None) for p in params]
                 for p, state in zip(params, states, strict=True):
                     _check_state_shapes(p, state)
                 exact_work.append((hp, group, params, states))
-            elif planned is None:
+            else:
                 state_dtype, float32_arithmetic = group["state_dtype"], group["float32_arithmetic"]
                 for p in params:
                     state = self._state_for(p, hp, state_dtype)
@@ -211,8 +213,6 @@ class RMSProp(Optimizer):
                 planned[0].run(planned[1], hp)
         _update(work)
         for index, ((hp, group, params), planned) in enumerate(zip(gathered, plans, strict=True)):
-            if group["rounding"] == "pytorch":
-                continue
             if planned is None and params and not hp.bias_correction:
                 plan = _Plan.build(group, params, hp, self.state)
                 if plan is None:
@@ -470,24 +470,18 @@ def _torch_rounding_update(
         return
     fused: dict[torch.dtype, tuple[list[Member], list[torch.Tensor]]] = {}
     rest: list[tuple[torch.Tensor, dict[str, Any]]] = []
-    module = _torch_kernel(sum(p.numel() for p in params))
+    backend = _torch_rounding_backend(sum(p.numel() for p in params), hp)
     for p, state in zip(params, states, strict=True):
         g = cast(torch.Tensor, p.grad)
         buffers = [state.get(key) for key in STATE_KEYS]
-        if (
-            module is not None
-            and p.device.type == "cpu"
-            and type(p) in _PLAIN
-            and _kernel_can_update((p.dtype,), p, g, buffers)
-            and module.matches(hp, p.dtype)
-        ):
+        if backend is not None and type(p) in _PLAIN and backend.takes(p, g, buffers):
             members, steps = fused.setdefault(p.dtype, ([], []))
             members.append((p, g, buffers))
             steps.append(state["step"])
         else:
             rest.append((p, state))
     for members, steps in fused.values():
-        cast(Any, module).update(members, hp)
+        cast(_TorchRounding, backend).run(members, hp, False)
         _count(steps)
     if not rest:
         return
@@ -508,15 +502,6 @@ def _torch_rounding_update(
         momentum=hp.momentum,
         centered=hp.centered,
     )
-
-
-def _torch_kernel(elements: int) -> Any:
-    """:mod:`rmsprop._torch_kernel` when the Numba kernels load (see rmsprop._accel)."""
-    if _accel.kernels(elements) is None:
-        return None
-    from rmsprop import _torch_kernel  # noqa: PLC0415 - imports Numba
-
-    return _torch_kernel if _torch_kernel.VML_SQRT is not None else None
 
 
 class _Plan:
@@ -558,7 +543,12 @@ class _Plan:
         """The plan of a group whose every parameter a fused kernel takes, or None."""
         first = params[0]
         kind = "cuda" if first.is_cuda else first.device.type
-        backend = _backend(first, sum(p.numel() for p in params))
+        elements = sum(p.numel() for p in params)
+        backend = (
+            _torch_rounding_backend(elements, hp)
+            if group["rounding"] == "pytorch"
+            else _backend(first, elements)
+        )
         if backend is None:
             return None
         float32_arithmetic = group["float32_arithmetic"]
@@ -572,7 +562,7 @@ class _Plan:
                 type(p) not in _PLAIN
                 or p.is_complex()
                 or ("cuda" if p.is_cuda else p.device.type) != kind
-                or not _kernel_can_update(backend.dtypes, p, g, buffers)
+                or not backend.takes(p, g, buffers)
             ):
                 return None
             stride = None if p.is_contiguous() else p.stride()
@@ -592,7 +582,7 @@ class _Plan:
                 float32_arithmetic,
             )
             launches.append((launch, None if len(indices) == len(params) else indices))
-        options = (hp.switches, float32_arithmetic)
+        options = (hp.switches, float32_arithmetic, group["rounding"])
         return cls(backend, group, params, options, entries, launches, list(steps.values()))
 
     def gradients(
@@ -601,7 +591,7 @@ class _Plan:
         """The gradients of ``params`` if this plan still holds for them, else None."""
         if group is not self.group or len(params) != len(self.params):
             return None
-        if self.options != (hp.switches, group["float32_arithmetic"]):
+        if self.options != (hp.switches, group["float32_arithmetic"], group["rounding"]):
             return None
         if isinstance(self.backend, _Triton) and _accel.triton() is None:
             return None  # the Triton kernel was turned off meanwhile
@@ -751,6 +741,10 @@ class _Backend:
     ) -> None:
         self.launch(members, hp, float32_arithmetic)([g for _, g, _ in members], hp, correction)
 
+    def takes(self, p: torch.Tensor, g: torch.Tensor, buffers: list[torch.Tensor | None]) -> bool:
+        """Whether this kernel can update ``p`` (see :func:`_kernel_can_update`)."""
+        return _kernel_can_update(self.dtypes, p, g, buffers)
+
 
 class _Triton(_Backend):
     """The Triton kernel (CUDA): float32, float64, bfloat16 and float16 storage."""
@@ -814,6 +808,38 @@ class _Numba(_Backend):
             launch([g.data_ptr() for g in grads], hp, correction)
 
         return run
+
+
+class _TorchRounding(_Backend):
+    """rmsprop._torch_kernel: torch.optim.RMSprop's CPU arithmetic, for the dtypes and
+    options that its first-use check found it reproduces."""
+
+    dtypes = (torch.float32, torch.float64)
+
+    def __init__(self, module: Any, hp: Hyperparameters) -> None:
+        self.module, self.hp = module, hp
+
+    def launch(
+        self, members: list[Member], hp: Hyperparameters, float32_arithmetic: bool
+    ) -> "Launched":
+        return cast(Launched, self.module.Launch(members, hp))
+
+    def takes(self, p: torch.Tensor, g: torch.Tensor, buffers: list[torch.Tensor | None]) -> bool:
+        return (
+            p.device.type == "cpu"
+            and _kernel_can_update((p.dtype,), p, g, buffers)
+            and self.module.matches(self.hp, p.dtype)
+        )
+
+
+def _torch_rounding_backend(elements: int, hp: Hyperparameters) -> _TorchRounding | None:
+    """The torch-order kernel when the Numba kernels load (see rmsprop._accel) and this
+    torch has MKL's square root."""
+    if _accel.kernels(elements) is None:
+        return None
+    from rmsprop import _torch_kernel  # noqa: PLC0415 - imports Numba
+
+    return _TorchRounding(_torch_kernel, hp) if _torch_kernel.VML_SQRT is not None else None
 
 
 def _backend(p: torch.Tensor, elements: int) -> _Backend | None:
