@@ -9,6 +9,7 @@ import importlib.util
 OPTIONAL = {
     "src/rmsprop/torch.py": ("torch",),
     "src/rmsprop/_triton.py": ("torch", "triton"),
+    "src/rmsprop/_torch_kernel.py": ("torch", "numba"),
     "src/rmsprop/optax.py": ("jax", "optax"),
     "README.md": ("jax", "optax"),
 }
