@@ -61,17 +61,19 @@ class RMSProp(Optimizer):
     views with gaps, CUDA without Triton). DTensors laid out alike are updated
     shard by shard.
 
-    Switching from ``torch.optim.RMSprop(params, lr, alpha=a, ...)`` to
-    ``RMSProp(params, preset="pytorch", lr=lr, beta=a, ...)`` changes no
-    number; with the options PyTorch has, ``state_dict()`` uses its names
+    ``RMSProp(params, preset="pytorch", lr=lr, beta=a, ...)`` is
+    ``torch.optim.RMSprop(params, lr, alpha=a, ...)``'s rule, rounded once in
+    float64 (within an ulp a step of PyTorch's float32 numbers); with
+    ``rounding="pytorch"``, or as :class:`RMSprop`, PyTorch's numbers bit for
+    bit. With the options PyTorch has, ``state_dict()`` uses its names
     (``step``, ``square_avg``, ``momentum_buffer``, ``grad_avg``, ``alpha``)
     and checkpoints load into either optimizer.
 
-    Differences from ``torch.optim.RMSprop``: the centered variance is
-    clamped at 0 (PyTorch can take the root of a slightly negative number and
-    produce NaN); sparse gradients are rejected with a ``RuntimeError`` as in
-    PyTorch; ``foreach``, ``capturable`` and ``differentiable`` are not
-    options.
+    Differences from ``torch.optim.RMSprop`` with ``rounding="once"``: the
+    centered variance is clamped at 0 (PyTorch can take the root of a slightly
+    negative number and produce NaN). Sparse gradients are rejected with a
+    ``RuntimeError`` as in PyTorch. PyTorch's ``foreach``, ``capturable`` and
+    ``differentiable`` are arguments of :class:`RMSprop`, not options here.
 
     Args:
         params: tensors or param-group dicts, as for any optimizer.
@@ -85,10 +87,12 @@ class RMSProp(Optimizer):
             but no longer the float64 evaluation rounded once (a few float32 ulp
             apart).
         rounding: ``"once"`` (default): the float64 evaluation rounded once;
-            ``"pytorch"``: what ``torch.optim.RMSprop`` computes, bit for bit,
-            computed by PyTorch's own functional RMSProp (its speed; its centered
-            variance unclamped). Needs PyTorch's rule (the ``"pytorch"`` preset's
-            options) and the state in the parameters' dtype.
+            ``"pytorch"``: what ``torch.optim.RMSprop`` computes, bit for bit
+            (its centered variance unclamped): dense float32 and float64 CPU
+            tensors by :mod:`rmsprop._torch_kernel` where its first-use check
+            confirms that it reproduces this torch, everything else by PyTorch's
+            own functional RMSProp. Needs PyTorch's rule (the ``"pytorch"``
+            preset's options) and the state in the parameters' dtype.
         **options: ``beta``, ``eps``, ``momentum``, ``centered``, ... as in
             :class:`rmsprop.Hyperparameters`.
 
