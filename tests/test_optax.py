@@ -259,6 +259,13 @@ def test_with_optax_combinators():
     assert np.array_equal(masked["kernel"], expected["kernel"])
 
 
+def test_updates_of_another_shape_than_the_parameters_are_refused():
+    transform = rmsprop.optax.rmsprop(0.1)
+    state = transform.init({"w": jnp.ones(3)})
+    with pytest.raises(ValueError, match=r"updates leaf 0 has shape \(4,\), its state \(3,\)"):
+        jax.jit(transform.update)({"w": jnp.ones(4)}, state)
+
+
 def test_weight_decay_needs_the_parameters():
     transform = rmsprop.optax.rmsprop(0.01, weight_decay=0.1)
     params = {"w": jnp.ones(2)}

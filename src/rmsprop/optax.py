@@ -184,6 +184,12 @@ def rmsprop(
         hp_t = values(state.count)
         t = optax.safe_increment(state.count)
         correction = 1 - hp_t.beta**t if hp.bias_correction else 1.0
+        for i, (g, v) in enumerate(zip(grads, cache, strict=True)):
+            if jnp.shape(g) != jnp.shape(v):  # static under jit: checked before any work
+                raise ValueError(
+                    f"updates leaf {i} has shape {jnp.shape(g)}, its state {jnp.shape(v)}: "
+                    "the updates must have the parameters' shapes"
+                )
         out = [
             _leaf(*leaf, hp_t, correction)
             for leaf in zip(grads, weights, cache, buffers, averages, strict=True)
