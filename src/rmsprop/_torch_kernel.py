@@ -50,8 +50,9 @@ VML_MODE: Final = 0x2 | 0x140000 | 0x100
 DTYPES: Final = (torch.float32, torch.float64)
 
 
-class Switches(NamedTuple):
-    """What changes the work of a step (compile-time constants of a kernel)."""
+class TorchSwitches(NamedTuple):
+    """What changes the work of a step in torch's order (compile-time constants of a
+    kernel); not rmsprop's Switches: torch's lerp_ has two formulas."""
 
     maximize: bool
     centered: bool
@@ -60,7 +61,7 @@ class Switches(NamedTuple):
     small_weight: bool  # |1 - alpha| < 0.5: lerp_'s first formula
 
     @classmethod
-    def of(cls, hp: Hyperparameters) -> "Switches":
+    def of(cls, hp: Hyperparameters) -> "TorchSwitches":
         return cls(
             hp.maximize, hp.centered, hp.momentum != 0.0, hp.weight_decay != 0.0,
             abs(1.0 - hp.beta) < 0.5,
@@ -75,10 +76,9 @@ def _vml_sqrt_addresses() -> dict[torch.dtype, int] | None:
         single, double = library.VMSSQRT_, library.VMDSQRT_
     except (OSError, AttributeError):  # another platform, or a torch built without MKL
         return None
-    address = ctypes.cast  # the functions' entry points, as integers
-    return {
-        torch.float32: cast(int, address(single, ctypes.c_void_p).value),
-        torch.float64: cast(int, address(double, ctypes.c_void_p).value),
+    return {  # the functions' entry points, as integers
+        torch.float32: cast(int, ctypes.cast(single, ctypes.c_void_p).value),
+        torch.float64: cast(int, ctypes.cast(double, ctypes.c_void_p).value),
     }
 
 
@@ -134,7 +134,7 @@ _SOURCE_VERSION: Final = zlib.crc32(inspect.getsource(sys.modules[__name__]).enc
 
 
 @cache
-def _kernel(switches: Switches, parallel: bool, dtype: torch.dtype) -> Any:
+def _kernel(switches: TorchSwitches, parallel: bool, dtype: torch.dtype) -> Any:
     """The kernel for one option combination and storage dtype, serial or parallel."""
     maximize, centered, momentum_on, decay_on, small_weight = switches
     kind = np.float32 if dtype == torch.float32 else np.float64
@@ -219,7 +219,7 @@ class Launch:
     def __init__(self, members: list[Member], hp: Hyperparameters) -> None:
         members = [m for m in members if m[0].numel()]
         self.dtype = members[0][0].dtype if members else torch.float32
-        self.switches = Switches.of(hp)
+        self.switches = TorchSwitches.of(hp)
         rows = []
         for p, _, (v, b, a) in members:
             base = p.data_ptr()
@@ -260,7 +260,7 @@ def update(members: list[Member], hp: Hyperparameters) -> None:
     Launch(members, hp)([g for _, g, _ in members], hp)
 
 
-_verdicts: dict[tuple[Switches, torch.dtype], bool] = {}
+_verdicts: dict[tuple[TorchSwitches, torch.dtype], bool] = {}
 _verdicts_lock = threading.Lock()
 
 
@@ -270,7 +270,7 @@ def matches(hp: Hyperparameters, dtype: torch.dtype) -> bool:
     sizes leave vector tails, chunk and block ends and thread splits everywhere."""
     if VML_SQRT is None or dtype not in DTYPES:
         return False
-    key = (Switches.of(hp), dtype)
+    key = (TorchSwitches.of(hp), dtype)
     with _verdicts_lock:
         if key not in _verdicts:
             _verdicts[key] = _probe(hp, dtype)
