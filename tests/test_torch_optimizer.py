@@ -409,13 +409,13 @@ def test_rmsprop_honours_a_changed_alpha_and_groups_with_torchs_keys():
 @pytest.mark.parametrize(
     ("flags", "error", "match"),
     [
-        ({"capturable": True}, ValueError, r"capturable=True is not supported"),
-        ({"differentiable": True}, ValueError, r"differentiable=True is not supported"),
+        ({"capturable": 1}, TypeError, r"capturable must be True or False"),
+        ({"differentiable": "yes"}, TypeError, r"differentiable must be True or False"),
         ({"foreach": "yes"}, TypeError, r"foreach must be True, False or None"),
         ({"alpha": 1.5}, ValueError, r"beta must be in \[0, 1\]"),
     ],
 )
-def test_rmsprop_refuses_what_it_would_not_honour(flags, error, match):
+def test_rmsprop_refuses_flags_of_the_wrong_type(flags, error, match):
     with pytest.raises(error, match=match):
         rmsprop.torch.RMSprop(model().parameters(), **flags)
     opt = rmsprop.torch.RMSprop(list(model().parameters())[:1])
@@ -431,3 +431,36 @@ def test_the_pytorch_preset_takes_alpha_as_torchs_name_for_beta():
         rmsprop.torch.RMSProp(model().parameters(), preset="pytorch", alpha=0.9, beta=0.9)
     with pytest.raises(TypeError, match=r"unknown option 'alpha'"):
         rmsprop.torch.RMSProp(model().parameters(), preset="keras", alpha=0.9)
+
+
+@pytest.mark.parametrize("options", [{}, {"momentum": 0.9, "weight_decay": 0.1, "maximize": True}])
+def test_differentiable_steps_are_recorded_by_autograd_as_torch_records_them(options):
+    """differentiable=True: the new parameter is a function of the old one and of the
+    gradient, with torch's own derivatives (as meta-learning uses them). Not centered:
+    over several steps torch's own centered differentiable step fails in backward
+    (its gradient average is modified in place after autograd saved it)."""
+    torch.manual_seed(0)
+    start = torch.randn(6, dtype=torch.float64, requires_grad=True)
+    grads = [torch.randn(6, dtype=torch.float64, requires_grad=True) for _ in range(3)]
+    derivatives = []
+    for cls in (torch.optim.RMSprop, rmsprop.torch.RMSprop):
+        p = start.clone()  # not a leaf: the optimizer steps a function of start
+        opt = cls([p], lr=0.1, differentiable=True, **options)
+        for g in grads:
+            p.grad = g.clone()
+            opt.step()
+        assert p.grad_fn is not None
+        derivatives.append(torch.autograd.grad(p.sum(), [start, *grads]))
+    for ours, theirs in zip(derivatives[1], derivatives[0], strict=True):
+        assert torch.equal(ours, theirs)
+
+
+def test_capturable_on_the_cpu_is_refused_at_the_step_before_any_write():
+    p = torch.nn.Parameter(torch.ones(3))
+    opt = rmsprop.torch.RMSprop([p], capturable=True)
+    assert opt.param_groups[0]["capturable"] is True
+    p.grad = torch.ones(3)
+    with pytest.raises(RuntimeError, match=r"capturable=True needs parameters on one of"):
+        opt.step()
+    assert torch.equal(p.detach(), torch.ones(3))
+    assert opt.state_dict()["param_groups"][0]["capturable"] is True

@@ -186,7 +186,7 @@ class RMSProp(Optimizer):
             params = [p for p in group["params"] if p.grad is not None]
             if any(p.grad.is_sparse for p in params):
                 raise RuntimeError("rmsprop.torch.RMSProp does not support sparse gradients")
-            plan = None if hp.bias_correction else self._plans.get(index)
+            plan = self._plans.get(index) if _plannable(group, hp) else None
             grads = None if plan is None else plan.gradients(group, params, hp, self.state)
             plans.append(None if plan is None or grads is None else (plan, grads))
             gathered.append((hp, group, params))
@@ -199,6 +199,8 @@ class RMSProp(Optimizer):
                 states = [self._state_for(p, hp, None) for p in params]
                 for p, state in zip(params, states, strict=True):
                     _check_state_shapes(p, state)
+                if group.get("capturable", False):
+                    _check_capturable(params, states)
                 exact_work.append((hp, group, params, states))
             else:
                 state_dtype, float32_arithmetic = group["state_dtype"], group["float32_arithmetic"]
@@ -217,7 +219,7 @@ class RMSProp(Optimizer):
                 planned[0].run(planned[1], hp)
         _update(work)
         for index, ((hp, group, params), planned) in enumerate(zip(gathered, plans, strict=True)):
-            if planned is None and params and not hp.bias_correction:
+            if planned is None and params and _plannable(group, hp):
                 plan = _Plan.build(group, params, hp, self.state)
                 if plan is None:
                     self._plans.pop(index, None)
@@ -230,12 +232,8 @@ class RMSProp(Optimizer):
         state_dict = super().state_dict()
         for group in state_dict["param_groups"]:
             if "beta" in group and all(group[k] == v for k, v in TORCH_RULE.items()):
-                group |= {
-                    "alpha": group["beta"],
-                    "foreach": None,
-                    "capturable": False,
-                    "differentiable": False,
-                }
+                flags = {"foreach": None, "capturable": False, "differentiable": False}
+                group |= {"alpha": group["beta"], **flags, **group}
         return state_dict
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -353,9 +351,10 @@ class RMSprop(RMSProp):
     (``alpha``, not ``beta``; ``foreach``, ``capturable``, ``differentiable``), and
     its checkpoints load into ``torch.optim.RMSprop`` and back.
 
-    ``capturable=True`` and ``differentiable=True`` raise ``ValueError``: the step
-    reads options on the host (no CUDA graph can capture it) and is not
-    differentiable.
+    ``capturable=True`` and ``differentiable=True`` groups are stepped by PyTorch's
+    own functional RMSprop with those flags (CUDA graphs capture it; autograd
+    records it), so they behave exactly as in ``torch.optim.RMSprop``; a capturable
+    group's parameters must be on a device that CUDA graphs capture.
 
     Example:
         >>> import torch, rmsprop.torch
@@ -381,6 +380,9 @@ class RMSprop(RMSProp):
     ) -> None:
         flags = {"capturable": capturable, "foreach": foreach, "differentiable": differentiable}
         _check_torch_flags(flags)
+        _check_torch_arguments(
+            {"lr": lr, "alpha": alpha, "eps": eps, "weight_decay": weight_decay, "momentum": momentum}
+        )
         hp = Hyperparameters.from_preset(
             "pytorch", lr=_scalar(lr), beta=alpha, eps=eps, weight_decay=weight_decay,
             momentum=momentum, centered=centered, maximize=maximize,
@@ -413,23 +415,37 @@ class RMSprop(RMSProp):
 
 
 def _check_torch_flags(flags: dict[str, Any]) -> None:
-    """Refuse the ``torch.optim.RMSprop`` flags that would be accepted and not honoured."""
-    if flags.get("capturable", False) is not False:
-        raise ValueError(
-            "capturable=True is not supported: each step reads its options on the host, "
-            "which a CUDA graph cannot capture"
-        )
-    if flags.get("differentiable", False) is not False:
-        raise ValueError(
-            "differentiable=True is not supported: the step is not differentiable "
-            "(the fused kernels and the float64 path run outside autograd)"
-        )
+    """Check the ``torch.optim.RMSprop`` flags of a group, as PyTorch types them."""
+    for name in ("capturable", "differentiable"):
+        if not isinstance(flags.get(name, False), bool):
+            raise TypeError(f"{name} must be True or False, got {flags[name]!r}")
     if flags.get("foreach") not in (None, True, False):
         raise TypeError(f"foreach must be True, False or None, got {flags['foreach']!r}")
 
 
+def _check_torch_arguments(values: dict[str, Any]) -> None:
+    """``torch.optim.RMSprop``'s own checks, in its words, before the family's checks."""
+    lr = values["lr"]
+    if isinstance(lr, torch.Tensor) and lr.numel() != 1:
+        raise ValueError("Tensor lr must be 1-element")
+    words = {"lr": "learning rate", "eps": "epsilon value", "momentum": "momentum value"}
+    words |= {"weight_decay": "weight_decay value", "alpha": "alpha value"}
+    for name, text in words.items():
+        if not 0.0 <= values[name]:
+            raise ValueError(f"Invalid {text}: {values[name]}")
+
+
 #: torch.optim.RMSprop's functional form (torch.optim hides its module's name).
 _TORCH_FUNCTIONAL: Final = importlib.import_module("torch.optim.rmsprop").rmsprop
+
+
+def _capturable_devices() -> list[str]:
+    """The device types whose parameters PyTorch's capturable optimizers accept."""
+    optimizer = importlib.import_module("torch.optim.optimizer")
+    supported = getattr(optimizer, "_get_capturable_supported_devices", None)
+    return ["cuda"] if supported is None else list(supported())
+
+
 #: The values of the ``rounding`` option.
 ROUNDINGS: Final = ("once", "pytorch")
 
@@ -474,7 +490,13 @@ def _torch_rounding_update(
         return
     fused: dict[torch.dtype, tuple[list[Member], list[torch.Tensor]]] = {}
     rest: list[tuple[torch.Tensor, dict[str, Any]]] = []
-    backend = _torch_rounding_backend(sum(p.numel() for p in params), hp)
+    differentiable = group.get("differentiable", False)
+    capturable = group.get("capturable", False)
+    backend = (
+        None
+        if differentiable or capturable
+        else _torch_rounding_backend(sum(p.numel() for p in params), hp)
+    )
     for p, state in zip(params, states, strict=True):
         g = cast(torch.Tensor, p.grad)
         buffers = [state.get(key) for key in STATE_KEYS]
@@ -489,6 +511,13 @@ def _torch_rounding_update(
         _count(steps)
     if not rest:
         return
+    with torch.set_grad_enabled(differentiable):
+        _torch_functional(hp, group, rest)
+
+
+def _torch_functional(
+    hp: Hyperparameters, group: dict[str, Any], rest: list[tuple[torch.Tensor, dict[str, Any]]]
+) -> None:
     _TORCH_FUNCTIONAL(
         [p for p, _ in rest],
         [cast(torch.Tensor, p.grad) for p, _ in rest],
@@ -497,6 +526,8 @@ def _torch_rounding_update(
         [state["momentum_buffer"] for _, state in rest] if hp.momentum else [],
         [state["step"] for _, state in rest],
         foreach=group.get("foreach"),
+        capturable=group.get("capturable", False),
+        differentiable=group.get("differentiable", False),
         maximize=hp.maximize,
         has_complex=any(p.is_complex() for p, _ in rest),
         lr=hp.lr,
@@ -631,6 +662,29 @@ class _Plan:
             launch(grads if indices is None else [grads[i] for i in indices], hp)
         for steps in self.steps:
             torch._foreach_add_(steps, 1.0)
+
+
+def _plannable(group: dict[str, Any], hp: Hyperparameters) -> bool:
+    """Whether a group's step may be kept as a plan: not with per-parameter step
+    counts read on the host (bias correction), nor when PyTorch's functional steps
+    it for autograd or CUDA graphs."""
+    return not (
+        hp.bias_correction or group.get("differentiable", False) or group.get("capturable", False)
+    )
+
+
+def _check_capturable(params: list[torch.Tensor], states: list[dict[str, Any]]) -> None:
+    """A capturable group's parameters are on a device that CUDA graphs capture; its step
+    counters join them there (a checkpoint loads them on the CPU), as in PyTorch."""
+    devices = _capturable_devices()
+    for p, state in zip(params, states, strict=True):
+        if p.device.type not in devices:
+            raise RuntimeError(
+                f"capturable=True needs parameters on one of {devices}, got one on {p.device}"
+            )
+    for p, state in zip(params, states, strict=True):
+        if state["step"].device != p.device:
+            state["step"] = state["step"].to(p.device)
 
 
 def _check_state_shapes(p: torch.Tensor, state: dict[str, Any]) -> None:
