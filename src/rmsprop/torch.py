@@ -258,7 +258,10 @@ class RMSProp(Optimizer):
             groups.append(group)
         for group in groups:
             _check_rounding(group, _group_hyperparameters(group))
-        state = {index: dict(values) for index, values in state_dict["state"].items()}
+        state = {  # entries that are not a parameter's dict pass through, as in PyTorch
+            index: dict(values) if isinstance(values, dict) else values
+            for index, values in state_dict["state"].items()
+        }
         self._check_saved_state(groups, state)
         self._plans.clear()
         super().load_state_dict({**state_dict, "param_groups": groups, "state": state})
@@ -381,7 +384,13 @@ class RMSprop(RMSProp):
         flags = {"capturable": capturable, "foreach": foreach, "differentiable": differentiable}
         _check_torch_flags(flags)
         _check_torch_arguments(
-            {"lr": lr, "alpha": alpha, "eps": eps, "weight_decay": weight_decay, "momentum": momentum}
+            {
+                "lr": lr,
+                "alpha": alpha,
+                "eps": eps,
+                "weight_decay": weight_decay,
+                "momentum": momentum,
+            }
         )
         hp = Hyperparameters.from_preset(
             "pytorch", lr=_scalar(lr), beta=alpha, eps=eps, weight_decay=weight_decay,
@@ -431,7 +440,7 @@ def _check_torch_arguments(values: dict[str, Any]) -> None:
     words = {"lr": "learning rate", "eps": "epsilon value", "momentum": "momentum value"}
     words |= {"weight_decay": "weight_decay value", "alpha": "alpha value"}
     for name, text in words.items():
-        if not 0.0 <= values[name]:
+        if not values[name] >= 0.0:  # NaN fails, as in PyTorch
             raise ValueError(f"Invalid {text}: {values[name]}")
 
 
@@ -677,7 +686,7 @@ def _check_capturable(params: list[torch.Tensor], states: list[dict[str, Any]]) 
     """A capturable group's parameters are on a device that CUDA graphs capture; its step
     counters join them there (a checkpoint loads them on the CPU), as in PyTorch."""
     devices = _capturable_devices()
-    for p, state in zip(params, states, strict=True):
+    for p in params:
         if p.device.type not in devices:
             raise RuntimeError(
                 f"capturable=True needs parameters on one of {devices}, got one on {p.device}"
