@@ -7,6 +7,7 @@ compile for sm_80 and sm_90 and read the machine code for what the interpreter
 cannot show. benchmarks/gpu_check.py repeats the comparisons on a GPU.
 """
 
+import importlib
 import inspect
 import itertools
 import json
@@ -252,8 +253,12 @@ def test_a_new_learning_rate_is_data_not_code():
     a = Hyperparameters.from_preset("pytorch", lr=0.1)
     b = Hyperparameters.from_preset("pytorch", lr=0.2, beta=0.5, eps=1e-3)
     device = torch.device("cpu")
-    assert not torch.equal(_triton._hyper(a, 1.0, device), _triton._hyper(b, 1.0, device))
-    assert not torch.equal(_triton._hyper(a, 1.0, device), _triton._hyper(a, 0.19, device))
+    assert not torch.equal(
+        _triton._hyper(a, 1.0, device, 0, None), _triton._hyper(b, 1.0, device, 0, None)
+    )
+    assert not torch.equal(
+        _triton._hyper(a, 1.0, device, 0, None), _triton._hyper(a, 0.19, device, 0, None)
+    )
     assert _triton._options(a) == _triton._options(b)
 
 
@@ -293,6 +298,11 @@ cases = {
     "float32 arithmetic": {"WORK": tl.float32, "MOMENTUM": True, "CENTERED": True},
     "float64 data": {"P": tl.float64, "G": tl.float64, "S": tl.float64, "MOMENTUM": True},
     "unaligned": {"ALIGNED": False},
+    "torch foreach order, float32": {"ORDER": 1, "FUSED": True, "WORK": tl.float32,
+                                     "MOMENTUM": True, "CENTERED": True, "DECAY": True},
+    "torch for-loop order, float64": {"ORDER": 2, "FUSED": True, "P": tl.float64,
+                                      "G": tl.float64, "S": tl.float64, "CENTERED": True,
+                                      "SMALL_WEIGHT": True, "DECAY": True},
 }
 kernel = _triton._family_kernel
 pointers = {"addresses": "*i64", "sizes": "*i64", "chunks": "*i64", "hyper": "*fp64"}
@@ -303,6 +313,7 @@ for name, constants in cases.items():
         "P": tl.float32, "G": tl.float32, "S": tl.float32, "WORK": tl.float64,
         "MAXIMIZE": False, "CENTERED": False, "EPS_IN_SQRT": False, "NESTEROV": False,
         "LR_IN_MOMENTUM": False, "DECOUPLED": False, "MOMENTUM": False, "DECAY": False,
+        "BIAS_CORRECTION": False, "ORDER": 0, "SMALL_WEIGHT": False, "FUSED": False,
         "ALIGNED": True, "CHUNK_SIZE": _triton.CHUNK, "BLOCK_SIZE": _triton.BLOCK,
     } | constants
     attrs = {(i,): [["tt.divisibility", 16]] for i in range(4)}
@@ -316,9 +327,10 @@ for name, constants in cases.items():
             target = f"sm_{arch}" + ("a" if arch == 90 else "")
             done = subprocess.run([get_ptxas(arch).path, f"-arch={target}", "-v", str(path),
                                    "-o", "/dev/null"], capture_output=True, text=True, check=True)
-        work = "f32" if constants.get("WORK") == tl.float32 else "f64"
+        work = "f32" if values["WORK"] == tl.float32 else "f64"
         out[f"{name}, sm_{arch}"] = {"ptx": ptx, "ptxas": done.stdout + done.stderr,
-                                     "work": work, "aligned": constants.get("ALIGNED", True)}
+                                     "work": work, "aligned": values["ALIGNED"],
+                                     "fused": values["FUSED"]}
 json.dump(out, sys.stdout)
 """
 
@@ -341,7 +353,8 @@ def compiled():
 
 AOT_CASES = [f"{case}, sm_{arch}" for case in (
     "seed rule, float32, float64 arithmetic", "everything, float32", "bfloat16 with float32 state",
-    "float32 arithmetic", "float64 data", "unaligned") for arch in (80, 90)]  # fmt: skip
+    "float32 arithmetic", "float64 data", "unaligned", "torch foreach order, float32",
+    "torch for-loop order, float64") for arch in (80, 90)]  # fmt: skip
 
 
 @pytest.mark.parametrize("case", AOT_CASES)
@@ -351,7 +364,10 @@ def test_compiled_kernel_is_exact_vectorized_and_does_not_spill(compiled, case):
     assert re.search(rf"div\.rn\.{width}", ptx), "division must be correctly rounded"
     assert re.search(rf"sqrt\.rn\.{width}", ptx), "square root must be correctly rounded"
     assert not re.search(r"\b(div|sqrt|rcp|rsqrt)\.approx", ptx)
-    assert not re.search(r"\bfma\.", ptx), "no contracted multiply-adds"
+    if found["fused"]:  # torch's orders: exactly the multiply-adds CUDA's torch fuses
+        assert re.search(rf"\bfma\.rn\.{width}", ptx), "torch's fused multiply-adds"
+    else:
+        assert not re.search(r"\bfma\.", ptx), "no contracted multiply-adds"
     # 16-byte loads: four 32-bit or two 64-bit values.
     loads = re.findall(r"ld\.global(?:\.[a-z]+)*\.(?:v4\.[bfu]32|v2\.[bfu]64)", ptx)
     if found["aligned"]:
@@ -484,3 +500,72 @@ def test_a_state_of_the_wrong_size_is_refused_not_written_past(monkeypatch):
             opt.step()
     finally:
         _accel.set_enabled(previous)
+
+
+TORCH_FLAGS = ("maximize", "centered", "momentum", "weight_decay")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
+@pytest.mark.parametrize("order", [_triton.TORCH_FOREACH, _triton.TORCH_FORLOOP])
+def test_torchs_orders_compute_torchs_rmsprop(order, dtype):
+    """The kernel in torch's CUDA orders, every option combination and both lerp_
+    formulas, against torch's functional RMSprop on the CPU for three steps. The
+    interpreter rounds each product (the GPU fuses): agreement here is to a few
+    units in the last place at the tensors' scale; bit identity with torch on CUDA is
+    what the first-use check (rmsprop._torch_probe) establishes on the device, and
+    benchmarks/gpu_check.py reports."""
+    functional = importlib.import_module("torch.optim.rmsprop").rmsprop
+    limit = 8 * torch.finfo(dtype).eps
+    for values in itertools.product((False, True), repeat=len(TORCH_FLAGS) + 1):
+        maximize, centered, momentum, decay, small_weight = values
+        hp = Hyperparameters.from_preset(
+            "pytorch", lr=1e-2, beta=0.7 if small_weight else 0.99, maximize=maximize,
+            centered=centered, momentum=0.9 * momentum, weight_decay=0.1 * decay,
+        )  # fmt: skip
+        generator = torch.Generator().manual_seed(1)
+        sizes = (1, 1000, 2100)
+        start = [
+            [torch.randn(n, generator=generator, dtype=dtype) for _ in range(2)]
+            + [torch.rand(n, generator=generator, dtype=dtype) * 0.1]
+            + [torch.randn(n, generator=generator, dtype=dtype) * 0.01 for _ in range(2)]
+            for n in sizes
+        ]
+        ours = [[t.clone() for t in tensors] for tensors in start]
+        theirs = [[t.clone() for t in tensors] for tensors in start]
+        steps = [torch.zeros(()) for _ in sizes]
+        for _ in range(3):
+            grads = [torch.randn(n, generator=generator, dtype=dtype) for n in sizes]
+            with np.errstate(invalid="ignore"):  # a negative centered variance: NaN, as torch
+                _triton.update(
+                    [(p, g, [v, b, a]) for (p, _, v, b, a), g in zip(ours, grads, strict=True)],
+                    hp, order=order, **SMALL,
+                )  # fmt: skip
+            functional(
+                [t[0] for t in theirs], [g.clone() for g in grads], [t[2] for t in theirs],
+                [t[4] for t in theirs] if centered else [],
+                [t[3] for t in theirs] if momentum else [], steps,
+                foreach=order == _triton.TORCH_FOREACH, maximize=maximize, lr=hp.lr,
+                alpha=hp.beta, eps=hp.eps, weight_decay=hp.weight_decay,
+                momentum=hp.momentum, centered=centered,
+            )  # fmt: skip
+        for mine, reference in zip(ours, theirs, strict=True):
+            for index in (0, 2, 3, 4):  # the terms of a momentum buffer are about 1
+                scale = max(reference[index].abs().nan_to_num().max().item(), float(index == 3))
+                assert torch.equal(mine[index].isnan(), reference[index].isnan())
+                difference = (mine[index] - reference[index]).abs().nan_to_num().max()
+                assert difference <= limit * scale, (values, index)
+
+
+def test_torchs_orders_are_used_only_where_the_first_use_check_agrees(monkeypatch):
+    """On CUDA rmsprop.torch takes torch's order from the Triton kernel only for what
+    matches_torch confirmed; the rest is torch's functional. Here (CPU tensors) the
+    backend refuses CPU tensors, and the order follows ``foreach``."""
+    backend = rmsprop.torch._torch_rounding_backend
+    hp = Hyperparameters.from_preset("pytorch")
+    p = torch.zeros(3)
+    found = backend(p, 3, hp, None)
+    assert not isinstance(found, rmsprop.torch._TritonTorchRounding)
+    chosen = rmsprop.torch._TritonTorchRounding(_triton, hp, None)
+    assert chosen.order == _triton.TORCH_FOREACH
+    assert rmsprop.torch._TritonTorchRounding(_triton, hp, False).order == _triton.TORCH_FORLOOP
+    assert not chosen.takes(p, p.clone(), [p.clone(), None, None])  # not a CUDA tensor

@@ -28,10 +28,9 @@ import ctypes
 import inspect
 import os
 import sys
-import threading
 import zlib
 from functools import cache
-from typing import Any, Final, NamedTuple, cast
+from typing import Any, Final, cast
 
 import numba
 import numpy as np
@@ -39,8 +38,9 @@ import torch
 from numba import njit, prange
 from numba.extending import intrinsic
 
-from rmsprop import _kernels
+from rmsprop import _kernels, _torch_probe
 from rmsprop._options import Hyperparameters
+from rmsprop._torch_probe import Member, TorchSwitches
 
 #: Elements per chunk: the unit of parallel work, and of one call of MKL's square root
 #: (a call costs about 2.5 µs: measured 2.8 ns per element in calls of 1,024).
@@ -48,24 +48,6 @@ CHUNK: Final = 1 << 14
 #: MKL VML's mode as ATen passes it: high accuracy, denormals kept, errors ignored.
 VML_MODE: Final = 0x2 | 0x140000 | 0x100
 DTYPES: Final = (torch.float32, torch.float64)
-
-
-class TorchSwitches(NamedTuple):
-    """What changes the work of a step in torch's order (compile-time constants of a
-    kernel); not rmsprop's Switches: torch's lerp_ has two formulas."""
-
-    maximize: bool
-    centered: bool
-    momentum: bool
-    weight_decay: bool
-    small_weight: bool  # |1 - alpha| < 0.5: lerp_'s first formula
-
-    @classmethod
-    def of(cls, hp: Hyperparameters) -> "TorchSwitches":
-        return cls(
-            hp.maximize, hp.centered, hp.momentum != 0.0, hp.weight_decay != 0.0,
-            abs(1.0 - hp.beta) < 0.5,
-        )  # fmt: skip
 
 
 def _vml_sqrt_addresses() -> dict[torch.dtype, int] | None:
@@ -204,9 +186,6 @@ def _scalars(hp: Hyperparameters, dtype: torch.dtype) -> np.ndarray[Any, Any]:
     )
 
 
-Member = tuple[torch.Tensor, torch.Tensor, list[Any]]
-
-
 class Launch:
     """One launch over fixed tensors (parameters and their state, the gradients' dtype and
     layout), whose gradients may move between calls: the tables are built once.
@@ -260,58 +239,12 @@ def update(members: list[Member], hp: Hyperparameters) -> None:
     Launch(members, hp)([g for _, g, _ in members], hp)
 
 
-_verdicts: dict[tuple[TorchSwitches, torch.dtype], bool] = {}
-_verdicts_lock = threading.Lock()
-
-
 def matches(hp: Hyperparameters, dtype: torch.dtype) -> bool:
-    """Whether this kernel reproduces this process's ``torch.optim.RMSprop`` for ``hp``'s
-    option combination and ``dtype``: measured once, on three steps over tensors whose
-    sizes leave vector tails, chunk and block ends and thread splits everywhere."""
+    """Whether this kernel reproduces this process's ``torch.optim.RMSprop`` (its CPU
+    for-loop) for ``hp``'s option combination and ``dtype``: measured once, over sizes
+    that end chunks and thread splits everywhere (see rmsprop._torch_probe)."""
     if VML_SQRT is None or dtype not in DTYPES:
         return False
-    key = (TorchSwitches.of(hp), dtype)
-    with _verdicts_lock:
-        if key not in _verdicts:
-            _verdicts[key] = _probe(hp, dtype)
-        return _verdicts[key]
-
-
-def _probe(hp: Hyperparameters, dtype: torch.dtype) -> bool:
-    import importlib  # noqa: PLC0415
-
-    functional = importlib.import_module("torch.optim.rmsprop").rmsprop
-    generator = torch.Generator().manual_seed(0)
-
-    def draw(n: int, scale: float = 1.0, positive: bool = False) -> torch.Tensor:
-        x = torch.randn(n, generator=generator, dtype=torch.float64) * scale
-        return (x.abs() if positive else x).to(dtype)
-
-    sizes = [1, 7, 33, 1027, CHUNK + 17, 3 * CHUNK + 1]
-    starts = [(draw(n), [draw(n, 0.1, True), draw(n, 0.01), draw(n, 0.01)]) for n in sizes]
-    ours = [(p.clone(), [s.clone() for s in state]) for p, state in starts]
-    theirs = [(p.clone(), [s.clone() for s in state]) for p, state in starts]
-    steps = [torch.zeros((), dtype=torch.float32) for _ in sizes]
-    for _ in range(3):
-        grads = [draw(n) for n in sizes]
-        update([(p, g, state) for (p, state), g in zip(ours, grads, strict=True)], hp)
-        functional(
-            [p for p, _ in theirs], [g.clone() for g in grads],
-            [state[0] for _, state in theirs],
-            [state[2] for _, state in theirs] if hp.centered else [],
-            [state[1] for _, state in theirs] if hp.momentum else [],
-            steps,
-            maximize=hp.maximize, lr=hp.lr, alpha=hp.beta, eps=hp.eps,
-            weight_decay=hp.weight_decay, momentum=hp.momentum, centered=hp.centered,
-        )  # fmt: skip
-    used = [True, bool(hp.momentum), hp.centered]
-    return all(
-        _same(p, q) and all(_same(x, y) for x, y, on in zip(s, t, used, strict=True) if on)
-        for (p, s), (q, t) in zip(ours, theirs, strict=True)
-    )
-
-
-def _same(x: torch.Tensor, y: torch.Tensor) -> bool:
-    """Equal values, NaN where the other has NaN (torch's centered variance can be
-    negative: its root is NaN, in torch as here)."""
-    return bool(((x == y) | (x.isnan() & y.isnan())).all())
+    sizes = (1, 7, 33, 1027, CHUNK + 17, 3 * CHUNK + 1)
+    key = ("cpu", TorchSwitches.of(hp), dtype)
+    return _torch_probe.reproduces(key, update, hp, dtype, foreach=False, sizes=sizes)

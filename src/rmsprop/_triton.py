@@ -41,6 +41,7 @@ import triton
 import triton.language as tl
 from triton.compiler import CompiledKernel
 
+from rmsprop import _torch_probe
 from rmsprop._options import Hyperparameters
 
 #: The CRC-32 of ``_rule.py`` that :func:`_rule` was last checked against.
@@ -55,6 +56,13 @@ BLOCK: Final = 1 << 9
 WARPS: Final = 4
 #: The storage dtypes the kernel reads and writes.
 DTYPES: Final = (torch.float32, torch.float64, torch.bfloat16, torch.float16)
+#: What a launch computes (the kernel's ``ORDER``): the family rule, evaluated in the
+#: work dtype and rounded once; or ``torch.optim.RMSprop``'s own sequence of
+#: operations on CUDA, rounded after each, as its ``foreach`` implementation (the
+#: default on CUDA) or its for-loop performs it.
+FAMILY, TORCH_FOREACH, TORCH_FORLOOP = 0, 1, 2
+#: The storage dtypes of torch's orders (parameters, gradients and state alike).
+TORCH_ORDER_DTYPES: Final = (torch.float32, torch.float64)
 #: Addresses are checked to be multiples of this before the kernel is told so.
 ALIGNMENT: Final = 16
 
@@ -166,6 +174,59 @@ def _rule(  # type: ignore[no-untyped-def]
 
 
 @triton.jit
+def _mul_add(x, y, z, FUSED: tl.constexpr):  # type: ignore[no-untyped-def]
+    """``x * y + z``: rounded once (as CUDA compiles it, a fused multiply-add) or twice."""
+    if FUSED:
+        r = tl.fma(x, y, z)
+    else:
+        r = x * y + z
+    return r
+
+
+@triton.jit
+def _torch_rule(  # type: ignore[no-untyped-def]
+    p, g, v, b, a,
+    neg_lr, alpha, weight, eps, momentum, weight_decay, one_minus_weight,
+    MAXIMIZE: tl.constexpr, CENTERED: tl.constexpr, MOMENTUM: tl.constexpr,
+    DECAY: tl.constexpr, SMALL_WEIGHT: tl.constexpr, FOREACH: tl.constexpr,
+    FUSED: tl.constexpr,
+):  # fmt: skip
+    """``torch.optim.RMSprop``'s step on CUDA, operation for operation, each result
+    rounded to the storage dtype (``weight`` is ``1 - alpha``). ``FOREACH``: its
+    ``torch._foreach_*`` implementation, whose ``addcmul`` rounds ``t1 * t2`` first
+    (``self + value * (t1 * t2)``), else its for-loop, whose ``addcmul_`` rounds
+    ``value * t1`` first; both contract ``x + s * y`` into a fused multiply-add
+    (``FUSED``: what :mod:`rmsprop._torch_probe` confirms before use)."""
+    if MAXIMIZE:
+        g = -g
+    if DECAY:
+        g = _mul_add(weight_decay, p, g, FUSED)  # grad.add(param, alpha=weight_decay)
+    v = v * alpha  # mul_(alpha)
+    if FOREACH:  # addcmul_(grad, grad, value=1 - alpha)
+        v = _mul_add(weight, g * g, v, FUSED)
+    else:
+        v = _mul_add(weight * g, g, v, FUSED)
+    variance = v
+    if CENTERED:
+        diff = g - a  # lerp_(grad, weight): ATen's two formulas
+        if SMALL_WEIGHT:
+            a = _mul_add(weight, diff, a, FUSED)
+        else:
+            a = _mul_add(-diff, one_minus_weight, g, FUSED)
+        if FOREACH:  # addcmul(grad_avg, grad_avg, value=-1)
+            variance = v - a * a
+        else:
+            variance = _mul_add(-a, a, v, FUSED)
+    den = _sqrt(variance) + eps  # sqrt, add_(eps)
+    if MOMENTUM:
+        b = b * momentum + _div(g, den)  # mul_(momentum), addcdiv_(grad, avg)
+        p = _mul_add(neg_lr, b, p, FUSED)  # add_(buf, alpha=-lr)
+    else:
+        p = _mul_add(neg_lr, _div(g, den), p, FUSED)  # addcdiv_(grad, avg, value=-lr)
+    return p, v, b, a
+
+
+@triton.jit
 def _block(  # type: ignore[no-untyped-def]
     pp, gp, vp, bp, ap, offsets, mask,
     lr, beta, one_minus_beta, eps, momentum, weight_decay, decay_factor, correction,
@@ -173,8 +234,9 @@ def _block(  # type: ignore[no-untyped-def]
     MAXIMIZE: tl.constexpr, CENTERED: tl.constexpr, EPS_IN_SQRT: tl.constexpr,
     NESTEROV: tl.constexpr, LR_IN_MOMENTUM: tl.constexpr, DECOUPLED: tl.constexpr,
     MOMENTUM: tl.constexpr, DECAY: tl.constexpr, BIAS_CORRECTION: tl.constexpr,
+    ORDER: tl.constexpr, SMALL_WEIGHT: tl.constexpr, FUSED: tl.constexpr,
 ):  # fmt: skip
-    """Read one block, apply the rule, write the results back."""
+    """Read one block, apply the rule (or torch's order of it), write the results back."""
     p = _read(pp, offsets, mask, MASKED, WORK)
     g = _read(gp, offsets, mask, MASKED, WORK)
     v = _read(vp, offsets, mask, MASKED, WORK)
@@ -184,12 +246,19 @@ def _block(  # type: ignore[no-untyped-def]
         b = _read(bp, offsets, mask, MASKED, WORK)
     if CENTERED:
         a = _read(ap, offsets, mask, MASKED, WORK)
-    p, v, b, a = _rule(
-        p, g, v, b, a,
-        lr, beta, one_minus_beta, eps, momentum, weight_decay, decay_factor, correction,
-        MAXIMIZE, CENTERED, EPS_IN_SQRT, NESTEROV, LR_IN_MOMENTUM, DECOUPLED, MOMENTUM, DECAY,
-        BIAS_CORRECTION,
-    )  # fmt: skip
+    if ORDER == 0:
+        p, v, b, a = _rule(
+            p, g, v, b, a,
+            lr, beta, one_minus_beta, eps, momentum, weight_decay, decay_factor, correction,
+            MAXIMIZE, CENTERED, EPS_IN_SQRT, NESTEROV, LR_IN_MOMENTUM, DECOUPLED, MOMENTUM,
+            DECAY, BIAS_CORRECTION,
+        )  # fmt: skip
+    else:  # the hyperparameters in torch's order's layout (see _hyper)
+        p, v, b, a = _torch_rule(
+            p, g, v, b, a,
+            lr, beta, one_minus_beta, eps, momentum, weight_decay, decay_factor,
+            MAXIMIZE, CENTERED, MOMENTUM, DECAY, SMALL_WEIGHT, ORDER == 1, FUSED,
+        )  # fmt: skip
     _write(pp, offsets, mask, p, MASKED)
     _write(vp, offsets, mask, v, MASKED)
     if MOMENTUM:
@@ -205,6 +274,7 @@ def _family_kernel(  # type: ignore[no-untyped-def]
     MAXIMIZE: tl.constexpr, CENTERED: tl.constexpr, EPS_IN_SQRT: tl.constexpr,
     NESTEROV: tl.constexpr, LR_IN_MOMENTUM: tl.constexpr, DECOUPLED: tl.constexpr,
     MOMENTUM: tl.constexpr, DECAY: tl.constexpr, BIAS_CORRECTION: tl.constexpr,
+    ORDER: tl.constexpr, SMALL_WEIGHT: tl.constexpr, FUSED: tl.constexpr,
     ALIGNED: tl.constexpr, CHUNK_SIZE: tl.constexpr, BLOCK_SIZE: tl.constexpr,
 ):  # fmt: skip
     """One program per chunk: ``chunks[2k], chunks[2k + 1]`` are its tensor and first element.
@@ -212,7 +282,8 @@ def _family_kernel(  # type: ignore[no-untyped-def]
     ``addresses[5t:5t + 5]`` are tensor t's parameter, gradient, square average,
     momentum buffer and gradient average (unused ones repeat the parameter's);
     ``sizes[t]`` its element count; ``hyper`` holds lr, beta, 1 - beta, eps,
-    momentum, weight_decay, 1 - lr * weight_decay and the bias correction in float64.
+    momentum, weight_decay, 1 - lr * weight_decay and the bias correction in float64
+    (for torch's orders, ``ORDER`` 1 and 2, see :func:`_hyper`).
     """
     chunk = tl.program_id(0).to(tl.int64)
     tensor = tl.load(chunks + 2 * chunk)
@@ -250,7 +321,7 @@ def _family_kernel(  # type: ignore[no-untyped-def]
                 lr, beta, one_minus_beta, eps, momentum, weight_decay, decay_factor, correction,
                 WORK, False,
                 MAXIMIZE, CENTERED, EPS_IN_SQRT, NESTEROV, LR_IN_MOMENTUM, DECOUPLED,
-                MOMENTUM, DECAY, BIAS_CORRECTION,
+                MOMENTUM, DECAY, BIAS_CORRECTION, ORDER, SMALL_WEIGHT, FUSED,
             )  # fmt: skip
         elif base < size:
             _block(
@@ -258,7 +329,7 @@ def _family_kernel(  # type: ignore[no-untyped-def]
                 lr, beta, one_minus_beta, eps, momentum, weight_decay, decay_factor, correction,
                 WORK, True,
                 MAXIMIZE, CENTERED, EPS_IN_SQRT, NESTEROV, LR_IN_MOMENTUM, DECOUPLED,
-                MOMENTUM, DECAY, BIAS_CORRECTION,
+                MOMENTUM, DECAY, BIAS_CORRECTION, ORDER, SMALL_WEIGHT, FUSED,
             )  # fmt: skip
 
 
@@ -308,6 +379,8 @@ class Launch:
         hp: Hyperparameters,
         *,
         float32_arithmetic: bool = False,
+        order: int = FAMILY,
+        fused: bool = True,
         chunk: int = CHUNK,
         block: int = BLOCK,
         warps: int = WARPS,
@@ -339,10 +412,13 @@ class Launch:
         self.grid = (owner.numel(), 1, 1)
         # float32 arithmetic where every value fits a float32 exactly: 16-bit storage too.
         float32 = float32_arithmetic and torch.float64 not in (p.dtype, g.dtype, state_dtype)
-        self._dtypes = (
-            _STORAGE[p.dtype], _STORAGE[g.dtype], _STORAGE[state_dtype],
-            tl.float32 if float32 else tl.float64,
-        )  # fmt: skip
+        if order == FAMILY:
+            work = tl.float32 if float32 else tl.float64
+        else:  # torch's orders compute in the storage dtype (one of TORCH_ORDER_DTYPES)
+            work = _STORAGE[p.dtype]
+        self._dtypes = (_STORAGE[p.dtype], _STORAGE[g.dtype], _STORAGE[state_dtype], work)
+        small_weight = order != FAMILY and abs(1.0 - hp.beta) < 0.5
+        self._order = (order, small_weight, fused and order != FAMILY)
         self._sizing = (chunk, block)
         self._warps = warps
         self._addresses: collections.OrderedDict[tuple[int, ...], tuple[torch.Tensor, bool]] = (
@@ -363,8 +439,8 @@ class Launch:
             found = (_upload(torch.tensor(rows, dtype=torch.int64), self.device), aligned)
             _remember(self._addresses, pointers, found)  # a few layouts of the gradients
         addresses, aligned = found
-        constants = (*self._dtypes, *self._switches, aligned, *self._sizing)
-        hyper = _hyper(hp, correction, self.device)
+        constants = (*self._dtypes, *self._switches, *self._order, aligned, *self._sizing)
+        hyper = _hyper(hp, correction, self.device, self._order[0], self._dtypes[0])
         args = (addresses, self._sizes, self._chunks, hyper, *constants)
         with (
             torch.cuda.device(self.device)
@@ -382,19 +458,31 @@ class Launch:
                 _remember(_compiled, key, compiled)
 
 
-def _hyper(hp: Hyperparameters, correction: float, device: torch.device) -> torch.Tensor:
-    """The hyperparameter values as a float64 tensor on ``device`` (see the kernel)."""
-    values = (
-        hp.lr,
-        hp.beta,
-        1.0 - hp.beta,
-        hp.eps,
-        hp.momentum,
-        hp.weight_decay,
-        1.0 - hp.lr * hp.weight_decay,
-        correction,
-    )
-    key = (device, *values)
+def _hyper(
+    hp: Hyperparameters, correction: float, device: torch.device, order: int, storage: Any
+) -> torch.Tensor:
+    """The hyperparameter values as a float64 tensor on ``device`` (see the kernel).
+
+    For torch's orders: -lr, alpha, 1 - alpha, eps, momentum, weight_decay (each
+    rounded to the storage dtype in the kernel, as torch's kernels take Python
+    floats), and ``1 - (1 - alpha)`` computed in the storage dtype (``lerp_``'s).
+    """
+    if order == FAMILY:
+        values = (
+            hp.lr, hp.beta, 1.0 - hp.beta, hp.eps, hp.momentum, hp.weight_decay,
+            1.0 - hp.lr * hp.weight_decay, correction,
+        )  # fmt: skip
+    else:
+        weight = 1.0 - hp.beta
+        if storage == tl.float32:
+            one_minus_weight = float(torch.tensor(1.0) - torch.tensor(weight))
+        else:
+            one_minus_weight = 1.0 - weight
+        values = (
+            -hp.lr, hp.beta, weight, hp.eps, hp.momentum, hp.weight_decay, one_minus_weight,
+            0.0,
+        )  # fmt: skip
+    key = (device, order, *values)
     found = _hyper_cache.get(key)
     if found is None:
         found = _upload(torch.tensor(values, dtype=torch.float64), device)
@@ -408,11 +496,14 @@ def update(
     *,
     float32_arithmetic: bool = False,
     correction: float = 1.0,
+    order: int = FAMILY,
+    fused: bool = True,
     chunk: int = CHUNK,
     block: int = BLOCK,
     warps: int = WARPS,
 ) -> None:
-    """One family step over ``members`` in one launch, in place.
+    """One family step over ``members`` in one launch, in place (``order``: see
+    :data:`FAMILY`; torch's orders take members of one dtype of TORCH_ORDER_DTYPES).
 
     Every member holds tensors of the parameter's shape, dense and of one layout
     (the caller checks: ``rmsprop.torch._triton_can_update``), and shares the first
@@ -429,14 +520,15 @@ def update(
     fixed = [t.data_ptr() if t is not None else 0 for p, _, bs in members for t in (p, *bs)]
     state_dtype = next(b.dtype for b in buffers if b is not None)
     key = (
-        p.device, p.dtype, g.dtype, state_dtype, float32_arithmetic, chunk, block, warps,
-        _options(hp), *fixed, *(m[0].numel() for m in members),
+        p.device, p.dtype, g.dtype, state_dtype, float32_arithmetic, order, fused, chunk,
+        block, warps, _options(hp), abs(1.0 - hp.beta) < 0.5, *fixed,
+        *(m[0].numel() for m in members),
     )  # fmt: skip
     launch = _launches.get(key)
     if launch is None:
         launch = Launch(
-            members, hp, float32_arithmetic=float32_arithmetic, chunk=chunk, block=block,
-            warps=warps,
+            members, hp, float32_arithmetic=float32_arithmetic, order=order, fused=fused,
+            chunk=chunk, block=block, warps=warps,
         )  # fmt: skip
         _remember(_launches, key, launch)
     launch([g for _, g, _ in members], hp, correction)
@@ -468,3 +560,26 @@ def _launch_directly(compiled: Any, grid: tuple[int, int, int], args: tuple[Any,
 #: binding and cache lookup (host time per launch measured by benchmarks/gpu_check.py).
 FAST_LAUNCH = True
 _compiled: "collections.OrderedDict[tuple[Any, ...], Any]" = collections.OrderedDict()
+
+
+def torch_order(foreach: bool | None) -> int:
+    """The order that reproduces ``torch.optim.RMSprop(foreach=foreach)`` on CUDA (where
+    ``None`` chooses the foreach implementation)."""
+    return TORCH_FORLOOP if foreach is False else TORCH_FOREACH
+
+
+def matches_torch(
+    hp: Hyperparameters, dtype: torch.dtype, device: torch.device, order: int
+) -> bool:
+    """Whether torch's ``order`` reproduces this process's ``torch.optim.RMSprop`` on
+    ``device`` for ``hp``'s option combination and ``dtype`` (measured once: see
+    rmsprop._torch_probe)."""
+    if dtype not in TORCH_ORDER_DTYPES:
+        return False
+
+    def run(members: list[_torch_probe.Member], hp: Hyperparameters) -> None:
+        update(members, hp, order=order)
+
+    key = ("triton", str(device), order, _torch_probe.TorchSwitches.of(hp), dtype)
+    foreach = order == TORCH_FOREACH
+    return _torch_probe.reproduces(key, run, hp, dtype, device=device, foreach=foreach)

@@ -488,35 +488,40 @@ def _torch_rounding_update(
 ) -> None:
     """One step with torch.optim.RMSprop's numbers, bit for bit.
 
-    Dense float32 and float64 CPU tensors (parameter, gradient and state of one
-    dtype and layout) go to :mod:`rmsprop._torch_kernel`, PyTorch's sequence of
-    operations in one fused pass, where its first-use check found that it
-    reproduces this process's torch for these options and dtype. The others go to
-    ``torch.optim.rmsprop.rmsprop``, PyTorch's own functional RMSProp (``foreach``
-    chooses its implementation, as there). The centered variance is not clamped.
+    Dense float32 and float64 tensors (parameter, gradient and state of one dtype
+    and layout) go to a fused kernel performing PyTorch's sequence of operations
+    in one pass (:mod:`rmsprop._torch_kernel` on the CPU; on CUDA
+    :mod:`rmsprop._triton` in the order of torch's foreach or for-loop
+    implementation, as ``foreach`` chooses), where its first-use check found that
+    it reproduces this process's torch for these options and dtype. The others go
+    to ``torch.optim.rmsprop.rmsprop``, PyTorch's own functional RMSProp
+    (``foreach`` chooses its implementation, as there). The centered variance is
+    not clamped.
     """
     if not params:
         return
-    fused: dict[torch.dtype, tuple[list[Member], list[torch.Tensor]]] = {}
+    fused: dict[tuple[torch.device, torch.dtype], tuple[list[Member], list[torch.Tensor]]] = {}
     rest: list[tuple[torch.Tensor, dict[str, Any]]] = []
     differentiable = group.get("differentiable", False)
     capturable = group.get("capturable", False)
     backend = (
         None
         if differentiable or capturable
-        else _torch_rounding_backend(sum(p.numel() for p in params), hp)
+        else _torch_rounding_backend(
+            params[0], sum(p.numel() for p in params), hp, group.get("foreach")
+        )
     )
     for p, state in zip(params, states, strict=True):
         g = cast(torch.Tensor, p.grad)
         buffers = [state.get(key) for key in STATE_KEYS]
         if backend is not None and type(p) in _PLAIN and backend.takes(p, g, buffers):
-            members, steps = fused.setdefault(p.dtype, ([], []))
+            members, steps = fused.setdefault((p.device, p.dtype), ([], []))
             members.append((p, g, buffers))
             steps.append(state["step"])
         else:
             rest.append((p, state))
     for members, steps in fused.values():
-        cast(_TorchRounding, backend).run(members, hp, False)
+        cast(_Backend, backend).run(members, hp, False)
         _count(steps)
     if not rest:
         return
@@ -589,7 +594,7 @@ class _Plan:
         kind = "cuda" if first.is_cuda else first.device.type
         elements = sum(p.numel() for p in params)
         backend = (
-            _torch_rounding_backend(elements, hp)
+            _torch_rounding_backend(first, elements, hp, group.get("foreach"))
             if group["rounding"] == "pytorch"
             else _backend(first, elements)
         )
@@ -899,10 +904,39 @@ class _TorchRounding(_Backend):
         )
 
 
-def _torch_rounding_backend(elements: int, hp: Hyperparameters) -> _TorchRounding | None:
-    """The torch-order kernel when the Numba kernels load (see rmsprop._accel) and this
-    torch has MKL's square root."""
-    if _accel.kernels(elements) is None:
+class _TritonTorchRounding(_Backend):
+    """rmsprop._triton in torch's CUDA order (its foreach or its for-loop implementation,
+    as the group's ``foreach`` chooses), for the dtypes and options that its first-use
+    check found it reproduces."""
+
+    dtypes = (torch.float32, torch.float64)
+
+    def __init__(self, module: Any, hp: Hyperparameters, foreach: bool | None) -> None:
+        self.module, self.hp, self.order = module, hp, module.torch_order(foreach)
+
+    def launch(
+        self, members: list[Member], hp: Hyperparameters, float32_arithmetic: bool
+    ) -> "Launched":
+        return cast(Launched, self.module.Launch(members, hp, order=self.order))
+
+    def takes(self, p: torch.Tensor, g: torch.Tensor, buffers: list[torch.Tensor | None]) -> bool:
+        return (
+            p.is_cuda
+            and _kernel_can_update((p.dtype,), p, g, buffers)
+            and self.module.matches_torch(self.hp, p.dtype, p.device, self.order)
+        )
+
+
+def _torch_rounding_backend(
+    first: torch.Tensor, elements: int, hp: Hyperparameters, foreach: bool | None
+) -> _Backend | None:
+    """The kernel in torch's order for ``first``'s device: on CUDA the Triton kernel,
+    when it loads; on the CPU the Numba one, when the Numba kernels load (see
+    rmsprop._accel) and this torch has MKL's square root."""
+    if first.is_cuda:
+        triton = _accel.triton()
+        return None if triton is None else _TritonTorchRounding(triton, hp, foreach)
+    if first.device.type != "cpu" or _accel.kernels(elements) is None:
         return None
     from rmsprop import _torch_kernel  # noqa: PLC0415 - imports Numba
 
