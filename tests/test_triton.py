@@ -298,11 +298,11 @@ cases = {
     "float32 arithmetic": {"WORK": tl.float32, "MOMENTUM": True, "CENTERED": True},
     "float64 data": {"P": tl.float64, "G": tl.float64, "S": tl.float64, "MOMENTUM": True},
     "unaligned": {"ALIGNED": False},
-    "torch foreach order, float32": {"ORDER": 1, "FUSED": True, "WORK": tl.float32,
-                                     "MOMENTUM": True, "CENTERED": True, "DECAY": True},
-    "torch for-loop order, float64": {"ORDER": 2, "FUSED": True, "P": tl.float64,
-                                      "G": tl.float64, "S": tl.float64, "CENTERED": True,
-                                      "SMALL_WEIGHT": True, "DECAY": True},
+    "torch's order, float32": {"ORDER": 1, "FUSED": True, "WORK": tl.float32,
+                               "MOMENTUM": True, "CENTERED": True, "DECAY": True},
+    "torch's order, float64": {"ORDER": 1, "FUSED": True, "P": tl.float64, "G": tl.float64,
+                               "S": tl.float64, "CENTERED": True, "SMALL_WEIGHT": True,
+                               "DECAY": True},
 }
 kernel = _triton._family_kernel
 pointers = {"addresses": "*i64", "sizes": "*i64", "chunks": "*i64", "hyper": "*fp64"}
@@ -353,8 +353,8 @@ def compiled():
 
 AOT_CASES = [f"{case}, sm_{arch}" for case in (
     "seed rule, float32, float64 arithmetic", "everything, float32", "bfloat16 with float32 state",
-    "float32 arithmetic", "float64 data", "unaligned", "torch foreach order, float32",
-    "torch for-loop order, float64") for arch in (80, 90)]  # fmt: skip
+    "float32 arithmetic", "float64 data", "unaligned", "torch's order, float32",
+    "torch's order, float64") for arch in (80, 90)]  # fmt: skip
 
 
 @pytest.mark.parametrize("case", AOT_CASES)
@@ -364,7 +364,7 @@ def test_compiled_kernel_is_exact_vectorized_and_does_not_spill(compiled, case):
     assert re.search(rf"div\.rn\.{width}", ptx), "division must be correctly rounded"
     assert re.search(rf"sqrt\.rn\.{width}", ptx), "square root must be correctly rounded"
     assert not re.search(r"\b(div|sqrt|rcp|rsqrt)\.approx", ptx)
-    if found["fused"]:  # torch's orders: exactly the multiply-adds CUDA's torch fuses
+    if found["fused"]:  # torch's order: the multiply-adds that CUDA's torch fuses
         assert re.search(rf"\bfma\.rn\.{width}", ptx), "torch's fused multiply-adds"
     else:
         assert not re.search(r"\bfma\.", ptx), "no contracted multiply-adds"
@@ -506,9 +506,9 @@ TORCH_FLAGS = ("maximize", "centered", "momentum", "weight_decay")
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
-@pytest.mark.parametrize("order", [_triton.TORCH_FOREACH, _triton.TORCH_FORLOOP])
-def test_torchs_orders_compute_torchs_rmsprop(order, dtype):
-    """The kernel in torch's CUDA orders, every option combination and both lerp_
+@pytest.mark.parametrize("foreach", [True, False])
+def test_torchs_order_computes_torchs_rmsprop(foreach, dtype):
+    """The kernel in torch's CUDA order, every option combination and both lerp_
     formulas, against torch's functional RMSprop on the CPU for three steps. The
     interpreter rounds each product (the GPU fuses): agreement here is to a few
     units in the last place at the tensors' scale; bit identity with torch on CUDA is
@@ -538,13 +538,13 @@ def test_torchs_orders_compute_torchs_rmsprop(order, dtype):
             with np.errstate(invalid="ignore"):  # a negative centered variance: NaN, as torch
                 _triton.update(
                     [(p, g, [v, b, a]) for (p, _, v, b, a), g in zip(ours, grads, strict=True)],
-                    hp, order=order, **SMALL,
+                    hp, order=_triton.TORCH, **SMALL,
                 )  # fmt: skip
             functional(
                 [t[0] for t in theirs], [g.clone() for g in grads], [t[2] for t in theirs],
                 [t[4] for t in theirs] if centered else [],
                 [t[3] for t in theirs] if momentum else [], steps,
-                foreach=order == _triton.TORCH_FOREACH, maximize=maximize, lr=hp.lr,
+                foreach=foreach, maximize=maximize, lr=hp.lr,
                 alpha=hp.beta, eps=hp.eps, weight_decay=hp.weight_decay,
                 momentum=hp.momentum, centered=centered,
             )  # fmt: skip
@@ -556,16 +556,12 @@ def test_torchs_orders_compute_torchs_rmsprop(order, dtype):
                 assert difference <= limit * scale, (values, index)
 
 
-def test_torchs_orders_are_used_only_where_the_first_use_check_agrees(monkeypatch):
-    """On CUDA rmsprop.torch takes torch's order from the Triton kernel only for what
-    matches_torch confirmed; the rest is torch's functional. Here (CPU tensors) the
-    backend refuses CPU tensors, and the order follows ``foreach``."""
-    backend = rmsprop.torch._torch_rounding_backend
+def test_torchs_order_is_used_on_cuda_tensors_only():
+    """rmsprop.torch takes torch's order from the Triton kernel for CUDA tensors, where
+    matches_torch confirmed it; CPU tensors get the CPU backend or torch's functional."""
     hp = Hyperparameters.from_preset("pytorch")
     p = torch.zeros(3)
-    found = backend(p, 3, hp, None)
+    found = rmsprop.torch._torch_rounding_backend(p, 3, hp)
     assert not isinstance(found, rmsprop.torch._TritonTorchRounding)
-    chosen = rmsprop.torch._TritonTorchRounding(_triton, hp, None)
-    assert chosen.order == _triton.TORCH_FOREACH
-    assert rmsprop.torch._TritonTorchRounding(_triton, hp, False).order == _triton.TORCH_FORLOOP
-    assert not chosen.takes(p, p.clone(), [p.clone(), None, None])  # not a CUDA tensor
+    chosen = rmsprop.torch._TritonTorchRounding(_triton, hp)
+    assert not chosen.takes(p, p.clone(), [p.clone(), None, None])

@@ -1,7 +1,7 @@
 """Whether a kernel reproduces this process's ``torch.optim.RMSprop``, measured once.
 
 The kernels that compute PyTorch's own sequence of roundings
-(:mod:`rmsprop._torch_kernel` on the CPU, the torch orders of
+(:mod:`rmsprop._torch_kernel` on the CPU, torch's order of
 :mod:`rmsprop._triton` on CUDA) rest on facts about torch's kernels that can
 change with its version, its build and the instruction set it dispatches to
 (which operations it fuses, which square root it calls). Before a kernel serves an

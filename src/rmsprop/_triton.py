@@ -57,11 +57,11 @@ WARPS: Final = 4
 #: The storage dtypes the kernel reads and writes.
 DTYPES: Final = (torch.float32, torch.float64, torch.bfloat16, torch.float16)
 #: What a launch computes (the kernel's ``ORDER``): the family rule, evaluated in the
-#: work dtype and rounded once; or ``torch.optim.RMSprop``'s own sequence of
-#: operations on CUDA, rounded after each, as its ``foreach`` implementation (the
-#: default on CUDA) or its for-loop performs it.
-FAMILY, TORCH_FOREACH, TORCH_FORLOOP = 0, 1, 2
-#: The storage dtypes of torch's orders (parameters, gradients and state alike).
+#: work dtype and rounded once (``FAMILY``); or ``torch.optim.RMSprop``'s own sequence
+#: of operations on CUDA, rounded after each (``TORCH``; its foreach and for-loop
+#: implementations give the same numbers there, measured on an H200).
+FAMILY, TORCH = 0, 1
+#: The storage dtypes of torch's order (parameters, gradients and state alike).
 TORCH_ORDER_DTYPES: Final = (torch.float32, torch.float64)
 #: Addresses are checked to be multiples of this before the kernel is told so.
 ALIGNMENT: Final = 16
@@ -188,24 +188,19 @@ def _torch_rule(  # type: ignore[no-untyped-def]
     p, g, v, b, a,
     neg_lr, alpha, weight, eps, momentum, weight_decay, one_minus_weight,
     MAXIMIZE: tl.constexpr, CENTERED: tl.constexpr, MOMENTUM: tl.constexpr,
-    DECAY: tl.constexpr, SMALL_WEIGHT: tl.constexpr, FOREACH: tl.constexpr,
-    FUSED: tl.constexpr,
+    DECAY: tl.constexpr, SMALL_WEIGHT: tl.constexpr, FUSED: tl.constexpr,
 ):  # fmt: skip
     """``torch.optim.RMSprop``'s step on CUDA, operation for operation, each result
-    rounded to the storage dtype (``weight`` is ``1 - alpha``). ``FOREACH``: its
-    ``torch._foreach_*`` implementation, whose ``addcmul`` rounds ``t1 * t2`` first
-    (``self + value * (t1 * t2)``), else its for-loop, whose ``addcmul_`` rounds
-    ``value * t1`` first; both contract ``x + s * y`` into a fused multiply-add
-    (``FUSED``: what :mod:`rmsprop._torch_probe` confirms before use)."""
+    rounded to the storage dtype (``weight`` is ``1 - alpha``). Its ``addcmul`` rounds
+    ``t1 * t2`` first (``self + value * (t1 * t2)``), and CUDA contracts each
+    ``x + s * y`` into a fused multiply-add (``FUSED``; without, no combination
+    matches: benchmarks/gpu_torch_exact.py). rmsprop._torch_probe confirms the
+    match before use."""
     if MAXIMIZE:
         g = -g
     if DECAY:
         g = _mul_add(weight_decay, p, g, FUSED)  # grad.add(param, alpha=weight_decay)
-    v = v * alpha  # mul_(alpha)
-    if FOREACH:  # addcmul_(grad, grad, value=1 - alpha)
-        v = _mul_add(weight, g * g, v, FUSED)
-    else:
-        v = _mul_add(weight * g, g, v, FUSED)
+    v = _mul_add(weight, g * g, v * alpha, FUSED)  # mul_(alpha), addcmul_(g, g, value=weight)
     variance = v
     if CENTERED:
         diff = g - a  # lerp_(grad, weight): ATen's two formulas
@@ -213,10 +208,7 @@ def _torch_rule(  # type: ignore[no-untyped-def]
             a = _mul_add(weight, diff, a, FUSED)
         else:
             a = _mul_add(-diff, one_minus_weight, g, FUSED)
-        if FOREACH:  # addcmul(grad_avg, grad_avg, value=-1)
-            variance = v - a * a
-        else:
-            variance = _mul_add(-a, a, v, FUSED)
+        variance = v - a * a  # addcmul(grad_avg, grad_avg, value=-1)
     den = _sqrt(variance) + eps  # sqrt, add_(eps)
     if MOMENTUM:
         b = b * momentum + _div(g, den)  # mul_(momentum), addcdiv_(grad, avg)
@@ -253,11 +245,11 @@ def _block(  # type: ignore[no-untyped-def]
             MAXIMIZE, CENTERED, EPS_IN_SQRT, NESTEROV, LR_IN_MOMENTUM, DECOUPLED, MOMENTUM,
             DECAY, BIAS_CORRECTION,
         )  # fmt: skip
-    else:  # the hyperparameters in torch's order's layout (see _hyper)
+    else:  # TORCH, the hyperparameters in its layout (see _hyper)
         p, v, b, a = _torch_rule(
             p, g, v, b, a,
             lr, beta, one_minus_beta, eps, momentum, weight_decay, decay_factor,
-            MAXIMIZE, CENTERED, MOMENTUM, DECAY, SMALL_WEIGHT, ORDER == 1, FUSED,
+            MAXIMIZE, CENTERED, MOMENTUM, DECAY, SMALL_WEIGHT, FUSED,
         )  # fmt: skip
     _write(pp, offsets, mask, p, MASKED)
     _write(vp, offsets, mask, v, MASKED)
@@ -283,7 +275,7 @@ def _family_kernel(  # type: ignore[no-untyped-def]
     momentum buffer and gradient average (unused ones repeat the parameter's);
     ``sizes[t]`` its element count; ``hyper`` holds lr, beta, 1 - beta, eps,
     momentum, weight_decay, 1 - lr * weight_decay and the bias correction in float64
-    (for torch's orders, ``ORDER`` 1 and 2, see :func:`_hyper`).
+    (for torch's order, ``ORDER`` 1, see :func:`_hyper`).
     """
     chunk = tl.program_id(0).to(tl.int64)
     tensor = tl.load(chunks + 2 * chunk)
@@ -414,7 +406,7 @@ class Launch:
         float32 = float32_arithmetic and torch.float64 not in (p.dtype, g.dtype, state_dtype)
         if order == FAMILY:
             work = tl.float32 if float32 else tl.float64
-        else:  # torch's orders compute in the storage dtype (one of TORCH_ORDER_DTYPES)
+        else:  # torch's order computes in the storage dtype (one of TORCH_ORDER_DTYPES)
             work = _STORAGE[p.dtype]
         self._dtypes = (_STORAGE[p.dtype], _STORAGE[g.dtype], _STORAGE[state_dtype], work)
         small_weight = order != FAMILY and abs(1.0 - hp.beta) < 0.5
@@ -463,7 +455,7 @@ def _hyper(
 ) -> torch.Tensor:
     """The hyperparameter values as a float64 tensor on ``device`` (see the kernel).
 
-    For torch's orders: -lr, alpha, 1 - alpha, eps, momentum, weight_decay (each
+    For torch's order: -lr, alpha, 1 - alpha, eps, momentum, weight_decay (each
     rounded to the storage dtype in the kernel, as torch's kernels take Python
     floats), and ``1 - (1 - alpha)`` computed in the storage dtype (``lerp_``'s).
     """
@@ -503,7 +495,7 @@ def update(
     warps: int = WARPS,
 ) -> None:
     """One family step over ``members`` in one launch, in place (``order``: see
-    :data:`FAMILY`; torch's orders take members of one dtype of TORCH_ORDER_DTYPES).
+    :data:`FAMILY`; torch's order takes members of one dtype of TORCH_ORDER_DTYPES).
 
     Every member holds tensors of the parameter's shape, dense and of one layout
     (the caller checks: ``rmsprop.torch._triton_can_update``), and shares the first
@@ -562,24 +554,15 @@ FAST_LAUNCH = True
 _compiled: "collections.OrderedDict[tuple[Any, ...], Any]" = collections.OrderedDict()
 
 
-def torch_order(foreach: bool | None) -> int:
-    """The order that reproduces ``torch.optim.RMSprop(foreach=foreach)`` on CUDA (where
-    ``None`` chooses the foreach implementation)."""
-    return TORCH_FORLOOP if foreach is False else TORCH_FOREACH
-
-
-def matches_torch(
-    hp: Hyperparameters, dtype: torch.dtype, device: torch.device, order: int
-) -> bool:
-    """Whether torch's ``order`` reproduces this process's ``torch.optim.RMSprop`` on
+def matches_torch(hp: Hyperparameters, dtype: torch.dtype, device: torch.device) -> bool:
+    """Whether torch's order reproduces this process's ``torch.optim.RMSprop`` on
     ``device`` for ``hp``'s option combination and ``dtype`` (measured once: see
     rmsprop._torch_probe)."""
     if dtype not in TORCH_ORDER_DTYPES:
         return False
 
     def run(members: list[_torch_probe.Member], hp: Hyperparameters) -> None:
-        update(members, hp, order=order)
+        update(members, hp, order=TORCH)
 
-    key = ("triton", str(device), order, _torch_probe.TorchSwitches.of(hp), dtype)
-    foreach = order == TORCH_FOREACH
-    return _torch_probe.reproduces(key, run, hp, dtype, device=device, foreach=foreach)
+    key = ("triton", str(device), _torch_probe.TorchSwitches.of(hp), dtype)
+    return _torch_probe.reproduces(key, run, hp, dtype, device=device)

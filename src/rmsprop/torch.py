@@ -490,13 +490,11 @@ def _torch_rounding_update(
 
     Dense float32 and float64 tensors (parameter, gradient and state of one dtype
     and layout) go to a fused kernel performing PyTorch's sequence of operations
-    in one pass (:mod:`rmsprop._torch_kernel` on the CPU; on CUDA
-    :mod:`rmsprop._triton` in the order of torch's foreach or for-loop
-    implementation, as ``foreach`` chooses), where its first-use check found that
-    it reproduces this process's torch for these options and dtype. The others go
-    to ``torch.optim.rmsprop.rmsprop``, PyTorch's own functional RMSProp
-    (``foreach`` chooses its implementation, as there). The centered variance is
-    not clamped.
+    in one pass (:mod:`rmsprop._torch_kernel` on the CPU, :mod:`rmsprop._triton` on
+    CUDA), where its first-use check found that it reproduces this process's torch
+    for these options and dtype. The others go to ``torch.optim.rmsprop.rmsprop``,
+    PyTorch's own functional RMSProp (``foreach`` chooses its implementation, as
+    there). The centered variance is not clamped.
     """
     if not params:
         return
@@ -507,9 +505,7 @@ def _torch_rounding_update(
     backend = (
         None
         if differentiable or capturable
-        else _torch_rounding_backend(
-            params[0], sum(p.numel() for p in params), hp, group.get("foreach")
-        )
+        else _torch_rounding_backend(params[0], sum(p.numel() for p in params), hp)
     )
     for p, state in zip(params, states, strict=True):
         g = cast(torch.Tensor, p.grad)
@@ -594,7 +590,7 @@ class _Plan:
         kind = "cuda" if first.is_cuda else first.device.type
         elements = sum(p.numel() for p in params)
         backend = (
-            _torch_rounding_backend(first, elements, hp, group.get("foreach"))
+            _torch_rounding_backend(first, elements, hp)
             if group["rounding"] == "pytorch"
             else _backend(first, elements)
         )
@@ -905,37 +901,36 @@ class _TorchRounding(_Backend):
 
 
 class _TritonTorchRounding(_Backend):
-    """rmsprop._triton in torch's CUDA order (its foreach or its for-loop implementation,
-    as the group's ``foreach`` chooses), for the dtypes and options that its first-use
-    check found it reproduces."""
+    """rmsprop._triton in torch's CUDA order, for the dtypes and options that its
+    first-use check found it reproduces."""
 
     dtypes = (torch.float32, torch.float64)
 
-    def __init__(self, module: Any, hp: Hyperparameters, foreach: bool | None) -> None:
-        self.module, self.hp, self.order = module, hp, module.torch_order(foreach)
+    def __init__(self, module: Any, hp: Hyperparameters) -> None:
+        self.module, self.hp = module, hp
 
     def launch(
         self, members: list[Member], hp: Hyperparameters, float32_arithmetic: bool
     ) -> "Launched":
-        return cast(Launched, self.module.Launch(members, hp, order=self.order))
+        return cast(Launched, self.module.Launch(members, hp, order=self.module.TORCH))
 
     def takes(self, p: torch.Tensor, g: torch.Tensor, buffers: list[torch.Tensor | None]) -> bool:
         return (
             p.is_cuda
             and _kernel_can_update((p.dtype,), p, g, buffers)
-            and self.module.matches_torch(self.hp, p.dtype, p.device, self.order)
+            and self.module.matches_torch(self.hp, p.dtype, p.device)
         )
 
 
 def _torch_rounding_backend(
-    first: torch.Tensor, elements: int, hp: Hyperparameters, foreach: bool | None
+    first: torch.Tensor, elements: int, hp: Hyperparameters
 ) -> _Backend | None:
     """The kernel in torch's order for ``first``'s device: on CUDA the Triton kernel,
     when it loads; on the CPU the Numba one, when the Numba kernels load (see
     rmsprop._accel) and this torch has MKL's square root."""
     if first.is_cuda:
         triton = _accel.triton()
-        return None if triton is None else _TritonTorchRounding(triton, hp, foreach)
+        return None if triton is None else _TritonTorchRounding(triton, hp)
     if first.device.type != "cpu" or _accel.kernels(elements) is None:
         return None
     from rmsprop import _torch_kernel  # noqa: PLC0415 - imports Numba
