@@ -9,11 +9,16 @@ PyTorch checks, and takes the database's RMSprop configurations (with the
 runs twice: on ``torch.optim.RMSprop``, the control that shows the check holds for
 PyTorch in this process, and on ``rmsprop.torch.RMSprop``.
 
-Not here: the checks PyTorch runs only on CUDA or several GPUs
-(``test_state_dict_with_cuda_params`` and ``test_defaults_changed_to_foreach`` run
-in ``benchmarks/gpu_check.py``'s device run instead), the ``fused`` ones (RMSprop
-has no fused implementation), sparse gradients (RMSprop refuses them), and second
-order optimizers' checks.
+Not here: the checks PyTorch runs only on CUDA or several GPUs. Of those,
+``benchmarks/gpu_torch_exact.py`` runs a CPU checkpoint loaded into CUDA
+parameters (``test_state_dict_with_cuda_params``, without its check that step
+counters stay on the CPU: this optimizer keeps CUDA parameters' counters on the
+GPU) and ``capturable=True`` in a CUDA graph, on both optimizers;
+``test_defaults_changed_to_foreach`` does not apply (it checks that torch's
+foreach function is called, and this optimizer runs its own kernel in that
+function's order); the multi-GPU ones were not run. Nor the ``fused`` checks
+(RMSprop has no fused implementation), sparse gradients (RMSprop refuses them)
+and second order optimizers' checks.
 """
 
 import copy
