@@ -425,7 +425,9 @@ def test_save_load_equality_with_weights_only(cls, names):
             assert_equal_state_dicts(torch.load(buffer, weights_only=weights_only), saved)
 
 
-def test_load_nontensor_step(cls):
+def stepped_optimizers(cls):
+    """For each configuration (no ``differentiable``), an optimizer over two parameters
+    with gradients, after three steps."""
     params = [Parameter(torch.randn(2, 3)) for _ in range(2)]
     for p in params:
         p.grad = torch.rand_like(p)
@@ -433,6 +435,11 @@ def test_load_nontensor_step(cls):
         optimizer = cls(params, **kwargs)
         for _ in range(3):
             optimizer.step()
+        yield optimizer
+
+
+def test_load_nontensor_step(cls):
+    for optimizer in stepped_optimizers(cls):
         saved = copy.deepcopy(optimizer.state_dict())
         for values in saved["state"].values():
             values["step"] = values["step"].item()
@@ -526,17 +533,10 @@ def test_step_hooks_fire_in_order_and_are_removed(cls):
 
 
 def test_deepcopy_copies_all_public_attrs(cls):
-    params = [Parameter(torch.randn(2, 3)) for _ in range(2)]
-    for p in params:
-        p.grad = torch.rand_like(p)
-    for kwargs in configs(skip=("differentiable",)):
-        optimizer = cls(params, **kwargs)
-        for _ in range(3):
-            optimizer.step()
+    def public(obj):
+        return {k for k in obj.__dict__ if not k.startswith("_")}
 
-        def public(obj):
-            return {k for k in obj.__dict__ if not k.startswith("_")}
-
+    for optimizer in stepped_optimizers(cls):
         assert public(optimizer) == public(copy.deepcopy(optimizer))
 
 

@@ -36,6 +36,7 @@ import warnings
 from collections.abc import Sequence
 from typing import Any, Final
 
+import numpy as np
 import torch
 import triton
 import triton.language as tl
@@ -466,8 +467,8 @@ def _hyper(
         )  # fmt: skip
     else:
         weight = 1.0 - hp.beta
-        if storage == tl.float32:
-            one_minus_weight = float(torch.tensor(1.0) - torch.tensor(weight))
+        if storage == tl.float32:  # in float32, as the lerp_ kernel computes it
+            one_minus_weight = float(np.float32(1.0) - np.float32(weight))
         else:
             one_minus_weight = 1.0 - weight
         values = (

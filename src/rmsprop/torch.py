@@ -3,6 +3,7 @@
 Importing this module imports PyTorch; ``import rmsprop`` alone does not.
 """
 
+import functools
 import importlib
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Final, Protocol, TypeVar, Unpack, cast
@@ -384,13 +385,7 @@ class RMSprop(RMSProp):
         flags = {"capturable": capturable, "foreach": foreach, "differentiable": differentiable}
         _check_torch_flags(flags)
         _check_torch_arguments(
-            {
-                "lr": lr,
-                "alpha": alpha,
-                "eps": eps,
-                "weight_decay": weight_decay,
-                "momentum": momentum,
-            }
+            lr=lr, eps=eps, momentum=momentum, weight_decay=weight_decay, alpha=alpha
         )
         hp = Hyperparameters.from_preset(
             "pytorch", lr=_scalar(lr), beta=alpha, eps=eps, weight_decay=weight_decay,
@@ -432,14 +427,22 @@ def _check_torch_flags(flags: dict[str, Any]) -> None:
         raise TypeError(f"foreach must be True, False or None, got {flags['foreach']!r}")
 
 
-def _check_torch_arguments(values: dict[str, Any]) -> None:
+#: How torch.optim.RMSprop names its arguments in its errors, in the order it checks them.
+_TORCH_WORDS: Final = {
+    "lr": "learning rate",
+    "eps": "epsilon value",
+    "momentum": "momentum value",
+    "weight_decay": "weight_decay value",
+    "alpha": "alpha value",
+}
+
+
+def _check_torch_arguments(**values: Any) -> None:
     """``torch.optim.RMSprop``'s own checks, in its words, before the family's checks."""
     lr = values["lr"]
     if isinstance(lr, torch.Tensor) and lr.numel() != 1:
         raise ValueError("Tensor lr must be 1-element")
-    words = {"lr": "learning rate", "eps": "epsilon value", "momentum": "momentum value"}
-    words |= {"weight_decay": "weight_decay value", "alpha": "alpha value"}
-    for name, text in words.items():
+    for name, text in _TORCH_WORDS.items():
         if not values[name] >= 0.0:  # NaN fails, as in PyTorch
             raise ValueError(f"Invalid {text}: {values[name]}")
 
@@ -448,6 +451,7 @@ def _check_torch_arguments(values: dict[str, Any]) -> None:
 _TORCH_FUNCTIONAL: Final = importlib.import_module("torch.optim.rmsprop").rmsprop
 
 
+@functools.cache
 def _capturable_devices() -> list[str]:
     """The device types whose parameters PyTorch's capturable optimizers accept."""
     optimizer = importlib.import_module("torch.optim.optimizer")
@@ -878,48 +882,54 @@ class _Numba(_Backend):
         return run
 
 
-class _TorchRounding(_Backend):
-    """rmsprop._torch_kernel: torch.optim.RMSprop's CPU arithmetic, for the dtypes and
-    options that its first-use check found it reproduces."""
+class _TorchOrder(_Backend):
+    """A kernel in torch.optim.RMSprop's own order of roundings, for ``kind`` tensors
+    of the dtypes and options that its first-use check found it reproduces."""
 
     dtypes = (torch.float32, torch.float64)
+    kind = ""
 
     def __init__(self, module: Any, hp: Hyperparameters) -> None:
         self.module, self.hp = module, hp
+
+    def reproduces_torch(self, p: torch.Tensor) -> bool:
+        """The first-use check for ``p``'s dtype and device (see rmsprop._torch_probe)."""
+        raise NotImplementedError
+
+    def takes(self, p: torch.Tensor, g: torch.Tensor, buffers: list[torch.Tensor | None]) -> bool:
+        return (
+            ("cuda" if p.is_cuda else p.device.type) == self.kind
+            and _kernel_can_update((p.dtype,), p, g, buffers)
+            and self.reproduces_torch(p)
+        )
+
+
+class _TorchRounding(_TorchOrder):
+    """rmsprop._torch_kernel: torch.optim.RMSprop's CPU arithmetic."""
+
+    kind = "cpu"
 
     def launch(
         self, members: list[Member], hp: Hyperparameters, float32_arithmetic: bool
     ) -> "Launched":
         return cast(Launched, self.module.Launch(members, hp))
 
-    def takes(self, p: torch.Tensor, g: torch.Tensor, buffers: list[torch.Tensor | None]) -> bool:
-        return (
-            p.device.type == "cpu"
-            and _kernel_can_update((p.dtype,), p, g, buffers)
-            and self.module.matches(self.hp, p.dtype)
-        )
+    def reproduces_torch(self, p: torch.Tensor) -> bool:
+        return bool(self.module.matches(self.hp, p.dtype))
 
 
-class _TritonTorchRounding(_Backend):
-    """rmsprop._triton in torch's CUDA order, for the dtypes and options that its
-    first-use check found it reproduces."""
+class _TritonTorchRounding(_TorchOrder):
+    """rmsprop._triton in torch's CUDA order."""
 
-    dtypes = (torch.float32, torch.float64)
-
-    def __init__(self, module: Any, hp: Hyperparameters) -> None:
-        self.module, self.hp = module, hp
+    kind = "cuda"
 
     def launch(
         self, members: list[Member], hp: Hyperparameters, float32_arithmetic: bool
     ) -> "Launched":
         return cast(Launched, self.module.Launch(members, hp, order=self.module.TORCH))
 
-    def takes(self, p: torch.Tensor, g: torch.Tensor, buffers: list[torch.Tensor | None]) -> bool:
-        return (
-            p.is_cuda
-            and _kernel_can_update((p.dtype,), p, g, buffers)
-            and self.module.matches_torch(self.hp, p.dtype, p.device)
-        )
+    def reproduces_torch(self, p: torch.Tensor) -> bool:
+        return bool(self.module.matches_torch(self.hp, p.dtype, p.device))
 
 
 def _torch_rounding_backend(
