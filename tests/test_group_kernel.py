@@ -251,3 +251,34 @@ def test_float32_arithmetic_on_16_bit_storage_is_float32_storage_rounded_once(p_
     backend.run(wide, hp, float32_arithmetic=True)
     rounded = [(p.to(p_dtype), g, [b.to(s_dtype) for b in bs]) for p, g, bs in wide]
     assert_identical(ours, rounded)
+
+
+@pytest.mark.parametrize(
+    "sizes",
+    [
+        [],
+        [1],
+        [5, 0, 3],
+        [kernels.GROUP_CHUNK * 3 + 1],
+        [kernels.GROUP_CHUNK + 7] * 50,
+        [(k * 7919) % 100_000 for k in range(161)],
+    ],  # fmt: skip
+    ids=["none", "one", "empty-inside", "long", "uneven", "model-like"],
+)
+def test_the_work_table_covers_every_element_once_in_balanced_parts(sizes):
+    sizes = np.array(sizes, dtype=np.int64)
+    chunks, parts = kernels.work_table(sizes, kernels.GROUP_CHUNK)
+    covered = [np.zeros(n, dtype=np.int64) for n in sizes]
+    counts = []
+    for t, first in chunks:
+        count = min(kernels.GROUP_CHUNK, sizes[t] - first)
+        assert count > 0
+        covered[t][first : first + count] += 1
+        counts.append(count)
+    assert all((c == 1).all() for c in covered)
+    assert parts[0] == 0 and parts[-1] == len(chunks) and len(parts) == kernels.PARTS + 1
+    assert (np.diff(parts) >= 0).all()
+    ends = np.concatenate([[0], np.cumsum(counts)])
+    for threads in (1, 2, 3, 4, 8, 16):  # each thread's share within one chunk of equal
+        shares = np.diff(ends[parts[:: kernels.PARTS // threads]])
+        assert (np.abs(shares - ends[-1] / threads) <= kernels.GROUP_CHUNK).all()

@@ -347,6 +347,33 @@ def update(
 
 #: Elements per chunk of a group launch.
 GROUP_CHUNK: Final = 1 << 14
+#: Parts of a group launch's chunks, of balanced element counts: a parallel loop over
+#: the parts gives each of T threads (T dividing PARTS: 1 to 6, 8, 10, 12, 15, 16, ...)
+#: the same work within one chunk. A loop over the chunks themselves gave one thread
+#: 5% more than the other over ResNet-50's tensors (chunks that end a tensor are short).
+PARTS: Final = 240
+
+
+def work_table(sizes: NDArray, chunk: int) -> tuple[NDArray, NDArray]:
+    """The chunks of tensors of ``sizes`` elements, and their parts.
+
+    ``chunks[c]`` is (tensor, first element) of chunk ``c``: the tensors cut into
+    runs of at most ``chunk`` elements. Part ``k`` is chunks ``parts[k]`` to
+    ``parts[k + 1]``: :data:`PARTS` consecutive runs of chunks holding as nearly the
+    same number of elements as whole chunks allow.
+    """
+    counts = (sizes + chunk - 1) // chunk
+    owner = np.repeat(np.arange(sizes.size, dtype=np.int64), counts)
+    firsts = np.cumsum(counts) - counts
+    starts = (np.arange(owner.size, dtype=np.int64) - firsts[owner]) * chunk
+    chunks = np.stack([owner, starts], axis=1)
+    ends = np.cumsum(np.minimum(chunk, sizes[owner] - starts))  # elements up to each chunk
+    targets = np.arange(1, PARTS, dtype=np.float64) * (ends[-1] / PARTS if ends.size else 0.0)
+    inner = np.searchsorted(ends, targets, side="left") + 1
+    parts = np.concatenate([[0], np.minimum(inner, owner.size), [owner.size]]).astype(np.int64)
+    return chunks, parts
+
+
 #: Storage kinds of a group launch: bfloat16 (the upper half of a float32) and float16
 #: are read and written as 16-bit integers (Numba has neither type).
 GROUP_KINDS: Final = ("float32", "float64", "bfloat16", "float16")
@@ -482,70 +509,71 @@ def _group_kernel(
     cache_key = (_RULE_VERSION, parallel, float32, kinds)
 
     @njit(parallel=parallel, error_model="numpy", cache=True)
-    def kernel(addresses, sizes, chunks, lr, beta, eps, momentum, weight_decay, correction):  # type: ignore[no-untyped-def]
+    def kernel(addresses, sizes, chunks, parts, lr, beta, eps, momentum, weight_decay, correction):  # type: ignore[no-untyped-def]
         if cache_key[0] < 0:  # never: cache_key is here to key the disk cache
             return
-        for c in prange(chunks.shape[0]):
-            t = chunks[c, 0]
-            first = chunks[c, 1]
-            count = min(chunk, sizes[t] - first)
-            # Arrays of the chunk alone, indexed from 0: loops over range(count) have
-            # indices LLVM knows are not negative, and vectorizes.
-            p = _carray(_pointer(addresses[t, 0] + first * p_size, p_type), count)
-            g = _carray(_pointer(addresses[t, 1] + first * g_size, g_type), count)
-            v = _carray(_pointer(addresses[t, 2] + first * s_size, s_type), count)
-            b = _carray(_pointer(addresses[t, 3] + first * s_size, s_type), count)
-            a = _carray(_pointer(addresses[t, 4] + first * s_size, s_type), count)
-            if float32:  # float32 data, computed in float32
-                zero = np.float32(0.0)
-                correction32 = np.float32(correction)
-                options32 = _Options(
-                    np.float32(lr), np.float32(beta), np.float32(eps), eps_in_sqrt, zero,
-                    np.float32(momentum) if momentum_on else zero,
+        for part in prange(parts.shape[0] - 1):  # parts: one per thread, balanced
+            for c in range(parts[part], parts[part + 1]):
+                t = chunks[c, 0]
+                first = chunks[c, 1]
+                count = min(chunk, sizes[t] - first)
+                # Arrays of the chunk alone, indexed from 0: loops over range(count) have
+                # indices LLVM knows are not negative, and vectorizes.
+                p = _carray(_pointer(addresses[t, 0] + first * p_size, p_type), count)
+                g = _carray(_pointer(addresses[t, 1] + first * g_size, g_type), count)
+                v = _carray(_pointer(addresses[t, 2] + first * s_size, s_type), count)
+                b = _carray(_pointer(addresses[t, 3] + first * s_size, s_type), count)
+                a = _carray(_pointer(addresses[t, 4] + first * s_size, s_type), count)
+                if float32:  # float32 data, computed in float32
+                    zero = np.float32(0.0)
+                    correction32 = np.float32(correction)
+                    options32 = _Options(
+                        np.float32(lr), np.float32(beta), np.float32(eps), eps_in_sqrt, zero,
+                        np.float32(momentum) if momentum_on else zero,
+                        nesterov, lr_in_momentum, centered,
+                        np.float32(weight_decay) if decay_on else zero,
+                        decoupled, maximize, bias_correction,
+                    )  # fmt: skip
+                    for i in range(count):
+                        state32 = _rule.State(
+                            _read32(v[i], s_code),
+                            _read32(b[i], s_code) if momentum_on else zero,
+                            _read32(a[i], s_code) if centered else zero,
+                        )
+                        new_p32, new32 = _family32(
+                            _read32(p[i], p_code), _read32(g[i], g_code), state32, options32,
+                            _sqrt32, _clamp_at_zero32, correction32,
+                        )  # fmt: skip
+                        _store(p, i, new_p32, p_code)
+                        _store(v, i, new32.cache, s_code)
+                        if momentum_on:
+                            _store(b, i, new32.momentum_buffer, s_code)
+                        if centered:
+                            _store(a, i, new32.grad_avg, s_code)
+                    continue
+                options = _Options(
+                    lr, beta, eps, eps_in_sqrt, 0.0,
+                    momentum if momentum_on else 0.0,
                     nesterov, lr_in_momentum, centered,
-                    np.float32(weight_decay) if decay_on else zero,
+                    weight_decay if decay_on else 0.0,
                     decoupled, maximize, bias_correction,
                 )  # fmt: skip
                 for i in range(count):
-                    state32 = _rule.State(
-                        _read32(v[i], s_code),
-                        _read32(b[i], s_code) if momentum_on else zero,
-                        _read32(a[i], s_code) if centered else zero,
+                    state = _rule.State(
+                        _read(v[i], s_code),
+                        _read(b[i], s_code) if momentum_on else 0.0,
+                        _read(a[i], s_code) if centered else 0.0,
                     )
-                    new_p32, new32 = _family32(
-                        _read32(p[i], p_code), _read32(g[i], g_code), state32, options32,
-                        _sqrt32, _clamp_at_zero32, correction32,
+                    new_p, new = _family(
+                        _read(p[i], p_code), _read(g[i], g_code), state, options, _sqrt,
+                        _clamp_at_zero, correction,
                     )  # fmt: skip
-                    _store(p, i, new_p32, p_code)
-                    _store(v, i, new32.cache, s_code)
+                    _store(p, i, new_p, p_code)
+                    _store(v, i, new.cache, s_code)
                     if momentum_on:
-                        _store(b, i, new32.momentum_buffer, s_code)
+                        _store(b, i, new.momentum_buffer, s_code)
                     if centered:
-                        _store(a, i, new32.grad_avg, s_code)
-                continue
-            options = _Options(
-                lr, beta, eps, eps_in_sqrt, 0.0,
-                momentum if momentum_on else 0.0,
-                nesterov, lr_in_momentum, centered,
-                weight_decay if decay_on else 0.0,
-                decoupled, maximize, bias_correction,
-            )  # fmt: skip
-            for i in range(count):
-                state = _rule.State(
-                    _read(v[i], s_code),
-                    _read(b[i], s_code) if momentum_on else 0.0,
-                    _read(a[i], s_code) if centered else 0.0,
-                )
-                new_p, new = _family(
-                    _read(p[i], p_code), _read(g[i], g_code), state, options, _sqrt,
-                    _clamp_at_zero, correction,
-                )  # fmt: skip
-                _store(p, i, new_p, p_code)
-                _store(v, i, new.cache, s_code)
-                if momentum_on:
-                    _store(b, i, new.momentum_buffer, s_code)
-                if centered:
-                    _store(a, i, new.grad_avg, s_code)
+                        _store(a, i, new.grad_avg, s_code)
 
     return kernel
 
@@ -575,11 +603,7 @@ class Launch:
             [(p, 0, v, b or p, a or p) for p, v, b, a, _ in rows], dtype=np.int64
         ).reshape(-1, 5)
         self._sizes = np.array([n for *_, n in rows], dtype=np.int64)
-        counts = (self._sizes + GROUP_CHUNK - 1) // GROUP_CHUNK
-        owner = np.repeat(np.arange(len(rows), dtype=np.int64), counts)
-        firsts = np.cumsum(counts) - counts
-        starts = (np.arange(owner.size, dtype=np.int64) - firsts[owner]) * GROUP_CHUNK
-        self._chunks = np.stack([owner, starts], axis=1)
+        self._chunks, self._parts = work_table(self._sizes, GROUP_CHUNK)
         self._kinds = kinds
         # float32 arithmetic where every value fits a float32 exactly: 16-bit kinds too.
         self._float32 = float32_arithmetic and all(kind != "float64" for kind in kinds)
@@ -590,7 +614,7 @@ class Launch:
     ) -> None:
         self._addresses[:, 1] = grad_addresses
         args = (
-            self._addresses, self._sizes, self._chunks,
+            self._addresses, self._sizes, self._chunks, self._parts,
             hp.lr, hp.beta, hp.eps, hp.momentum, hp.weight_decay, correction,
         )  # fmt: skip
         options, float32, kinds = self.options, self._float32, self._kinds

@@ -125,53 +125,54 @@ def _kernel(switches: TorchSwitches, parallel: bool, dtype: torch.dtype) -> Any:
     cache_key = (_SOURCE_VERSION, parallel, str(dtype))
 
     @njit(parallel=parallel, error_model="numpy", cache=True)
-    def kernel(addresses, sizes, chunks, scalars, sqrt):  # type: ignore[no-untyped-def]
+    def kernel(addresses, sizes, chunks, parts, scalars, sqrt):  # type: ignore[no-untyped-def]
         if cache_key[0] < 0:  # never: cache_key is here to key the disk cache
             return
         alpha, weight, weight_minus_one, eps, momentum, weight_decay, neg_lr = (
             scalars[0], scalars[1], scalars[2], scalars[3], scalars[4], scalars[5], scalars[6],
         )  # fmt: skip
-        for c in prange(chunks.shape[0]):
-            t = chunks[c, 0]
-            first = chunks[c, 1]
-            count = min(chunk, sizes[t] - first)
-            p = _column(addresses, t, 0, first, size, kind, count)
-            g = _column(addresses, t, 1, first, size, kind, count)
-            v = _column(addresses, t, 2, first, size, kind, count)
-            b = _column(addresses, t, 3, first, size, kind, count)
-            a = _column(addresses, t, 4, first, size, kind, count)
+        for part in prange(parts.shape[0] - 1):  # parts: one per thread, balanced
             # One scratch array: the roots' arguments, then (MKL in place) the roots.
-            # Indexed from 0 (the chunk's own arrays): LLVM vectorizes these loops.
             roots = np.empty(chunk, kind)
             n = np.empty(1, np.int32)
-            n[0] = count
             mode = np.empty(1, np.int64)
             mode[0] = mode_value
-            for i in range(count):
-                gi = _gradient(g[i], p[i], maximize, decay_on, weight_decay)
-                vi = _fma(weight * gi, gi, v[i] * alpha)
-                v[i] = vi
-                if centered:
-                    ai = a[i]
-                    if small_weight:
-                        ai = _fma(weight, gi - ai, ai)
+            for c in range(parts[part], parts[part + 1]):
+                t = chunks[c, 0]
+                first = chunks[c, 1]
+                count = min(chunk, sizes[t] - first)
+                p = _column(addresses, t, 0, first, size, kind, count)
+                g = _column(addresses, t, 1, first, size, kind, count)
+                v = _column(addresses, t, 2, first, size, kind, count)
+                b = _column(addresses, t, 3, first, size, kind, count)
+                a = _column(addresses, t, 4, first, size, kind, count)
+                # Indexed from 0 (the chunk's own arrays): LLVM vectorizes these loops.
+                n[0] = count
+                for i in range(count):
+                    gi = _gradient(g[i], p[i], maximize, decay_on, weight_decay)
+                    vi = _fma(weight * gi, gi, v[i] * alpha)
+                    v[i] = vi
+                    if centered:
+                        ai = a[i]
+                        if small_weight:
+                            ai = _fma(weight, gi - ai, ai)
+                        else:
+                            ai = _fma(weight_minus_one, gi - ai, gi)
+                        a[i] = ai
+                        vi = _fma(-ai, ai, vi)
+                    roots[i] = vi
+                data = roots.ctypes.data
+                _call_vml(sqrt, n.ctypes.data, data, data, mode.ctypes.data)
+                for i in range(count):
+                    # p[i] is still the old parameter: the same gradient as above.
+                    gi = _gradient(g[i], p[i], maximize, decay_on, weight_decay)
+                    d = roots[i] + eps
+                    if momentum_on:
+                        bi = b[i] * momentum + gi / d
+                        b[i] = bi
+                        p[i] = _fma(bi, neg_lr, p[i])
                     else:
-                        ai = _fma(weight_minus_one, gi - ai, gi)
-                    a[i] = ai
-                    vi = _fma(-ai, ai, vi)
-                roots[i] = vi
-            data = roots.ctypes.data
-            _call_vml(sqrt, n.ctypes.data, data, data, mode.ctypes.data)
-            for i in range(count):
-                # p[i] is still the old parameter: the same gradient as above.
-                gi = _gradient(g[i], p[i], maximize, decay_on, weight_decay)
-                d = roots[i] + eps
-                if momentum_on:
-                    bi = b[i] * momentum + gi / d
-                    b[i] = bi
-                    p[i] = _fma(bi, neg_lr, p[i])
-                else:
-                    p[i] = p[i] + (neg_lr * gi) / d
+                        p[i] = p[i] + (neg_lr * gi) / d
 
     return kernel
 
@@ -211,11 +212,7 @@ class Launch:
             )  # fmt: skip
         self._addresses = np.array(rows, dtype=np.int64).reshape(-1, 5)
         self._sizes = np.array([p.numel() for p, _, _ in members], dtype=np.int64)
-        counts = (self._sizes + CHUNK - 1) // CHUNK
-        owner = np.repeat(np.arange(len(members), dtype=np.int64), counts)
-        firsts = np.cumsum(counts) - counts
-        starts = (np.arange(owner.size, dtype=np.int64) - firsts[owner]) * CHUNK
-        self._chunks = np.stack([owner, starts], axis=1)
+        self._chunks, self._parts = _kernels.work_table(self._sizes, CHUNK)
         self.elements = int(self._sizes.sum())
 
     def __call__(
@@ -227,7 +224,10 @@ class Launch:
         assert VML_SQRT is not None  # matches() said so
         self._addresses[:, 1] = [g.data_ptr() for g in grads if g.numel()]
         switches, dtype = self.switches, self.dtype
-        args = (self._addresses, self._sizes, self._chunks, _scalars(hp, dtype), VML_SQRT[dtype])
+        args = (
+            self._addresses, self._sizes, self._chunks, self._parts, _scalars(hp, dtype),
+            VML_SQRT[dtype],
+        )  # fmt: skip
         if self.elements >= _kernels.PARALLEL_MIN and _kernels._parallel:
             _kernels._launch(lambda on: _kernel(switches, on, dtype), *args)
         else:
