@@ -262,7 +262,7 @@ def test_float32_arithmetic_on_16_bit_storage_is_float32_storage_rounded_once(p_
         [kernels.GROUP_CHUNK * 3 + 1],
         [kernels.GROUP_CHUNK + 7] * 50,
         [(k * 7919) % 100_000 for k in range(161)],
-    ],  # fmt: skip
+    ],
     ids=["none", "one", "empty-inside", "long", "uneven", "model-like"],
 )
 def test_the_work_table_covers_every_element_once_in_balanced_parts(sizes):
