@@ -68,7 +68,7 @@ from rmsprop._options import Hyperparameters  # noqa: E402
 
 DEVICE = torch.device(ARGS.device)
 if ON_CPU:
-    rmsprop.torch.GPU_DEVICE_TYPES = ("cpu",)
+    rmsprop._dispatch.GPU_DEVICE_TYPES = ("cpu",)
     _accel.set_enabled(False)  # CPU tensors to the Triton kernel, not to Numba
 ROUNDS = ARGS.rounds or (3 if ARGS.quick else 15)
 LR, BETA, EPS = 1e-3, 0.99, 1e-8

@@ -11,7 +11,9 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import rmsprop
-from rmsprop import Hyperparameters
+from rmsprop import Hyperparameters, _accel
+from rmsprop._dispatch import kernel_kinds, laid_out_alike
+from rmsprop._options import SEED_RULE, Scalars
 from rmsprop._rule import State, family_update
 
 from oracle import assert_identical, reference
@@ -47,6 +49,20 @@ def data(n, dtype, seed=0):
     return [x.astype(dtype) for x in (p, g, v, b, a)]
 
 
+def family(hp, p, g, v, b, a, correction=1.0, float32_arithmetic=False):
+    """The kernel's step with ``hp``'s options, in place (buffers the options use only)."""
+    kernels.update(
+        hp.switches, Scalars.of(hp, correction), p, g, v, b if hp.momentum else None,
+        a if hp.centered else None, float32_arithmetic=float32_arithmetic,
+    )  # fmt: skip
+
+
+def seed_rule(p, g, v, lr, beta, eps=1e-8, out=(None, None)):
+    kernels.update(
+        SEED_RULE, Scalars(lr, beta, eps), p, g, v, new_param=out[0], new_square_avg=out[1]
+    )
+
+
 def numpy_family(hp, p, g, v, b, a, correction=CORRECTION):
     """The rule on float64 NumPy arrays, rounded once to the inputs' dtype."""
     wide = [x.astype(np.float64) for x in (p, g, v, b, a)]
@@ -65,10 +81,7 @@ def test_family_kernel_is_the_rule(options, dtype):
     for n in SIZES:
         p, g, v, b, a = data(n, dtype)
         expected = numpy_family(hp, p, g, v, b, a)
-        kernels.update(
-            hp, p, g, v, b if hp.momentum else None, a if hp.centered else None,
-            correction=CORRECTION,
-        )  # fmt: skip
+        family(hp, p, g, v, b, a, correction=CORRECTION)
         assert_identical(p, expected[0])
         assert_identical(v, expected[1])
         if hp.momentum:
@@ -91,54 +104,112 @@ def test_family_kernel_is_the_rule_on_generated_values(options, dtype, values, l
     p, g, b, a = (np.roll(values, k).astype(dtype) for k in range(4))
     v = np.abs(np.roll(values, 4)).astype(dtype)
     expected = numpy_family(hp, p, g, v, b, a)
-    kernels.update(
-        hp, p, g, v, b if hp.momentum else None, a if hp.centered else None,
-        correction=CORRECTION,
-    )  # fmt: skip
+    family(hp, p, g, v, b, a, correction=CORRECTION)
     assert_identical(p, expected[0])
     assert_identical(v, expected[1])
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_seed_kernel_in_place_and_into_new_arrays(dtype):
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_the_seed_rule_in_place_and_into_new_arrays(dtype):
     for n in SIZES:
         p, g, v, _, _ = data(n, dtype, seed=n)
         expected = [x.astype(dtype) for x in reference(p, g, v, 0.01, 0.9)]
         out_p, out_v = np.empty_like(p), np.empty_like(v)
-        kernels.seed(p, g, v, 0.01, 0.9, 1e-8, out_p, out_v)
+        seed_rule(p, g, v, 0.01, 0.9, out=(out_p, out_v))
         assert_identical(out_p, expected[0])
         assert_identical(out_v, expected[1])
-        kernels.seed(p, g, v, 0.01, 0.9, 1e-8)
+        seed_rule(p, g, v, 0.01, 0.9)
         assert_identical(p, expected[0])
         assert_identical(v, expected[1])
 
 
-def test_mixed_dtypes_of_grads():
+def test_mixed_dtypes_of_grads_and_state():
     p, g, v, _, _ = data(100, np.float32)
     expected = [x.astype(np.float32) for x in reference(p, g.astype(np.float64), v, 0.01, 0.9)]
-    kernels.seed(p, g.astype(np.float64), v, 0.01, 0.9, 1e-8)
+    seed_rule(p, g.astype(np.float64), v, 0.01, 0.9)
     assert_identical(p, expected[0])
+    p, g, v, _, _ = data(100, np.float16)
+    wide_v = v.astype(np.float64)
+    expected = reference(p, g, wide_v, 0.01, 0.9)
+    seed_rule(p, g, wide_v, 0.01, 0.9)
+    assert_identical(p, expected[0].astype(np.float16))  # rounded once, as NumPy rounds
+    assert_identical(wide_v, expected[1])
 
 
-def test_flat_views_only_without_copies():
-    a = np.zeros((3, 4))
-    assert kernels.flat(a).base is a
-    assert kernels.flat(np.zeros(5)[::2]) is not None  # 1-D: any stride
-    assert kernels.flat(a.T) is None  # a 2-D view in another order would need a copy
-    assert kernels.flat(np.zeros(())).shape == (1,)
+def test_what_the_kernel_runs_over():
+    """Dense arrays laid out alike, whatever the order of their dimensions; not views with
+    gaps, nor arrays laid out differently, nor dtypes it does not store."""
+    a = np.zeros((3, 4, 5))
+    assert laid_out_alike([a, a.copy(), np.zeros((3, 4, 5), np.float32)])
+    assert laid_out_alike([a.T, np.zeros((5, 4, 3), order="F")])
+    perm = a.transpose(1, 2, 0)  # neither C nor F
+    assert laid_out_alike([perm, np.zeros((3, 4, 5), np.float16).transpose(1, 2, 0)])
+    assert not laid_out_alike([perm, np.zeros((4, 5, 3))])
+    assert not laid_out_alike([a[:, ::2], a[:, ::2]])  # gaps
+    assert laid_out_alike([np.zeros(()), np.zeros(())])
+    assert kernel_kinds(a, a, [a]) == ("float64", "float64", "float64")
+    assert kernel_kinds(a, a.astype(int), [a]) is None
+    assert kernel_kinds(a.astype(np.float16), a, [a.astype(np.float32)]) == (
+        "float16",
+        "float64",
+        "float32",
+    )
+    assert kernel_kinds(a, a, [a, a.astype(np.float32)]) is None  # state of two dtypes
 
 
 def test_where_step_in_place_runs_the_kernel(monkeypatch):
     calls = []
-    seed = kernels.seed
-    monkeypatch.setattr(kernels, "seed", lambda *args: calls.append(len(args)) or seed(*args))
+    update = kernels.update
+    monkeypatch.setattr(
+        kernels, "update", lambda *a, **k: calls.append(a[2].shape) or update(*a, **k)
+    )
+    rmsprop.load_kernels()
     p = np.ones((4, 4))
     rmsprop.step_(p, np.ones((4, 4)), np.zeros((4, 4)), 0.1, 0.9)
-    assert calls == [6]  # in place, on flat views
+    assert calls == [(4, 4)]  # over their memory
+    rmsprop.step_(p.T, np.ones((4, 4)).T, np.zeros((4, 4)).T, 0.1, 0.9)
+    assert calls == [(4, 4)] * 2  # Fortran order, all alike: the same
     rmsprop.step_(p.T, np.ones((4, 4)), np.zeros((4, 4)), 0.1, 0.9)
-    assert calls == [6, 8]  # F-ordered: into new arrays, then copied into the views
-    rmsprop.step_(np.ones(4, np.float16), np.ones(4), np.zeros(4, np.float16), 0.1, 0.9)
-    assert calls == [6, 8]  # float16: NumPy
+    assert len(calls) == 2  # laid out differently: NumPy, in slices
+    rmsprop.step_(np.ones(4, np.float16), np.ones(4), np.zeros(4, np.float32), 0.1, 0.9)
+    assert len(calls) == 3  # float16 with a float32 cache: the kernel
+    rmsprop.step_(p, np.ones((4, 4), int), np.zeros((4, 4)), 0.1, 0.9)
+    assert len(calls) == 4  # integer gradients: converted, then the kernel
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+@pytest.mark.parametrize("layout", ["C", "F", "permuted", "strided", "mixed"])
+def test_step_and_step_in_place_equal_the_numpy_path_in_every_layout(dtype, layout):
+    rng = np.random.default_rng(1)
+
+    def arrays(shape=(30, 40, 50)):
+        p, g = (rng.standard_normal(shape).astype(dtype) for _ in range(2))
+        v = rng.random(shape).astype(dtype)
+        if layout == "F":
+            return [np.asfortranarray(x) for x in (p, g, v)]
+        if layout == "permuted":
+            return [x.transpose(2, 0, 1) for x in (p, g, v)]
+        if layout == "strided":
+            return [x[:, ::3] for x in (p, g, v)]
+        if layout == "mixed":
+            return [p, np.asfortranarray(g), v]
+        return [p, g, v]
+
+    inputs = arrays()
+    results = []
+    for enabled in (True, False):
+        previous = _accel.set_enabled(enabled)
+        try:
+            rmsprop.load_kernels()
+            new = rmsprop.step(*inputs, 0.01, 0.9)
+            p, g, v = (x.copy(order="K") for x in inputs)
+            rmsprop.step_(p, g, v, 0.01, 0.9)
+            results.append((*new, p, v))
+        finally:
+            _accel.set_enabled(previous)
+    for ours, theirs in zip(*results, strict=True):
+        assert_identical(ours, theirs)
+    assert results[0][0].strides == np.empty_like(inputs[0]).strides  # laid out as params
 
 
 def run_in_threads(arrays, n_threads):
@@ -235,19 +306,8 @@ def test_float32_arithmetic_kernel_stays_close(options):
     for n in (7, kernels.PARALLEL_MIN + 3):
         accurate = data(n, np.float32)
         fast = [x.copy() for x in accurate]
-        kernels.update(
-            hp,
-            *accurate[:3],
-            accurate[3] if hp.momentum else None,
-            accurate[4] if hp.centered else None,
-        )
-        kernels.update(
-            hp,
-            *fast[:3],
-            fast[3] if hp.momentum else None,
-            fast[4] if hp.centered else None,
-            float32_arithmetic=True,
-        )
+        family(hp, *accurate)
+        family(hp, *fast, float32_arithmetic=True)
         for a, f in zip(accurate, fast, strict=True):
             assert f.dtype == np.float32
             assert np.max(np.abs(f - a), initial=0) <= 4e-7 * max(np.max(np.abs(a)), 1.0)

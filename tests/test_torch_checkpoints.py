@@ -9,6 +9,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import rmsprop.torch  # noqa: E402
+from rmsprop._options import Scalars  # noqa: E402
 
 
 def stepped(shapes=((100_000,), (3, 4)), steps=2, **options):
@@ -49,12 +50,18 @@ def test_a_state_buffer_of_another_shape_is_refused_before_anything_changes(back
 
 def test_the_kernels_check_the_sizes_they_are_given():
     kernels = pytest.importorskip("rmsprop._kernels", reason="Numba is not installed")
-    hp = rmsprop.Hyperparameters(lr=0.1)
+    hp = rmsprop.Hyperparameters(lr=0.1, momentum=0.9)
+    scalars = Scalars.of(hp)
     p, g = np.zeros(100_000), np.zeros(100_000)
     with pytest.raises(ValueError, match="100000 elements, one has 10"):
-        kernels.update(hp, p, g, np.zeros(10))
+        kernels.update(hp.switches, scalars, p, g, np.zeros(10))
     with pytest.raises(ValueError, match="one has 10"):
-        kernels.seed(p, np.zeros(10), np.zeros(100_000), 0.1, 0.9, 1e-8)
+        kernels.update(hp.switches, scalars, p, np.zeros(10), np.zeros(100_000))
+    with pytest.raises(ValueError, match="one has 10"):
+        kernels.update(hp.switches, scalars, p, g, np.zeros(100_000), np.zeros(10))
+    with pytest.raises(ValueError, match="one has 10"):
+        kernels.update(hp.switches, scalars, p, g, g.copy(), new_param=np.zeros(10),
+                       new_square_avg=np.zeros(100_000))  # fmt: skip
 
 
 def test_load_state_dict_refuses_a_buffer_of_another_shape_and_keeps_its_state():

@@ -175,7 +175,7 @@ def test_the_optimizer_sends_dense_tensors_to_the_kernel(monkeypatch):
     calls = []
     launch = _triton.Launch.__call__
     monkeypatch.setattr(_triton.Launch, "__call__", lambda *a: calls.append(1) or launch(*a))
-    monkeypatch.setattr(rmsprop.torch, "GPU_DEVICE_TYPES", ("cpu",))
+    monkeypatch.setattr(rmsprop._dispatch, "GPU_DEVICE_TYPES", ("cpu",))
     previous = _accel.set_enabled(False)  # CPU tensors to Triton rather than to Numba
     try:
         results = []
@@ -229,7 +229,7 @@ def test_a_kernel_that_fails_turns_itself_off_once_and_the_step_still_happens(mo
         raise RuntimeError("no kernel image is available for execution on the device")
 
     monkeypatch.setattr(_triton, "update", broken)
-    monkeypatch.setattr(rmsprop.torch, "GPU_DEVICE_TYPES", ("cpu",))
+    monkeypatch.setattr(rmsprop._dispatch, "GPU_DEVICE_TYPES", ("cpu",))
     previous, was = _accel.set_enabled(False), _accel.set_triton_enabled(True)
     try:
         w = torch.nn.Parameter(torch.ones(3))
@@ -474,7 +474,7 @@ def test_a_group_plan_is_reused_until_what_it_rests_on_changes(change, monkeypat
     runs = []
     run = rmsprop.torch._Plan.run
     monkeypatch.setattr(rmsprop.torch._Plan, "run", lambda *a: runs.append(1) or run(*a))
-    monkeypatch.setattr(rmsprop.torch, "GPU_DEVICE_TYPES", ("cpu",))
+    monkeypatch.setattr(rmsprop._dispatch, "GPU_DEVICE_TYPES", ("cpu",))
     previous = _accel.set_enabled(False)
     try:
         ours = scenario(change, True, runs)
@@ -486,7 +486,7 @@ def test_a_group_plan_is_reused_until_what_it_rests_on_changes(change, monkeypat
 
 
 def test_a_state_of_the_wrong_size_is_refused_not_written_past(monkeypatch):
-    monkeypatch.setattr(rmsprop.torch, "GPU_DEVICE_TYPES", ("cpu",))
+    monkeypatch.setattr(rmsprop._dispatch, "GPU_DEVICE_TYPES", ("cpu",))
     previous = _accel.set_enabled(False)
     try:
         w = torch.nn.Parameter(torch.ones(4, 6))

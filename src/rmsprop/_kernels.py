@@ -22,7 +22,7 @@ import types
 import warnings
 import zlib
 from collections import namedtuple
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any, Final, cast
 
 import numba
@@ -32,7 +32,8 @@ from numba import njit, prange
 from numba.extending import intrinsic
 
 from rmsprop import _rule
-from rmsprop._options import OPTION_NAMES, Hyperparameters, Switches
+from rmsprop._dispatch import KIND_OF
+from rmsprop._options import OPTION_NAMES, Hyperparameters, Scalars, Switches
 
 NDArray = npt.NDArray[Any]
 
@@ -40,8 +41,6 @@ NDArray = npt.NDArray[Any]
 #: here: 1.7 µs serial against 2.0 µs parallel at 4,096 float32 elements, 6.0 against
 #: 4.2 µs at 16,384 (a parallel launch costs about 1.3 µs).
 PARALLEL_MIN: Final = 1 << 13
-#: The dtypes the kernels read and write; others (float16, ...) use the NumPy path.
-DTYPES: Final = (np.dtype(np.float32), np.dtype(np.float64))
 #: Threading layers that take concurrent parallel launches; Numba's fallback
 #: ``workqueue`` layer aborts the process on them, so launches are serialized there.
 THREAD_SAFE_LAYERS: Final = frozenset({"omp", "tbb"})
@@ -63,15 +62,13 @@ def _jit(function: Any) -> Any:
 _RULE_VERSION: Final = zlib.crc32(inspect.getsource(_rule).encode())
 
 
-def _compile_rule(one_minus: Any) -> tuple[Any, Any]:
-    """family_update and update compiled, with the helpers they call compiled too."""
+def _compile_rule(one_minus: Any) -> Any:
+    """family_update compiled, with the helpers it calls compiled too."""
     namespace = dict(vars(_rule), one_minus=one_minus)
     namespace["square_average"] = _jit(
         types.FunctionType(_rule.square_average.__code__, namespace, "square_average")
     )
-    family = _jit(types.FunctionType(_rule.family_update.__code__, namespace, "family_update"))
-    seed = _jit(types.FunctionType(_rule.update.__code__, namespace, "update"))
-    return family, seed
+    return _jit(types.FunctionType(_rule.family_update.__code__, namespace, "family_update"))
 
 
 @_jit
@@ -79,9 +76,9 @@ def _one_minus_float32(x: Any) -> Any:
     return np.float32(1.0) - x
 
 
-_family, _seed = _compile_rule(_jit(_rule.one_minus))
+_family = _compile_rule(_jit(_rule.one_minus))
 # For float32 arithmetic: a float32 one, so that nothing widens to float64.
-_family32, _ = _compile_rule(_one_minus_float32)
+_family32 = _compile_rule(_one_minus_float32)
 
 
 @_jit
@@ -104,136 +101,6 @@ def _clamp_at_zero32(x: Any) -> Any:
     return np.float32(0.0) if x < 0.0 else x
 
 
-Flags = Switches
-
-
-def flags(hp: Hyperparameters) -> Flags:
-    """The options that select a kernel (compile-time constants in it)."""
-    return hp.switches
-
-
-@cache
-def _kernel(kernel_flags: Flags, parallel: bool, float32: bool) -> Any:
-    """The kernel for one option combination: serial or parallel, float64 or float32 math."""
-    (
-        maximize, centered, eps_in_sqrt, nesterov, lr_in_momentum, decoupled, momentum_on,
-        decay_on, bias_correction,
-    ) = kernel_flags  # fmt: skip
-    cache_key = (_RULE_VERSION, parallel, float32)
-
-    @njit(parallel=parallel, error_model="numpy", cache=True)
-    def kernel(p, g, v, b, a, lr, beta, eps, momentum, weight_decay, correction):  # type: ignore[no-untyped-def]
-        if cache_key[0] < 0:  # never: cache_key is here to key the disk cache
-            return
-        if float32:  # float32 data, computed in float32: no conversion, half-width vectors
-            zero = np.float32(0.0)
-            correction32 = np.float32(correction)
-            options = _Options(
-                np.float32(lr), np.float32(beta), np.float32(eps), eps_in_sqrt, zero,
-                np.float32(momentum) if momentum_on else zero,
-                nesterov, lr_in_momentum, centered,
-                np.float32(weight_decay) if decay_on else zero,
-                decoupled, maximize, bias_correction,
-            )  # fmt: skip
-            for i in prange(p.size):
-                state = _rule.State(v[i], b[i] if momentum_on else zero, a[i] if centered else zero)
-                new_p, new = _family32(
-                    p[i], g[i], state, options, _sqrt32, _clamp_at_zero32, correction32
-                )
-                p[i] = new_p
-                v[i] = new.cache
-                if momentum_on:
-                    b[i] = new.momentum_buffer
-                if centered:
-                    a[i] = new.grad_avg
-            return
-        options = _Options(
-            lr, beta, eps, eps_in_sqrt, 0.0,
-            momentum if momentum_on else 0.0,
-            nesterov, lr_in_momentum, centered,
-            weight_decay if decay_on else 0.0,
-            decoupled, maximize, bias_correction,
-        )  # fmt: skip
-        for i in prange(p.size):
-            state = _rule.State(
-                np.float64(v[i]),
-                np.float64(b[i]) if momentum_on else 0.0,
-                np.float64(a[i]) if centered else 0.0,
-            )
-            new_p, new = _family(
-                np.float64(p[i]),
-                np.float64(g[i]),
-                state,
-                options,
-                _sqrt,
-                _clamp_at_zero,
-                correction,
-            )
-            p[i] = new_p
-            v[i] = new.cache
-            if momentum_on:
-                b[i] = new.momentum_buffer
-            if centered:
-                a[i] = new.grad_avg
-
-    return kernel
-
-
-@cache
-def _seed_kernel(parallel: bool, in_place: bool) -> Any:
-    """The seed's rule alone: fewer arguments to pass than the family's kernel.
-
-    The in-place build reads and writes the same arrays; LLVM vectorizes its serial
-    loop, which it does not when two more output arrays might alias the inputs.
-    """
-    cache_key = (_RULE_VERSION, parallel, in_place)
-
-    if in_place:
-
-        @njit(parallel=parallel, error_model="numpy", cache=True)
-        def kernel(p, g, v, lr, beta, eps):  # type: ignore[no-untyped-def]
-            if cache_key[0] < 0:  # never: cache_key is here to key the disk cache
-                return
-            for i in prange(p.size):
-                p[i], v[i] = _seed(
-                    np.float64(p[i]), np.float64(g[i]), np.float64(v[i]), lr, beta, eps, _sqrt
-                )
-
-        return kernel
-
-    @njit(parallel=parallel, error_model="numpy", cache=True)
-    def kernel_into(p, g, v, p_out, v_out, lr, beta, eps):  # type: ignore[no-untyped-def]
-        if cache_key[0] < 0:  # never: cache_key is here to key the disk cache
-            return
-        for i in prange(p.size):
-            p_out[i], v_out[i] = _seed(
-                np.float64(p[i]), np.float64(g[i]), np.float64(v[i]), lr, beta, eps, _sqrt
-            )
-
-    return kernel_into
-
-
-def seed(
-    p: NDArray, g: NDArray, v: NDArray, lr: float, beta: float, eps: float,
-    p_out: NDArray | None = None, v_out: NDArray | None = None,
-) -> None:  # fmt: skip
-    """The seed's step over 1-D float32/float64 arrays, in place or into ``p_out``, ``v_out``."""
-    _check_sizes(p.size, g, v, p_out, v_out)
-    parallel = p.size >= PARALLEL_MIN and _parallel
-    if p_out is None or v_out is None:
-        if not parallel:  # the small in-place step: the shortest way to its kernel
-            _serial_in_place(p, g, v, lr, beta, eps)
-            return
-        _launch(lambda on: _seed_kernel(on, True), p, g, v, lr, beta, eps)
-        return
-    args = (p, g, v, p_out, v_out, lr, beta, eps)
-    if not parallel:
-        _seed_kernel(False, False)(*args)
-        return
-    _launch(lambda on: _seed_kernel(on, False), *args)
-
-
-_serial_in_place = _seed_kernel(False, True)
 _launch_lock = threading.Lock()
 _layer: str | None = None
 #: Whether kernels may run on every thread; off in forked children and after a
@@ -294,48 +161,6 @@ def _check_sizes(size: int, *arrays: NDArray | None) -> None:
             raise ValueError(f"kernel arrays must all have {size} elements, one has {array.size}")
 
 
-def flat(array: NDArray) -> NDArray | None:
-    """A 1-D view of ``array`` in C order, or None when that would need a copy."""
-    if array.ndim == 1:
-        return array
-    if array.flags.c_contiguous:
-        return array.reshape(-1)
-    return None
-
-
-def update(
-    hp: Hyperparameters,
-    p: NDArray,
-    g: NDArray,
-    v: NDArray,
-    b: NDArray | None = None,
-    a: NDArray | None = None,
-    *,
-    float32_arithmetic: bool = False,
-    correction: float = 1.0,
-) -> None:
-    """One family step, in place, over 1-D arrays of equal length.
-
-    ``p``, ``v`` (and ``b``, the momentum buffer, when momentum is on; ``a``, the
-    gradient average, when centered) share one dtype of :data:`DTYPES`; ``g``
-    is float32 or float64. ``float32_arithmetic`` computes float32 data in
-    float32 instead of float64: faster, less exact. ``correction`` is the bias
-    correction of this step (see :meth:`Hyperparameters.correction`). Sizes are checked here
-    (``ValueError``); the caller checks dtypes and memory overlap.
-    """
-    _check_sizes(p.size, g, v, b, a)
-    float32 = float32_arithmetic and p.dtype == np.float32 and g.dtype == np.float32
-    args = (
-        p, g, v, p if b is None else b, p if a is None else a,
-        hp.lr, hp.beta, hp.eps, hp.momentum, hp.weight_decay, correction,
-    )  # fmt: skip
-    options = flags(hp)
-    if p.size >= PARALLEL_MIN and _parallel:
-        _launch(lambda on: _kernel(options, on, float32), *args)
-    else:
-        _kernel(options, False, float32)(*args)
-
-
 # --- one launch over many tensors -----------------------------------------------------------
 #
 # The tensors of one group (same options, same storage dtypes) are described by a table
@@ -375,8 +200,10 @@ def work_table(sizes: NDArray, chunk: int) -> tuple[NDArray, NDArray]:
 
 
 #: Storage kinds of a group launch: bfloat16 (the upper half of a float32) and float16
-#: are read and written as 16-bit integers (Numba has neither type).
-GROUP_KINDS: Final = ("float32", "float64", "bfloat16", "float16")
+#: are read and written as 16-bit integers (Numba has neither type). A float64 value is
+#: written to "float16" rounded once, as NumPy's astype rounds; to "float16 via float32"
+#: and "bfloat16" through float32, as torch's copy_ rounds.
+GROUP_KINDS: Final = ("float32", "float64", "bfloat16", "float16", "float16 via float32")
 
 
 def _pointer_of(typingctx: Any, address: Any, dtype: Any) -> Any:
@@ -404,11 +231,12 @@ def _bitcast_to(result: Any, argument: Any) -> Any:
 _pointer: Any = intrinsic(_pointer_of)
 _float32_of_bits: Any = _bitcast_to(numba.types.float32, numba.types.uint32)
 _bits_of_float32: Any = _bitcast_to(numba.types.uint32, numba.types.float32)
+_bits_of_float64: Any = _bitcast_to(numba.types.int64, numba.types.float64)
 _carray: Any = numba.carray  # type: ignore[attr-defined]
 
 
 #: How a group kernel stores values: as they are, or as 16 bits it converts itself.
-NATIVE, BFLOAT16, FLOAT16 = 0, 1, 2
+NATIVE, BFLOAT16, FLOAT16, FLOAT16_ONCE = 0, 1, 2, 3
 
 
 @_jit
@@ -416,7 +244,7 @@ def _read(x: Any, code: int) -> Any:
     """A stored value as float64, exactly; 16-bit kinds are read as their bits."""
     if code == BFLOAT16:  # the upper half of a float32
         return np.float64(_float32_of_bits(np.uint32(x) << np.uint32(16)))
-    if code == FLOAT16:
+    if code >= FLOAT16:  # either float16 kind
         return _float16_value(np.int64(x))
     return np.float64(x)
 
@@ -426,7 +254,7 @@ def _read32(x: Any, code: int) -> Any:
     """A stored float32, bfloat16 or float16 value as float32, exactly."""
     if code == BFLOAT16:
         return _float32_of_bits(np.uint32(x) << np.uint32(16))
-    if code == FLOAT16:
+    if code >= FLOAT16:  # either float16 kind
         return np.float32(_float16_value(np.int64(x)))
     return x
 
@@ -456,8 +284,10 @@ def _store(array: Any, i: int, x: Any, code: int) -> None:
 
 @_jit
 def _narrow(x: float, code: int) -> Any:
-    """``x`` rounded to float32, then to the 16-bit kind ``code`` to nearest even, as torch
-    rounds; NaN stays a NaN."""
+    """``x`` rounded to the 16-bit kind ``code`` to nearest even: once for FLOAT16_ONCE
+    (as NumPy rounds), through float32 for the others (as torch rounds); NaN stays NaN."""
+    if code == FLOAT16_ONCE:
+        return _float16_once(x)
     single = np.float32(x)
     bits = np.int64(_bits_of_float32(single))
     if code == BFLOAT16:
@@ -490,23 +320,54 @@ def _narrow(x: float, code: int) -> Any:
     return np.uint16(sign | q)
 
 
+@_jit
+def _float16_once(x: float) -> Any:
+    """The float16 bits nearest to ``x``, ties to even: rounded once, as NumPy's astype."""
+    bits = _bits_of_float64(x)
+    sign = (bits >> 48) & 0x8000
+    exponent = (bits >> 52) & 0x7FF
+    mantissa = bits & 0xFFFFFFFFFFFFF
+    if exponent == 0x7FF:  # inf, NaN
+        return np.uint16(sign | 0x7C00 | (0x200 if mantissa else 0))
+    half_exponent = exponent - 1008  # 1023 - 15
+    if half_exponent >= 31:
+        return np.uint16(sign | 0x7C00)  # too large: infinity
+    if half_exponent <= 0:  # a subnormal half, or zero
+        if half_exponent < -10:
+            return np.uint16(sign)
+        full = mantissa | (1 << 52)
+        shift = 43 - half_exponent
+        q = full >> shift
+        rest = full & ((1 << shift) - 1)
+    else:
+        shift = 42
+        q = (half_exponent << 10) | (mantissa >> shift)
+        rest = mantissa & ((1 << shift) - 1)
+    halfway = 1 << (shift - 1)
+    if rest > halfway or (rest == halfway and q & 1):
+        q += 1  # a carry into the exponent is right, up to infinity
+    return np.uint16(sign | q)
+
+
 @cache
 def _group_kernel(
-    kernel_flags: Flags, parallel: bool, float32: bool, kinds: tuple[str, str, str]
+    switches: Switches, parallel: bool, float32: bool, kinds: tuple[str, str, str], into: bool
 ) -> Any:
-    """The group kernel for one option combination and (param, grad, state) storage kinds."""
+    """The group kernel for one option combination and (param, grad, state) storage kinds;
+    ``into``: the new parameter and square average go to columns 5 and 6 of the address
+    table instead of over the old ones."""
     (
         maximize, centered, eps_in_sqrt, nesterov, lr_in_momentum, decoupled, momentum_on,
         decay_on, bias_correction,
-    ) = kernel_flags  # fmt: skip
-    storage = {"float32": np.float32, "float64": np.float64, "bfloat16": np.uint16,
-               "float16": np.uint16}  # fmt: skip
-    codes = {"float32": NATIVE, "float64": NATIVE, "bfloat16": BFLOAT16, "float16": FLOAT16}
-    p_type, g_type, s_type = (storage[kind] for kind in kinds)
+    ) = switches  # fmt: skip
+    storage = {"float32": np.float32, "float64": np.float64}
+    codes = {"float32": NATIVE, "float64": NATIVE, "bfloat16": BFLOAT16,
+             "float16": FLOAT16_ONCE, "float16 via float32": FLOAT16}  # fmt: skip
+    p_type, g_type, s_type = (storage.get(kind, np.uint16) for kind in kinds)
     p_code, g_code, s_code = (codes[kind] for kind in kinds)
-    p_size, g_size, s_size = (np.dtype(storage[kind]).itemsize for kind in kinds)
+    p_size, g_size, s_size = (np.dtype(storage.get(kind, np.uint16)).itemsize for kind in kinds)
     chunk = GROUP_CHUNK
-    cache_key = (_RULE_VERSION, parallel, float32, kinds)
+    cache_key = (_RULE_VERSION, parallel, float32, kinds, into)
 
     @njit(parallel=parallel, error_model="numpy", cache=True)
     def kernel(addresses, sizes, chunks, parts, lr, beta, eps, momentum, weight_decay, correction):  # type: ignore[no-untyped-def]
@@ -524,6 +385,10 @@ def _group_kernel(
                 v = _carray(_pointer(addresses[t, 2] + first * s_size, s_type), count)
                 b = _carray(_pointer(addresses[t, 3] + first * s_size, s_type), count)
                 a = _carray(_pointer(addresses[t, 4] + first * s_size, s_type), count)
+                p_new = _carray(_pointer(addresses[t, 5] + first * p_size, p_type), count)
+                v_new = _carray(_pointer(addresses[t, 6] + first * s_size, s_type), count)
+                if not into:
+                    p_new, v_new = p, v
                 if float32:  # float32 data, computed in float32
                     zero = np.float32(0.0)
                     correction32 = np.float32(correction)
@@ -544,8 +409,8 @@ def _group_kernel(
                             _read32(p[i], p_code), _read32(g[i], g_code), state32, options32,
                             _sqrt32, _clamp_at_zero32, correction32,
                         )  # fmt: skip
-                        _store(p, i, new_p32, p_code)
-                        _store(v, i, new32.cache, s_code)
+                        _store(p_new, i, new_p32, p_code)
+                        _store(v_new, i, new32.cache, s_code)
                         if momentum_on:
                             _store(b, i, new32.momentum_buffer, s_code)
                         if centered:
@@ -568,8 +433,8 @@ def _group_kernel(
                         _read(p[i], p_code), _read(g[i], g_code), state, options, _sqrt,
                         _clamp_at_zero, correction,
                     )  # fmt: skip
-                    _store(p, i, new_p, p_code)
-                    _store(v, i, new.cache, s_code)
+                    _store(p_new, i, new_p, p_code)
+                    _store(v_new, i, new.cache, s_code)
                     if momentum_on:
                         _store(b, i, new.momentum_buffer, s_code)
                     if centered:
@@ -598,27 +463,90 @@ class Launch:
         *,
         float32_arithmetic: bool = False,
     ) -> None:
-        self.options = flags(hp)
+        self.options = hp.switches
         self._addresses = np.array(
-            [(p, 0, v, b or p, a or p) for p, v, b, a, _ in rows], dtype=np.int64
-        ).reshape(-1, 5)
+            [(p, 0, v, b or p, a or p, p, v) for p, v, b, a, _ in rows], dtype=np.int64
+        ).reshape(-1, 7)
         self._sizes = np.array([n for *_, n in rows], dtype=np.int64)
         self._chunks, self._parts = work_table(self._sizes, GROUP_CHUNK)
         self._kinds = kinds
-        # float32 arithmetic where every value fits a float32 exactly: 16-bit kinds too.
-        self._float32 = float32_arithmetic and all(kind != "float64" for kind in kinds)
+        self._float32 = _float32(float32_arithmetic, kinds)
         self.elements = int(self._sizes.sum())
 
     def __call__(
         self, grad_addresses: list[int], hp: Hyperparameters, correction: float = 1.0
     ) -> None:
         self._addresses[:, 1] = grad_addresses
-        args = (
-            self._addresses, self._sizes, self._chunks, self._parts,
-            hp.lr, hp.beta, hp.eps, hp.momentum, hp.weight_decay, correction,
-        )  # fmt: skip
-        options, float32, kinds = self.options, self._float32, self._kinds
-        if self.elements >= PARALLEL_MIN and _parallel:
-            _launch(lambda on: _group_kernel(options, on, float32, kinds), *args)
-        else:
-            _group_kernel(options, False, float32, kinds)(*args)
+        tables = (self._addresses, self._sizes, self._chunks, self._parts)
+        scalars = (hp.lr, hp.beta, hp.eps, hp.momentum, hp.weight_decay, correction)
+        _run(self.options, self._float32, self._kinds, False, self.elements, tables + scalars)
+
+
+def update(
+    switches: Switches,
+    scalars: Scalars,
+    param: NDArray,
+    grad: NDArray,
+    square_avg: NDArray,
+    momentum_buffer: NDArray | None = None,
+    grad_avg: NDArray | None = None,
+    *,
+    float32_arithmetic: bool = False,
+    new_param: NDArray | None = None,
+    new_square_avg: NDArray | None = None,
+) -> None:
+    """One step of the rule ``switches`` selects over arrays of equal size, in place, or
+    into ``new_param`` and ``new_square_avg`` (both or neither; not with momentum or
+    centered, whose buffers are updated in place).
+
+    The arrays are dense and laid out alike (element i of each one's memory is the same
+    element: C or Fortran order, any transpose), of the kinds in :data:`KIND_OF`;
+    parameters and new parameters share a dtype, as do the state buffers. Sizes are
+    checked here (``ValueError``); the caller checks dtypes, layouts and overlaps.
+    """
+    size = param.size
+    _check_sizes(size, grad, square_avg, momentum_buffer, grad_avg, new_param, new_square_avg)
+    if not size:
+        return
+    into = new_param is not None and new_square_avg is not None
+    kinds = (KIND_OF[param.dtype], KIND_OF[grad.dtype], KIND_OF[square_avg.dtype])
+    p, v = param.ctypes.data, square_avg.ctypes.data
+    b = p if momentum_buffer is None else momentum_buffer.ctypes.data
+    a = p if grad_avg is None else grad_avg.ctypes.data
+    new_p, new_v = (p, v)
+    if new_param is not None and new_square_avg is not None:
+        new_p, new_v = new_param.ctypes.data, new_square_avg.ctypes.data
+    row = (p, grad.ctypes.data, v, b, a, new_p, new_v)
+    tables = (np.array([row], dtype=np.int64), *_single_table(size))
+    float32 = _float32(float32_arithmetic, kinds)
+    _run(switches, float32, kinds, into, size, (*tables, *scalars))
+
+
+@lru_cache(maxsize=256)
+def _single_table(size: int) -> tuple[NDArray, NDArray, NDArray]:
+    """Sizes, chunks and parts of one array of ``size`` elements (read-only, shared)."""
+    sizes = np.array([size], dtype=np.int64)
+    tables = (sizes, *work_table(sizes, GROUP_CHUNK))
+    for table in tables:
+        table.flags.writeable = False
+    return tables
+
+
+def _float32(float32_arithmetic: bool, kinds: tuple[str, str, str]) -> bool:
+    """float32 arithmetic where asked and every value fits a float32 exactly."""
+    return float32_arithmetic and "float64" not in kinds
+
+
+def _run(
+    switches: Switches,
+    float32: bool,
+    kinds: tuple[str, str, str],
+    into: bool,
+    elements: int,
+    args: tuple[Any, ...],
+) -> None:
+    """The group kernel on ``args``: on every thread from PARALLEL_MIN elements on."""
+    if elements >= PARALLEL_MIN and _parallel:
+        _launch(lambda on: _group_kernel(switches, on, float32, kinds, into), *args)
+    else:
+        _group_kernel(switches, False, float32, kinds, into)(*args)

@@ -7,11 +7,9 @@ import numpy as np
 import numpy.typing as npt
 
 from rmsprop import _accel
+from rmsprop._dispatch import Rule, kernel_kinds, update_arrays
 from rmsprop._options import Hyperparameters, Options
-from rmsprop._rule import State, family_update
-from rmsprop._slices import slices
-from rmsprop._step import _to_numpy
-from rmsprop._validation import describe
+from rmsprop._validation import describe, to_numpy
 
 NDArray = npt.NDArray[Any]
 
@@ -133,7 +131,7 @@ class RMSProp:
                 checked.append(None)
                 continue
             name = f"grads[{i}]"
-            array = _to_numpy(g, name)
+            array = to_numpy(g, name)
             if array.shape != p.shape:
                 raise ValueError(f"{name} has shape {array.shape} but params[{i}] has {p.shape}")
             for other in (p, *self._state[i].values()):
@@ -144,14 +142,16 @@ class RMSProp:
         correction = hp.correction(self._steps + 1)
         work = sum(p.size for p, g in zip(self._params, checked, strict=True) if g is not None)
         kernels = _accel.kernels(work)
+        rule = Rule.family(hp, correction, self._float32_arithmetic)
         groups: dict[tuple[Any, ...], list[int]] = {}
         for i, (p, g, buffers) in enumerate(zip(self._params, checked, self._state, strict=True)):
             if g is None:
                 continue
             self._add_missing_buffers(p, buffers)
-            kinds = _kinds(p, g, buffers) if kernels is not None else None
-            if kinds is None:
-                _update(p, g, buffers, hp, self._float32_arithmetic, correction)
+            kinds = None if kernels is None else kernel_kinds(p, g, list(buffers.values()))
+            if kinds is None:  # the other paths, one array at a time
+                state = tuple(buffers.get(name) for name in BUFFERS)
+                update_arrays(rule, p, g, state)
             elif p.size:
                 groups.setdefault(kinds, []).append(i)
         for kinds, members in groups.items():  # one launch per group of dtypes
@@ -225,7 +225,7 @@ class RMSProp:
                 )
             restored = {}
             for key, value in buffers.items():
-                array = _to_numpy(value, f"state_dict['state'][{i}][{key!r}]")
+                array = to_numpy(value, f"state_dict['state'][{i}][{key!r}]")
                 if array.shape != p.shape:
                     raise ValueError(
                         f"state_dict['state'][{i}][{key!r}] has shape {array.shape}, "
@@ -250,26 +250,6 @@ class RMSProp:
             buffers["grad_avg"] = self._buffer(p, 0.0)
 
 
-#: The storage kinds of the group kernel, by NumPy dtype (a dict: dtype.name is slow).
-_KIND_OF: Final = {np.dtype(np.float16): "float16", np.dtype(np.float32): "float32",
-                   np.dtype(np.float64): "float64"}  # fmt: skip
-
-
-def _kinds(p: NDArray, g: NDArray, buffers: Mapping[str, NDArray]) -> tuple[str, str, str] | None:
-    """The storage kinds of a group launch for ``p``, or None where it does not apply: the
-    parameter, gradient and state float16/float32/float64 (state of one dtype), all
-    C-contiguous or all Fortran-contiguous, so that element i of each one's memory is the
-    same element."""
-    states = list(buffers.values())
-    kinds = (_KIND_OF.get(p.dtype), _KIND_OF.get(g.dtype), _KIND_OF.get(states[0].dtype))
-    if None in kinds or any(b.dtype != states[0].dtype for b in states[1:]):
-        return None
-    arrays = (p, g, *states)
-    if not (all(a.flags.c_contiguous for a in arrays) or all(a.flags.f_contiguous for a in arrays)):
-        return None
-    return kinds  # type: ignore[return-value]
-
-
 def _check_param(p: object, name: str) -> None:
     if not isinstance(p, np.ndarray):
         raise TypeError(f"{name} is {describe(p)}; expected a NumPy array")
@@ -277,92 +257,3 @@ def _check_param(p: object, name: str) -> None:
         raise TypeError(f"{name} has dtype {p.dtype}; expected a floating-point array")
     if not p.flags.writeable:
         raise ValueError(f"{name} is a read-only array")
-
-
-def _update(
-    p: NDArray,
-    g: NDArray,
-    buffers: dict[str, NDArray],
-    hp: Hyperparameters,
-    float32_arithmetic: bool,
-    correction: float,
-) -> None:
-    """One family step for one parameter, in float64 (or wider), rounded once into place.
-
-    With the fused kernels when the parameter and its buffers are float32 or
-    float64 arrays of one dtype that can be viewed flat; NumPy otherwise. With
-    ``float32_arithmetic``, float32 data are computed in float32 instead.
-    """
-    if fused_update(p, g, buffers, hp, float32_arithmetic, correction):
-        return
-    dtypes = (p.dtype, g.dtype, *(b.dtype for b in buffers.values()))
-    if float32_arithmetic and all(d in (np.float16, np.float32) for d in dtypes):
-        work = np.dtype(np.float32)
-    else:
-        work = np.result_type(np.float64, *dtypes)
-    keys = list(buffers)
-    # Slice by slice: what is widened stays bounded (see rmsprop._slices.SLICE).
-    for pp, gg, *pieces in slices((p, g, *buffers.values())):
-        piece = dict(zip(keys, pieces, strict=True))
-
-        def wide(key: str, piece: dict[str, NDArray] = piece) -> NDArray | None:
-            return piece[key].astype(work) if key in piece else None
-
-        with np.errstate(all="ignore"):
-            new_p, new_state = family_update(
-                pp.astype(work),
-                gg.astype(work, copy=False),
-                State(wide("cache"), wide("momentum_buffer"), wide("grad_avg")),
-                hp,
-                np.sqrt,
-                _clamp_at_zero,
-                correction,
-            )
-            np.copyto(pp, new_p, casting="unsafe")
-            for key, value in zip(BUFFERS, new_state, strict=True):
-                if key in piece:
-                    np.copyto(piece[key], value, casting="unsafe")
-
-
-def fused_update(
-    p: NDArray,
-    g: NDArray,
-    buffers: Mapping[str, NDArray],
-    hp: Hyperparameters,
-    float32_arithmetic: bool = False,
-    correction: float = 1.0,
-) -> bool:
-    """Run the fused kernel on ``p`` and its buffers if it applies; whether it ran."""
-    kernels = _accel.kernels(p.size)
-    if kernels is None or p.dtype not in kernels.DTYPES:
-        return False
-    if any(b.dtype != p.dtype for b in buffers.values()):
-        return False
-    flat = kernels.flat
-    if flat(p) is None or any(flat(b) is None for b in buffers.values()):
-        return False
-    keys = list(buffers)
-    g1 = flat(g) if g.dtype in kernels.DTYPES else None
-    # Gradients the kernel cannot read as they are go in slices, converted.
-    pieces = [(p, g, *buffers.values())] if g1 is not None else slices((p, g, *buffers.values()))
-    for pp, gg, *state in pieces:
-        piece = dict(zip(keys, state, strict=True))
-        grads = flat(gg) if g1 is not None else None
-        if grads is None:
-            readable = g.dtype if g.dtype in kernels.DTYPES else np.float64
-            grads = np.ascontiguousarray(gg, dtype=readable).reshape(-1)
-        kernels.update(
-            hp,
-            flat(pp),
-            grads,
-            flat(piece["cache"]),
-            None if "momentum_buffer" not in piece else flat(piece["momentum_buffer"]),
-            None if "grad_avg" not in piece else flat(piece["grad_avg"]),
-            float32_arithmetic=float32_arithmetic,
-            correction=correction,
-        )
-    return True
-
-
-def _clamp_at_zero(x: NDArray) -> NDArray:
-    return np.maximum(x, 0.0)

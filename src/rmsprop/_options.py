@@ -205,3 +205,21 @@ weight_decay=0.0, decoupled_weight_decay=False, maximize=False, bias_correction=
 
 
 OPTION_NAMES: Final = tuple(field.name for field in dataclasses.fields(Hyperparameters))
+#: The switches of the seed's rule: every option at its default.
+SEED_RULE: Final = Hyperparameters(lr=0.0).switches
+
+
+class Scalars(NamedTuple):
+    """The values of one step that a compiled kernel takes as arguments."""
+
+    lr: float
+    beta: float
+    eps: float
+    momentum: float = 0.0
+    weight_decay: float = 0.0
+    correction: float = 1.0
+
+    @classmethod
+    def of(cls, hp: Hyperparameters, correction: float = 1.0) -> "Scalars":
+        """``hp``'s values, with the bias correction of the step."""
+        return cls(hp.lr, hp.beta, hp.eps, hp.momentum, hp.weight_decay, correction)

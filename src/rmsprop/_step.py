@@ -20,14 +20,11 @@ from typing import Any, Final, Literal, TypeVar, overload
 import numpy as np
 import numpy.typing as npt
 
-from rmsprop import _accel
 from rmsprop import _validation as _v
+from rmsprop._dispatch import PYTHON_LOOP_MAX, Rule, update_arrays
 from rmsprop._rule import update
 from rmsprop._slices import slices
-from rmsprop._validation import describe
-
-#: Up to this many values, a plain-Python loop beats a NumPy round trip.
-PYTHON_LOOP_MAX: Final = 64
+from rmsprop._validation import describe, to_numpy
 
 Kind = Literal["python", "numpy"] | ModuleType
 P = TypeVar("P")
@@ -299,23 +296,8 @@ def _python_inplace(
 # --- NumPy --------------------------------------------------------------------------------------
 
 
-def _to_numpy(x: object, name: str) -> NDArray:
-    if type(x) is np.ndarray:
-        a = x
-    elif isinstance(x, np.ndarray | np.generic):
-        a = np.asarray(x)
-    else:
-        shape, flat = _v.flatten(x, name)
-        a = np.array(flat, dtype=np.float64).reshape(shape)
-    if a.dtype.kind == "c":
-        raise TypeError(f"{name} has complex dtype {a.dtype}; only real numbers are supported")
-    if a.dtype.kind not in "fiub":
-        raise TypeError(f"{name} has dtype {a.dtype}; expected real numbers (float, int or bool)")
-    return a
-
-
 def _numpy_arrays(params: object, grads: object, cache: object) -> tuple[NDArray, NDArray, NDArray]:
-    p, g, v = _to_numpy(params, "params"), _to_numpy(grads, "grads"), _to_numpy(cache, "cache")
+    p, g, v = to_numpy(params, "params"), to_numpy(grads, "grads"), to_numpy(cache, "cache")
     _check_shapes(p.shape, g.shape, v.shape)
     return p, g, v
 
@@ -327,30 +309,11 @@ def _float_dtype(dtype: np.dtype[Any]) -> np.dtype[Any]:
 def _numpy_update(
     p: NDArray, g: NDArray, v: NDArray, lr: float, beta: float, eps: float
 ) -> tuple[NDArray, NDArray]:
-    """New params and cache, computed in float64 (or wider) and rounded once.
-
-    With the fused kernels (float32/float64 data), in one pass into fresh arrays;
-    otherwise slice by slice (see :data:`rmsprop._slices.SLICE`), so that what is widened or copied
-    is bounded whatever the arrays' size.
-    """
-    new_p = np.empty(p.shape, _float_dtype(p.dtype))
-    new_v = np.empty(v.shape, _float_dtype(v.dtype))
-    kernels = _accel.kernels(p.size)
-    fused = kernels is not None and p.dtype in kernels.DTYPES and v.dtype in kernels.DTYPES
-    for pp, gg, vv, out_p, out_v in slices((p, g, v, new_p, new_v)):
-        if fused:
-            assert kernels is not None
-            inputs = [np.ascontiguousarray(x) for x in (pp, _kernel_grads(gg, kernels), vv)]
-            p1, g1, v1 = (x.reshape(-1) for x in inputs)
-            kernels.seed(p1, g1, v1, lr, beta, eps, out_p.reshape(-1), out_v.reshape(-1))
-            continue
-        work = np.result_type(np.float64, p.dtype, g.dtype, v.dtype)
-        with np.errstate(all="ignore"):  # IEEE 754 results (inf, NaN), never warnings
-            wide_p, wide_v = update(
-                pp.astype(work), gg.astype(work), vv.astype(work), lr, beta, eps, np.sqrt
-            )
-            np.copyto(out_p, wide_p, casting="unsafe")
-            np.copyto(out_v, wide_v, casting="unsafe")
+    """New params and cache, computed in float64 (or wider) and rounded once, laid out as
+    the inputs are (see rmsprop._dispatch for the path)."""
+    new_p = np.empty_like(p, dtype=_float_dtype(p.dtype))
+    new_v = np.empty_like(v, dtype=_float_dtype(v.dtype))
+    update_arrays(Rule.seed(lr, beta, eps), p, g, (v, None, None), (new_p, new_v))
     return new_p, new_v
 
 
@@ -381,28 +344,7 @@ def _numpy_inplace(
     ):
         if np.may_share_memory(a, b) and np.shares_memory(a, b):
             raise _overlap_error(a_name, b_name)
-    kernels = _accel.kernels(p.size)
-    if kernels is not None and p.dtype in kernels.DTYPES:
-        flat = kernels.flat
-        if flat(params) is not None and flat(cache) is not None:
-            # Gradients the kernel cannot read as they are go in slices, converted.
-            g1 = flat(g) if g.dtype in kernels.DTYPES else None
-            if g1 is not None:
-                kernels.seed(flat(params), g1, flat(cache), lr, beta, eps)
-                return
-            for pp, gg, vv in slices((params, g, cache)):
-                g1 = np.ascontiguousarray(_kernel_grads(gg, kernels)).reshape(-1)
-                kernels.seed(flat(pp), g1, flat(vv), lr, beta, eps)
-            return
-    for pp, gg, vv in slices((params, g, cache)):  # bounded temporaries, any layout
-        new_p, new_v = _numpy_update(pp, gg, vv, lr, beta, eps)
-        np.copyto(pp, new_p)
-        np.copyto(vv, new_v)
-
-
-def _kernel_grads(g: NDArray, kernels: ModuleType) -> NDArray:
-    """Gradients in a dtype the kernels read (integer, bool, float16: as float64)."""
-    return g if g.dtype in kernels.DTYPES else g.astype(np.float64)
+    update_arrays(Rule.seed(lr, beta, eps), params, g, (cache, None, None))
 
 
 def _check_inplace_dtypes(p_dtype: Any, v_dtype: Any, p_is_float: bool) -> None:

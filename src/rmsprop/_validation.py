@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from typing import Any, Final
 
 import numpy as np
+import numpy.typing as npt
 
 Shape = tuple[int, ...]
 PyTree = float | list[Any] | tuple[Any, ...]
@@ -151,3 +152,20 @@ def check_no_shared_lists(x: object, name: str, seen: dict[int, str], *, mutable
             seen[id(x)] = name
     for i, item in enumerate(x):
         check_no_shared_lists(item, f"{name}[{i}]", seen, mutable=mutable)
+
+
+def to_numpy(x: object, name: str) -> npt.NDArray[Any]:
+    """``x`` (a NumPy array or scalar, or plain-Python numbers) as a NumPy array of real
+    numbers; a ``TypeError`` naming ``name`` for complex or non-numeric data."""
+    if type(x) is np.ndarray:
+        a = x
+    elif isinstance(x, np.ndarray | np.generic):
+        a = np.asarray(x)
+    else:
+        shape, values = flatten(x, name)
+        a = np.array(values, dtype=np.float64).reshape(shape)
+    if a.dtype.kind == "c":
+        raise TypeError(f"{name} has complex dtype {a.dtype}; only real numbers are supported")
+    if a.dtype.kind not in "fiub":
+        raise TypeError(f"{name} has dtype {a.dtype}; expected real numbers (float, int or bool)")
+    return a

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch.optim import Optimizer
 
-from rmsprop import _accel
+from rmsprop import _accel, _dispatch
 from rmsprop._options import OPTION_NAMES, FamilyOptions, Hyperparameters
 from rmsprop._rule import State, family_update
 from rmsprop._slices import slices
@@ -786,11 +786,6 @@ class Launched(Protocol):
     ) -> None: ...
 
 
-#: Device types whose plain dense tensors go to the Triton kernel when it loads
-#: (tests add "cpu", with Triton's interpreter).
-GPU_DEVICE_TYPES: tuple[str, ...] = ("cuda",)
-
-
 class _Backend:
     """A fused kernel as the torch paths use it: which dtypes it stores, how to launch it
     over a group of members once (``run``) or to keep a launch for later steps."""
@@ -853,7 +848,7 @@ class _Numba(_Backend):
         torch.float32: "float32",
         torch.float64: "float64",
         torch.bfloat16: "bfloat16",
-        torch.float16: "float16",
+        torch.float16: "float16 via float32",
     }
 
     def __init__(self, module: Any) -> None:
@@ -949,16 +944,12 @@ def _torch_rounding_backend(
 
 
 def _backend(p: torch.Tensor, elements: int) -> _Backend | None:
-    """The fused kernel for ``p``'s device, if it loads; ``elements`` in the whole group
-    decide whether loading Numba is worth it (see rmsprop._accel)."""
-    kind = "cuda" if p.is_cuda else p.device.type
-    if kind in GPU_DEVICE_TYPES:
-        triton = _accel.triton()
-        return None if triton is None else _Triton(triton)
-    if kind == "cpu":
-        kernels = _accel.kernels(elements)
-        return None if kernels is None else _Numba(kernels)
-    return None
+    """The fused kernel for ``p``'s device, if it loads (see rmsprop._dispatch)."""
+    found = _dispatch.fused_kernel("cuda" if p.is_cuda else p.device.type, elements)
+    if found is None:
+        return None
+    name, module = found
+    return _Triton(module) if name == "triton" else _Numba(module)
 
 
 def _update(work: list[tuple[torch.Tensor, Hyperparameters, dict[str, Any], bool, float]]) -> None:
@@ -974,7 +965,8 @@ def _update(work: list[tuple[torch.Tensor, Hyperparameters, dict[str, Any], bool
     """
     fused: dict[tuple[Any, ...], tuple[Hyperparameters, list[Member], list[torch.Tensor]]] = {}
     groups: dict[tuple[Any, ...], tuple[list[Member], list[torch.Tensor]]] = {}
-    fused_kinds = (*GPU_DEVICE_TYPES, "cpu")
+    gpu_types = _dispatch.GPU_DEVICE_TYPES
+    fused_kinds = (*gpu_types, "cpu")
     for param, hp, state, float32_arithmetic, correction in work:
         p, g = param, param.grad
         assert g is not None  # step() gathers only parameters with a gradient
@@ -985,7 +977,7 @@ def _update(work: list[tuple[torch.Tensor, Hyperparameters, dict[str, Any], bool
         if type(p) not in _PLAIN:
             p, g, buffers = _local(p, g, buffers)
         kind = "cuda" if p.is_cuda else p.device.type
-        dtypes = _Triton.dtypes if kind in GPU_DEVICE_TYPES else _Numba.dtypes
+        dtypes = _Triton.dtypes if kind in gpu_types else _Numba.dtypes
         if kind in fused_kinds and _kernel_can_update(dtypes, p, g, buffers):
             state_dtype = cast(torch.Tensor, buffers[0]).dtype
             fused_key = (
@@ -1003,7 +995,7 @@ def _update(work: list[tuple[torch.Tensor, Hyperparameters, dict[str, Any], bool
             continue
         device = p.device
         dtypes = (p.dtype, g.dtype, *(b.dtype for b in buffers if b is not None))
-        narrow = device.type == "mps" or (float32_arithmetic and torch.float64 not in dtypes)
+        narrow = device.type == "mps" or _float32_work(dtypes, float32_arithmetic)
         members, steps = groups.setdefault(
             (hp, correction, device, type(p), narrow, dtypes), ([], [])
         )
@@ -1013,7 +1005,7 @@ def _update(work: list[tuple[torch.Tensor, Hyperparameters, dict[str, Any], bool
         if _fused_update(members, hp, float32_arithmetic, correction):
             _count(steps)  # each counter advances with its parameter's update
         else:
-            narrow = float32_arithmetic and torch.float64 not in kinds
+            narrow = _float32_work(kinds, float32_arithmetic)
             fallback = groups.setdefault(
                 (hp, correction, device, torch.Tensor, narrow, tuple(kinds)), ([], [])
             )
@@ -1119,20 +1111,11 @@ def _foreach_update(
         _foreach_batch(batch, hp, work, correction)
 
 
-def _dense(t: torch.Tensor) -> bool:
-    """Whether ``t``'s elements fill one run of memory, in some order of its dimensions.
-
-    True for contiguous tensors and their permutations (channels_last, transposes);
-    False for views with gaps or overlaps.
-    """
-    expected = 1
-    for size, stride in sorted(zip(t.shape, t.stride(), strict=True), key=lambda d: d[1]):
-        if size == 1:
-            continue
-        if stride != expected:
-            return False
-        expected *= size
-    return True
+def _float32_work(dtypes: Iterable[torch.dtype], float32_arithmetic: bool) -> bool:
+    """Whether the foreach path computes these dtypes in float32 (see rmsprop._dispatch)."""
+    return _dispatch.float32_work(
+        (str(d).removeprefix("torch.") for d in dtypes), float32_arithmetic
+    )
 
 
 def _kernel_can_update(
@@ -1168,7 +1151,7 @@ def _kernel_can_update(
     return (
         type(g) in _PLAIN
         and g.shape == shape
-        and _dense(p)
+        and _dispatch.dense(p.shape, stride)
         and all(t is None or t.stride() == stride for t in (g, *buffers))
     )
 
