@@ -73,15 +73,13 @@ class Rule(NamedTuple):
         return cls(hp.switches, Scalars.of(hp, correction), hp, float32_arithmetic)
 
     def numpy(self, p: NDArray, g: NDArray, state: State) -> tuple[NDArray, State]:
-        """The rule on NumPy arrays already in the work precision."""
-        with np.errstate(all="ignore"):  # IEEE 754 results (inf, NaN), never warnings
-            if self.hp is None:
-                lr, beta, eps = self.scalars[:3]
-                new_p, new_v = update(p, g, state.cache, lr, beta, eps, np.sqrt)
-                return new_p, State(new_v)
-            return family_update(
-                p, g, state, self.hp, np.sqrt, _clamp_at_zero, self.scalars.correction
-            )
+        """The rule on NumPy arrays already in the work precision (warnings are the
+        caller's: IEEE 754 results are intended)."""
+        if self.hp is None:
+            lr, beta, eps = self.scalars[:3]
+            new_p, new_v = update(p, g, state.cache, lr, beta, eps, np.sqrt)
+            return new_p, State(new_v)
+        return family_update(p, g, state, self.hp, np.sqrt, _clamp_at_zero, self.scalars.correction)
 
 
 def fused_kernel(device_type: str, elements: int) -> tuple[str, ModuleType] | None:
@@ -215,13 +213,14 @@ def _numpy_update(
         def wide(x: NDArray | None) -> NDArray | None:
             return None if x is None else x.astype(work)
 
-        new_p, new_state = rule.numpy(
-            pp.astype(work), gg.astype(work, copy=False), State(wide(vv), wide(bb), wide(aa))
-        )
-        targets = (out[0], out[1], bb, aa) if out else (pp, vv, bb, aa)
-        for target, value in zip(targets, (new_p, *new_state), strict=True):
-            if target is not None:
-                np.copyto(target, value, casting="unsafe")
+        with np.errstate(all="ignore"):  # IEEE 754 results (inf, NaN), never warnings
+            new_p, new_state = rule.numpy(
+                pp.astype(work), gg.astype(work, copy=False), State(wide(vv), wide(bb), wide(aa))
+            )
+            targets = (out[0], out[1], bb, aa) if out else (pp, vv, bb, aa)
+            for target, value in zip(targets, (new_p, *new_state), strict=True):
+                if target is not None:
+                    np.copyto(target, value, casting="unsafe")
 
 
 def _clamp_at_zero(x: NDArray) -> NDArray:

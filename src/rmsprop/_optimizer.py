@@ -121,26 +121,28 @@ class RMSProp:
 
         All gradients are checked before anything is written: real numbers of
         the parameter's shape (NumPy arrays, or nested lists), not sharing
-        memory with the parameter or its buffers.
+        memory with the parameter. (The state buffers are the optimizer's own
+        arrays, never handed out: ``state_dict()`` copies them.)
         """
         if len(grads) != len(self._params):
             raise ValueError(f"expected {len(self._params)} gradients, got {len(grads)}")
         checked: list[NDArray | None] = []
-        for i, (p, g) in enumerate(zip(self._params, grads, strict=True)):
-            if g is None:
+        work = 0
+        for i, (p, given) in enumerate(zip(self._params, grads, strict=True)):
+            if given is None:
                 checked.append(None)
                 continue
-            name = f"grads[{i}]"
-            array = to_numpy(g, name)
-            if array.shape != p.shape:
-                raise ValueError(f"{name} has shape {array.shape} but params[{i}] has {p.shape}")
-            for other in (p, *self._state[i].values()):
-                if np.may_share_memory(array, other) and np.shares_memory(array, other):
-                    raise ValueError(f"{name} shares memory with params[{i}] or its state")
-            checked.append(array)
+            g = given
+            if type(g) is not np.ndarray or g.dtype.kind not in "fiub":
+                g = to_numpy(g, f"grads[{i}]")
+            if g.shape != p.shape:
+                raise ValueError(f"grads[{i}] has shape {g.shape} but params[{i}] has {p.shape}")
+            if np.may_share_memory(g, p) and np.shares_memory(g, p):
+                raise ValueError(f"grads[{i}] shares memory with params[{i}]")
+            checked.append(g)
+            work += p.size
         hp = self._hp
         correction = hp.correction(self._steps + 1)
-        work = sum(p.size for p, g in zip(self._params, checked, strict=True) if g is not None)
         kernels = _accel.kernels(work)
         rule = Rule.family(hp, correction, self._float32_arithmetic)
         groups: dict[tuple[Any, ...], list[int]] = {}
