@@ -267,18 +267,23 @@ def test_float32_arithmetic_on_16_bit_storage_is_float32_storage_rounded_once(p_
 )
 def test_the_work_table_covers_every_element_once_in_balanced_parts(sizes):
     sizes = np.array(sizes, dtype=np.int64)
-    chunks, parts = kernels.work_table(sizes, kernels.GROUP_CHUNK)
+    chunks, parts = kernels.work_table(sizes)
     covered = [np.zeros(n, dtype=np.int64) for n in sizes]
-    counts = []
-    for t, first in chunks:
-        count = min(kernels.GROUP_CHUNK, sizes[t] - first)
-        assert count > 0
+    for t, first, count in chunks:
+        assert 0 < count <= kernels.GROUP_CHUNK
         covered[t][first : first + count] += 1
-        counts.append(count)
     assert all((c == 1).all() for c in covered)
     assert parts[0] == 0 and parts[-1] == len(chunks) and len(parts) == kernels.PARTS + 1
     assert (np.diff(parts) >= 0).all()
-    ends = np.concatenate([[0], np.cumsum(counts)])
+    ends = np.concatenate([[0], np.cumsum(chunks[:, 2])])
+    largest = chunks[:, 2].max(initial=0)
     for threads in (1, 2, 3, 4, 8, 16):  # each thread's share within one chunk of equal
         shares = np.diff(ends[parts[:: kernels.PARTS // threads]])
-        assert (np.abs(shares - ends[-1] / threads) <= kernels.GROUP_CHUNK).all()
+        assert (np.abs(shares - ends[-1] / threads) <= largest).all()
+
+
+def test_small_launches_are_cut_finer_so_that_every_thread_gets_work():
+    chunks, _ = kernels.work_table(np.array([10_000], dtype=np.int64))
+    assert len(chunks) >= 8
+    chunks, _ = kernels.work_table(np.array([100], dtype=np.int64))
+    assert chunks.tolist() == [[0, 0, 100]]

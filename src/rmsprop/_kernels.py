@@ -1,16 +1,24 @@
-"""Fused single-pass kernels: the family rule compiled by Numba, one pass over memory.
+"""The fused Numba kernel: the family rule compiled by Numba, one pass over memory.
 
 The element rule is :func:`rmsprop._rule.family_update` itself, compiled for
 Python floats (float64), inside a loop that reads each input element once and
-writes each output once. Options that change the shape of the work (momentum,
-centered, ...) are compile-time constants of a kernel: one kernel per option
-combination, compiled on first use and cached on disk. Arithmetic is float64,
-so float32 data come out as the float64 evaluation rounded once, and float64
-data bit-identical to :func:`rmsprop._rule.family_update` on NumPy arrays;
-``float32_arithmetic`` builds compute float32 data in float32 (opt-in, faster
-where the step is compute-bound, a few float32 ulp less exact).
+writes each output once. One kernel serves every CPU front end: a table of
+addresses describes the arrays of a group (one row per array: parameter,
+gradient, square average, momentum buffer, gradient average, and where ``step``
+writes new arrays, the new parameter and average), cut into chunks that a
+parallel loop shares out in balanced parts. A single array is a one-row table
+(:func:`update`); a model's parameters, one :class:`Launch`.
 
-This module imports Numba: :mod:`rmsprop` imports it only through :func:`load`.
+Options that change the shape of the work (momentum, centered, ...), the storage
+kinds and the precision are compile-time constants of a kernel: one kernel per
+combination, compiled on first use and cached on disk. Arithmetic is float64, so
+float32 and 16-bit data come out as the float64 evaluation rounded once, and
+float64 data bit-identical to :func:`rmsprop._rule.family_update` on NumPy
+arrays; ``float32_arithmetic`` builds compute data of at most float32 in float32
+(opt-in, faster where the step is compute-bound, a few float32 ulp less exact).
+
+Which arrays reach the kernel is decided in :mod:`rmsprop._dispatch`. This module
+imports Numba: :mod:`rmsprop` imports it only through :mod:`rmsprop._accel`.
 """
 
 import contextlib
@@ -170,8 +178,12 @@ def _check_sizes(size: int, *arrays: NDArray | None) -> None:
 # thread. The tensors only need to be dense and laid out alike: the loop runs over their
 # memory, whatever the order of their dimensions (channels_last, transposes).
 
-#: Elements per chunk of a group launch.
+#: Elements per chunk of a group launch, at most; at least MIN_CHUNK.
 GROUP_CHUNK: Final = 1 << 14
+#: Chunks are smaller where a launch has few elements, so that every thread gets some:
+#: a launch is cut into at least SPLIT chunks of at least MIN_CHUNK elements each.
+MIN_CHUNK: Final = 1 << 10
+SPLIT: Final = 16
 #: Parts of a group launch's chunks, of balanced element counts: a parallel loop over
 #: the parts gives each of T threads (T dividing PARTS: 1 to 6, 8, 10, 12, 15, 16, ...)
 #: the same work within one chunk. A loop over the chunks themselves gave one thread
@@ -179,21 +191,26 @@ GROUP_CHUNK: Final = 1 << 14
 PARTS: Final = 240
 
 
-def work_table(sizes: NDArray, chunk: int) -> tuple[NDArray, NDArray]:
+def work_table(sizes: NDArray, largest: int = GROUP_CHUNK) -> tuple[NDArray, NDArray]:
     """The chunks of tensors of ``sizes`` elements, and their parts.
 
-    ``chunks[c]`` is (tensor, first element) of chunk ``c``: the tensors cut into
-    runs of at most ``chunk`` elements. Part ``k`` is chunks ``parts[k]`` to
-    ``parts[k + 1]``: :data:`PARTS` consecutive runs of chunks holding as nearly the
-    same number of elements as whole chunks allow.
+    ``chunks[c]`` is (tensor, first element, element count) of chunk ``c``: the
+    tensors cut into runs of at most ``largest`` elements (fewer, down to
+    :data:`MIN_CHUNK`, where the tensors hold fewer than :data:`SPLIT` times
+    ``largest`` in all). Part ``k`` is chunks ``parts[k]`` to ``parts[k + 1]``:
+    :data:`PARTS` consecutive runs of chunks holding as nearly the same number of
+    elements as whole chunks allow.
     """
+    total = int(sizes.sum())
+    chunk = min(largest, max(MIN_CHUNK, -(-total // SPLIT // 64) * 64))
     counts = (sizes + chunk - 1) // chunk
     owner = np.repeat(np.arange(sizes.size, dtype=np.int64), counts)
     firsts = np.cumsum(counts) - counts
     starts = (np.arange(owner.size, dtype=np.int64) - firsts[owner]) * chunk
-    chunks = np.stack([owner, starts], axis=1)
-    ends = np.cumsum(np.minimum(chunk, sizes[owner] - starts))  # elements up to each chunk
-    targets = np.arange(1, PARTS, dtype=np.float64) * (ends[-1] / PARTS if ends.size else 0.0)
+    lengths = np.minimum(chunk, sizes[owner] - starts)
+    chunks = np.stack([owner, starts, lengths], axis=1)
+    ends = np.cumsum(lengths)  # elements up to each chunk
+    targets = np.arange(1, PARTS, dtype=np.float64) * (total / PARTS)
     inner = np.searchsorted(ends, targets, side="left") + 1
     parts = np.concatenate([[0], np.minimum(inner, owner.size), [owner.size]]).astype(np.int64)
     return chunks, parts
@@ -366,7 +383,6 @@ def _group_kernel(
     p_type, g_type, s_type = (storage.get(kind, np.uint16) for kind in kinds)
     p_code, g_code, s_code = (codes[kind] for kind in kinds)
     p_size, g_size, s_size = (np.dtype(storage.get(kind, np.uint16)).itemsize for kind in kinds)
-    chunk = GROUP_CHUNK
     cache_key = (_RULE_VERSION, parallel, float32, kinds, into)
 
     @njit(parallel=parallel, error_model="numpy", cache=True)
@@ -377,7 +393,7 @@ def _group_kernel(
             for c in range(parts[part], parts[part + 1]):
                 t = chunks[c, 0]
                 first = chunks[c, 1]
-                count = min(chunk, sizes[t] - first)
+                count = chunks[c, 2]
                 # Arrays of the chunk alone, indexed from 0: loops over range(count) have
                 # indices LLVM knows are not negative, and vectorizes.
                 p = _carray(_pointer(addresses[t, 0] + first * p_size, p_type), count)
@@ -468,7 +484,7 @@ class Launch:
             [(p, 0, v, b or p, a or p, p, v) for p, v, b, a, _ in rows], dtype=np.int64
         ).reshape(-1, 7)
         self._sizes = np.array([n for *_, n in rows], dtype=np.int64)
-        self._chunks, self._parts = work_table(self._sizes, GROUP_CHUNK)
+        self._chunks, self._parts = work_table(self._sizes)
         self._kinds = kinds
         self._float32 = _float32(float32_arithmetic, kinds)
         self.elements = int(self._sizes.sum())
@@ -510,23 +526,58 @@ def update(
         return
     into = new_param is not None and new_square_avg is not None
     kinds = (KIND_OF[param.dtype], KIND_OF[grad.dtype], KIND_OF[square_avg.dtype])
-    p, v = param.ctypes.data, square_avg.ctypes.data
-    b = p if momentum_buffer is None else momentum_buffer.ctypes.data
-    a = p if grad_avg is None else grad_avg.ctypes.data
-    new_p, new_v = (p, v)
-    if new_param is not None and new_square_avg is not None:
-        new_p, new_v = new_param.ctypes.data, new_square_avg.ctypes.data
-    row = (p, grad.ctypes.data, v, b, a, new_p, new_v)
-    tables = (np.array([row], dtype=np.int64), *_single_table(size))
+    arrays = (
+        param, grad, square_avg,
+        param if momentum_buffer is None else momentum_buffer,
+        param if grad_avg is None else grad_avg,
+        new_param if into else param,
+        new_square_avg if into else square_avg,
+    )  # fmt: skip
+    if "float16" in kinds:  # Numba types float16 arrays but cannot compile with them
+        arrays = tuple(x.view(np.uint16) if x.dtype == np.float16 else x for x in arrays)
     float32 = _float32(float32_arithmetic, kinds)
-    _run(switches, float32, kinds, into, size, (*tables, *scalars))
+    args = (*arrays, *_single_table(size), *scalars)
+    if size >= PARALLEL_MIN and _parallel:
+        _launch(lambda on: _one_array(switches, on, float32, kinds, into), *args)
+    else:
+        _one_array(switches, False, float32, kinds, into)(*args)
+
+
+@cache
+def _one_array(
+    switches: Switches, parallel: bool, float32: bool, kinds: tuple[str, str, str], into: bool
+) -> Any:
+    """The group kernel over the arrays of one parameter, given as arrays: their row of
+    addresses is made in compiled code (``ndarray.ctypes.data`` costs about 0.8 µs per
+    array in Python: most of a small step)."""
+    kernel = _group_kernel(switches, parallel, float32, kinds, into)
+    cache_key = (_RULE_VERSION, parallel, float32, kinds, into)
+
+    @njit(error_model="numpy", cache=True)
+    def one_array(  # type: ignore[no-untyped-def]
+        p, g, v, b, a, p_new, v_new, sizes, chunks, parts,
+        lr, beta, eps, momentum, weight_decay, correction,
+    ):  # fmt: skip
+        if cache_key[0] < 0:  # never: cache_key is here to key the disk cache
+            return
+        addresses = np.empty((1, 7), dtype=np.int64)
+        addresses[0, 0] = p.ctypes.data
+        addresses[0, 1] = g.ctypes.data
+        addresses[0, 2] = v.ctypes.data
+        addresses[0, 3] = b.ctypes.data
+        addresses[0, 4] = a.ctypes.data
+        addresses[0, 5] = p_new.ctypes.data
+        addresses[0, 6] = v_new.ctypes.data
+        kernel(addresses, sizes, chunks, parts, lr, beta, eps, momentum, weight_decay, correction)
+
+    return one_array
 
 
 @lru_cache(maxsize=256)
 def _single_table(size: int) -> tuple[NDArray, NDArray, NDArray]:
     """Sizes, chunks and parts of one array of ``size`` elements (read-only, shared)."""
     sizes = np.array([size], dtype=np.int64)
-    tables = (sizes, *work_table(sizes, GROUP_CHUNK))
+    tables = (sizes, *work_table(sizes))
     for table in tables:
         table.flags.writeable = False
     return tables

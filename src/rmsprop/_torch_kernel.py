@@ -140,7 +140,7 @@ def _kernel(switches: TorchSwitches, parallel: bool, dtype: torch.dtype) -> Any:
             for c in range(parts[part], parts[part + 1]):
                 t = chunks[c, 0]
                 first = chunks[c, 1]
-                count = min(chunk, sizes[t] - first)
+                count = chunks[c, 2]
                 p = _column(addresses, t, 0, first, size, kind, count)
                 g = _column(addresses, t, 1, first, size, kind, count)
                 v = _column(addresses, t, 2, first, size, kind, count)
