@@ -526,12 +526,12 @@ def update(
         return
     into = new_param is not None and new_square_avg is not None
     kinds = (KIND_OF[param.dtype], KIND_OF[grad.dtype], KIND_OF[square_avg.dtype])
-    arrays = (
+    arrays: tuple[NDArray, ...] = (
         param, grad, square_avg,
         param if momentum_buffer is None else momentum_buffer,
         param if grad_avg is None else grad_avg,
-        new_param if into else param,
-        new_square_avg if into else square_avg,
+        param if new_param is None or not into else new_param,
+        square_avg if new_square_avg is None or not into else new_square_avg,
     )  # fmt: skip
     if "float16" in kinds:  # Numba types float16 arrays but cannot compile with them
         arrays = tuple(x.view(np.uint16) if x.dtype == np.float16 else x for x in arrays)
