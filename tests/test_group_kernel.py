@@ -287,3 +287,28 @@ def test_small_launches_are_cut_finer_so_that_every_thread_gets_work():
     assert len(chunks) >= 8
     chunks, _ = kernels.work_table(np.array([100], dtype=np.int64))
     assert chunks.tolist() == [[0, 0, 100]]
+
+
+def test_float16_from_numpy_is_rounded_once_from_float64_as_astype_rounds():
+    """NumPy's float16 is rounded once from float64 (through float32 would round twice:
+    the values just beside each midpoint between two halves tell them apart)."""
+    halves = np.arange(65536, dtype=np.uint16).view(np.float16).astype(np.float64)
+    finite = np.unique(halves[np.isfinite(halves)])
+    midpoints = finite[:-1] + np.diff(finite) / 2
+    tries = np.concatenate([
+        midpoints, np.nextafter(midpoints, -np.inf), np.nextafter(midpoints, np.inf),
+        finite, [65519.99, 65520.0, 1e9, -np.inf, 2**-25, 2**-25 * (1 + 2**-40), 2**-26],
+    ])  # fmt: skip
+    got = _encode_once(tries, np.zeros(tries.size, np.uint16))
+    with np.errstate(over="ignore"):
+        expected = tries.astype(np.float16).view(np.uint16)
+        twice = tries.astype(np.float32).astype(np.float16).view(np.uint16)
+    assert np.array_equal(got, expected)
+    assert not np.array_equal(got, twice)  # the case this test is about does occur
+
+
+@numba.njit
+def _encode_once(values, out):
+    for i in range(values.size):
+        out[i] = kernels._narrow(values[i], kernels.FLOAT16_ONCE)
+    return out

@@ -311,3 +311,57 @@ def test_float32_arithmetic_kernel_stays_close(options):
         for a, f in zip(accurate, fast, strict=True):
             assert f.dtype == np.float32
             assert np.max(np.abs(f - a), initial=0) <= 4e-7 * max(np.max(np.abs(a)), 1.0)
+
+
+@pytest.mark.parametrize("state_dtype", [None, np.float32])
+def test_the_optimizer_over_mixed_layouts_dtypes_and_changing_gradients(state_dtype):
+    """rmsprop.RMSProp with the kernels equals its NumPy path bit for bit: parameters of
+    three dtypes in every layout (C, Fortran, permuted, with gaps), of 0 and 1 element,
+    gradients present on some steps only, and options that add buffers midway."""
+    rng = np.random.default_rng(4)
+
+    def model():
+        r = np.random.default_rng(5)
+        dense = r.standard_normal((6, 7, 8))
+        return [
+            dense.astype(np.float32),
+            np.asfortranarray(dense.astype(np.float64)),
+            dense.astype(np.float16).transpose(2, 0, 1),
+            r.standard_normal((40, 30))[:, ::2].astype(np.float32),  # gaps: NumPy, in slices
+            np.zeros(0, np.float32),
+            np.ones(1, np.float16),
+            np.array(0.5),
+            r.standard_normal(3 * kernels.PARALLEL_MIN).astype(np.float32),
+        ]
+
+    steps = []
+    for step in range(4):
+        grads = [
+            None if (step + i) % 3 == 0 else rng.standard_normal(p.shape)
+            for i, p in enumerate(model())
+        ]
+        steps.append(
+            [g if g is None else g.astype(p.dtype) for g, p in zip(grads, model(), strict=True)]
+        )
+        if step == 2:  # a gradient laid out unlike its parameter
+            steps[-1][0] = None if steps[-1][0] is None else np.asfortranarray(steps[-1][0])
+    results = []
+    for enabled in (True, False):
+        previous = _accel.set_enabled(enabled)
+        try:
+            params = model()
+            opt = rmsprop.RMSProp(params, lr=0.01, centered=True, state_dtype=state_dtype)
+            for step, grads in enumerate(steps):
+                if step == 2:
+                    opt.hyperparameters = opt.hyperparameters.replace(momentum=0.9)
+                opt.step(grads)
+            results.append((params, opt.state_dict()["state"]))
+        finally:
+            _accel.set_enabled(previous)
+    (ours, our_state), (theirs, their_state) = results
+    for a, b in zip(ours, theirs, strict=True):
+        assert_identical(a, b)
+    for mine, yours in zip(our_state, their_state, strict=True):
+        assert mine.keys() == yours.keys()
+        for key in mine:
+            assert_identical(mine[key], yours[key])
