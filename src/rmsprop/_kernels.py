@@ -304,60 +304,38 @@ def _narrow(x: float, code: int) -> Any:
     """``x`` rounded to the 16-bit kind ``code`` to nearest even: once for FLOAT16_ONCE
     (as NumPy rounds), through float32 for the others (as torch rounds); NaN stays NaN."""
     if code == FLOAT16_ONCE:
-        return _float16_once(x)
+        bits = _bits_of_float64(x)
+        exponent = (bits >> 52) & 0x7FF
+        return _half(bits >> 48, exponent - 1008, bits & 0xFFFFFFFFFFFFF, 52, exponent == 0x7FF)
     single = np.float32(x)
     bits = np.int64(_bits_of_float32(single))
     if code == BFLOAT16:
         if np.isnan(single):
             return np.uint16(0x7FC0)
         return np.uint16((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16)
-    sign = (bits >> 16) & 0x8000
     exponent = (bits >> 23) & 0xFF
-    mantissa = bits & 0x7FFFFF
-    if exponent == 0xFF:  # inf, NaN
-        return np.uint16(sign | 0x7C00 | (0x200 if mantissa else 0))
-    half_exponent = exponent - 112  # 127 - 15
-    if half_exponent >= 31:
-        return np.uint16(sign | 0x7C00)  # too large: infinity
-    if half_exponent <= 0:  # a subnormal half, or zero
-        if half_exponent < -10:
-            return np.uint16(sign)
-        full = mantissa | 0x800000
-        shift = 14 - half_exponent
-        q = full >> shift
-        rest = full & ((1 << shift) - 1)
-        halfway = 1 << (shift - 1)
-        if rest > halfway or (rest == halfway and q & 1):
-            q += 1
-        return np.uint16(sign | q)
-    q = (half_exponent << 10) | (mantissa >> 13)
-    rest = mantissa & 0x1FFF
-    if rest > 0x1000 or (rest == 0x1000 and q & 1):
-        q += 1  # a carry into the exponent is right, up to infinity
-    return np.uint16(sign | q)
+    return _half(bits >> 16, exponent - 112, bits & 0x7FFFFF, 23, exponent == 0xFF)
 
 
 @_jit
-def _float16_once(x: float) -> Any:
-    """The float16 bits nearest to ``x``, ties to even: rounded once, as NumPy's astype."""
-    bits = _bits_of_float64(x)
-    sign = (bits >> 48) & 0x8000
-    exponent = (bits >> 52) & 0x7FF
-    mantissa = bits & 0xFFFFFFFFFFFFF
-    if exponent == 0x7FF:  # inf, NaN
+def _half(high: int, half_exponent: int, mantissa: int, width: int, special: bool) -> Any:
+    """The float16 bits nearest to a binary float, ties to even: its sign bit at bit 15
+    of ``high``, its exponent rebiased for float16, its ``width``-bit mantissa, and
+    whether it is an infinity or a NaN (``special``)."""
+    sign = high & 0x8000
+    if special:
         return np.uint16(sign | 0x7C00 | (0x200 if mantissa else 0))
-    half_exponent = exponent - 1008  # 1023 - 15
     if half_exponent >= 31:
         return np.uint16(sign | 0x7C00)  # too large: infinity
     if half_exponent <= 0:  # a subnormal half, or zero
         if half_exponent < -10:
             return np.uint16(sign)
-        full = mantissa | (1 << 52)
-        shift = 43 - half_exponent
+        full = mantissa | (1 << width)
+        shift = width - 9 - half_exponent
         q = full >> shift
         rest = full & ((1 << shift) - 1)
     else:
-        shift = 42
+        shift = width - 10
         q = (half_exponent << 10) | (mantissa >> shift)
         rest = mantissa & ((1 << shift) - 1)
     halfway = 1 << (shift - 1)
