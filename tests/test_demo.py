@@ -27,7 +27,7 @@ def test_quick_demo_writes_figures_and_json(quick_run):
         assert data.startswith(PNG_SIGNATURE)
         assert len(data) > 20_000  # a real figure, not an empty canvas
     report = json.loads((out / "demo.json").read_text())
-    assert report["settings"] == {"steps": _demo.QUICK_STEPS, "seed": 0}
+    assert report["settings"] == {"steps": _demo.QUICK_STEPS, "random_seed": 0}
     assert report["seed_examples"][0]["params"] == [0.6837738151101336]
     assert {s["surface"] for s in report["surfaces"]} == {"quadratic", "rosenbrock"}
     names = [run["optimizer"] for run in report["digits"]]
@@ -49,13 +49,13 @@ def test_rmsprop_beats_plain_gradient_descent_on_the_quadratic(quick_run):
 
 
 def test_rmsprop_reaches_95_percent_on_digits_within_the_default_budget():
-    run = train(contenders(with_torch=False)[0], _demo.DEFAULT_STEPS, seed=0)
+    run = train(contenders(with_torch=False)[0], _demo.DEFAULT_STEPS, random_seed=0)
     assert run.name == "rmsprop.RMSProp"
     assert run.test_accuracy >= 0.95
 
 
 def test_training_is_deterministic_for_a_seed():
-    first, second = (train(contenders(with_torch=False)[0], 100, seed=3) for _ in range(2))
+    first, second = (train(contenders(with_torch=False)[0], 100, random_seed=3) for _ in range(2))
     assert first.train_losses == second.train_losses
     assert first.test_accuracy_curve == second.test_accuracy_curve
 
@@ -63,7 +63,7 @@ def test_training_is_deterministic_for_a_seed():
 @pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="needs torch")
 def test_torch_optim_rmsprop_follows_nearly_the_same_curve():
     """Only the place of eps differs (PyTorch adds it after the root)."""
-    ours, _, _, theirs = (train(c, 300, seed=0) for c in contenders(with_torch=True))
+    ours, _, _, theirs = (train(c, 300, random_seed=0) for c in contenders(with_torch=True))
     assert theirs.name == "torch.optim.RMSprop"
     gaps = [abs(a - b) / a for a, b in zip(ours.train_losses, theirs.train_losses, strict=True)]
     assert 0 < max(gaps) < 1e-3
@@ -97,7 +97,7 @@ def test_without_matplotlib_one_line_and_status_2(tmp_path, capsys, monkeypatch)
     [
         (["--steps", "0"], "argument --steps: expected an integer >= 1, got 0"),
         (["--steps", "many"], "argument --steps: expected an integer >= 1, got 'many'"),
-        (["--seed", "-1"], "argument --seed: expected an integer >= 0, got -1"),
+        (["--seed", "-1"], "argument --random-seed/--seed: expected an integer >= 0, got -1"),
     ],
 )
 def test_bad_options(capsys, argv, message):

@@ -62,8 +62,8 @@ Step = Callable[[], object]
 Factory = Callable[[int, str], Step]
 
 
-def _arrays(n: int, dtype: str, seed: int = 0) -> list[npt.NDArray[Any]]:
-    rng = np.random.default_rng(seed)
+def _arrays(n: int, dtype: str, random_seed: int = 0) -> list[npt.NDArray[Any]]:
+    rng = np.random.default_rng(random_seed)
     p = rng.standard_normal(n, dtype=np.float32).astype(dtype)
     g = rng.standard_normal(n, dtype=np.float32).astype(dtype)
     return [p, g, np.zeros(n, dtype=dtype)]

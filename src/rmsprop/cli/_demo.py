@@ -46,7 +46,12 @@ def add_parser(commands: Subparsers) -> None:
         help=f"training steps per optimizer (default {DEFAULT_STEPS}; {QUICK_STEPS} with --quick)",
     )
     parser.add_argument(
-        "--seed", type=_non_negative, default=0, help="seed of data split, weights, batches"
+        "--random-seed",
+        "--seed",
+        dest="random_seed",
+        type=_non_negative,
+        default=0,
+        help="random seed of the data split, the weights and the batches",
     )
     parser.add_argument("--quick", action="store_true", help=f"train for {QUICK_STEPS} steps")
     parser.set_defaults(run=run)
@@ -81,11 +86,11 @@ def run(args: argparse.Namespace) -> int:
     # Imported here: `rmsprop step` and `rmsprop --help` need none of this.
     from rmsprop.demo import _plots  # noqa: PLC0415
 
-    report: dict[str, Any] = {"settings": {"steps": steps, "seed": args.seed}}
+    report: dict[str, Any] = {"settings": {"steps": steps, "random_seed": args.random_seed}}
     report["seed_examples"] = _seed_examples()
     report["surfaces"] = _surfaces(out / "adaptive_scaling.png", _plots.adaptive_scaling)
     report["digits"] = _digits(
-        out / "digits_training.png", _plots.digits_training, steps, args.seed
+        out / "digits_training.png", _plots.digits_training, steps, args.random_seed
     )
     write_bytes_atomically(out / "demo.json", json.dumps(report, indent=1).encode())
     print()
@@ -158,24 +163,25 @@ def _surfaces(figure: Path, draw: Callable[[Any, BinaryIO], None]) -> list[dict[
 
 
 def _digits(
-    figure: Path, draw: Callable[[Any, BinaryIO], None], steps: int, seed: int
+    figure: Path, draw: Callable[[Any, BinaryIO], None], steps: int, random_seed: int
 ) -> list[dict[str, Any]]:
     from rmsprop._progress import Progress  # noqa: PLC0415
     from rmsprop.demo._digits import BATCH, contenders, load_digits, split, train  # noqa: PLC0415
 
     _, labels = load_digits()
-    train_rows, test_rows = split(labels, seed)
+    train_rows, test_rows = split(labels, random_seed)
     print(
         f"\n3. A 64-32-10 network on {len(labels):,} handwritten 8×8 digits "
         f"({len(train_rows):,} to train on, {len(test_rows)} held out),\n"
-        f"   {steps} minibatch steps of {BATCH}, seed {seed}, the same batches for every optimizer:"
+        f"   {steps} minibatch steps of {BATCH}, random seed {random_seed}, "
+        "the same batches for every optimizer:"
     )
     with_torch = importlib.util.find_spec("torch") is not None
     rmsprop.load_kernels()  # the network's arrays are small: use the fused kernels from the start
     runs = []
     for contender in contenders(with_torch):
         with Progress(contender.name, steps) as bar:
-            runs.append(train(contender, steps, seed, bar.update))
+            runs.append(train(contender, steps, random_seed, bar.update))
     if not with_torch:
         print("   (torch.optim.RMSprop left out: PyTorch is not installed)")
     print(

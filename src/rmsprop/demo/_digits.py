@@ -35,10 +35,10 @@ def load_digits() -> tuple[Array, npt.NDArray[np.int64]]:
 
 
 def split(
-    labels: npt.NDArray[np.int64], seed: int, test_fraction: float = 0.25
+    labels: npt.NDArray[np.int64], random_seed: int, test_fraction: float = 0.25
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
     """Stratified train/test indices: the same share of every digit in the test set."""
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(random_seed)
     train, test = [], []
     for digit in np.unique(labels):
         members = rng.permutation(np.flatnonzero(labels == digit))
@@ -51,8 +51,8 @@ def split(
 class MLP:
     """64 inputs -> tanh hidden layer -> 10-way softmax, with hand-written gradients."""
 
-    def __init__(self, seed: int, inputs: int = 64, hidden: int = HIDDEN, classes: int = 10):
-        rng = np.random.default_rng(seed)
+    def __init__(self, random_seed: int, inputs: int = 64, hidden: int = HIDDEN, classes: int = 10):
+        rng = np.random.default_rng(random_seed)
         limit_1 = np.sqrt(6.0 / (inputs + hidden))
         limit_2 = np.sqrt(6.0 / (hidden + classes))
         self.params: list[Array] = [
@@ -206,17 +206,17 @@ class Run:
 def train(
     contender: Contender,
     steps: int,
-    seed: int,
+    random_seed: int,
     on_step: Callable[[int], None] | None = None,
 ) -> Run:
     """Train a fresh network for ``steps`` minibatch steps, in the same data order for all."""
     images, labels = load_digits()
-    train_rows, test_rows = split(labels, seed)
+    train_rows, test_rows = split(labels, random_seed)
     x_train, y_train = images[train_rows], labels[train_rows]
     x_test, y_test = images[test_rows], labels[test_rows]
-    model = MLP(seed)
+    model = MLP(random_seed)
     optimizer = contender.make(model.params)
-    rng = np.random.default_rng(seed + 1)
+    rng = np.random.default_rng(random_seed + 1)
     run = Run(contender.name, contender.settings, steps)
     order: npt.NDArray[np.int64] = np.empty(0, dtype=np.int64)
     optimizer_seconds = []
