@@ -7,7 +7,9 @@ on its own by torch), as views of three flat torch tensors, and as views of thre
 flat arrays allocated by NumPy (which asks Linux for huge pages, where torch does
 not), beside the flat 5-stream roofline over the NumPy arrays.
 Interleaved rounds in one process; medians, with min and max, and the share of
-the roofline.
+the roofline. Then the arithmetic alone: the same kernel over 2^18 elements that stay
+in cache, its time per element scaled to the model's element count (float32, and
+bfloat16 parameters and gradients with float32 state).
 
     .venv/bin/python benchmarks/bench_memory_layout.py [--rounds 15]
 """
@@ -18,6 +20,7 @@ import math
 import statistics
 import time
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -79,6 +82,38 @@ def main() -> None:
         median = statistics.median(values)
         spread = f"({min(values) * 1e3:.2f} to {max(values) * 1e3:.2f})"
         print(f"  {name:<{width}}  {median * 1e3:7.2f} {spread:>18}  {roof / median:5.0%}")
+
+    print("arithmetic alone (2^18 elements in cache, scaled to the model), ms")
+    for kinds in (("float32",) * 3, ("bfloat16", "bfloat16", "float32")):
+        for float32 in (False, True):
+            per_element = in_cache(kernels, hp, kinds, float32, args.rounds)
+            label = f"{kinds[0]} parameters, {'float32' if float32 else 'float64'} arithmetic"
+            print(f"  {label:<{width}}  {per_element * total * 1e3:7.2f}")
+
+
+def in_cache(
+    kernels: Any, hp: Hyperparameters, kinds: tuple[str, ...], float32: bool, rounds: int
+) -> float:
+    """Seconds per element of one launch over 2^18 elements that stay in cache (median)."""
+    n = 1 << 18
+    rng = np.random.default_rng(0)
+    values = rng.standard_normal((2, n), dtype=np.float32)
+    if kinds[0] == "bfloat16":  # the upper halves of the float32 values
+        p, g = (np.ascontiguousarray(x.view(np.uint16)[1::2]) for x in values)
+    else:
+        p, g = values
+    v = np.zeros(n, np.float32)
+    run = kernels.Launch(
+        [(p.ctypes.data, v.ctypes.data, 0, 0, n)], kinds, hp, float32_arithmetic=float32
+    )
+    run([g.ctypes.data], hp)
+    times = []
+    for _ in range(rounds):
+        started = time.perf_counter()
+        for _ in range(20):
+            run([g.ctypes.data], hp)
+        times.append((time.perf_counter() - started) / 20 / n)
+    return statistics.median(times)
 
 
 if __name__ == "__main__":

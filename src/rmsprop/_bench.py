@@ -621,17 +621,24 @@ def _speedups(rows: list[dict[str, Any]]) -> list[str]:
 
 
 def plot(report: dict[str, Any], out: Path | BinaryIO) -> None:
-    """Throughput against N (log axis), one panel per dtype."""
+    """Throughput against N (log axis), one panel per dtype; below, where the report has
+    them, each model's whole step as a share of its flat roofline."""
     import matplotlib  # noqa: PLC0415
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # noqa: PLC0415
 
     rows = [r for r in report["arrays"] if "skipped" not in r]
-    names = list(dict.fromkeys(r["implementation"] for r in rows))
-    # One color per implementation in both panels, whichever of them it appears in.
-    colors = dict(zip(names, plt.rcParams["axes.prop_cycle"].by_key()["color"] * 2, strict=False))
-    fig, axes = plt.subplots(1, len(DTYPES), figsize=(14, 5.5), sharey=True)
+    models = report.get("models", [])
+    in_models = (r["implementation"] for m in models for r in m["results"])
+    names = list(dict.fromkeys([*(r["implementation"] for r in rows), *in_models]))
+    # One color per implementation in every panel, whichever of them it appears in.
+    dark = plt.get_cmap("Dark2")
+    palette = plt.rcParams["axes.prop_cycle"].by_key()["color"] + [dark(i) for i in range(8)]
+    colors = dict(zip(names, palette * 2, strict=False))
+    fig = plt.figure(figsize=(14, 11 if models else 5.5))
+    grid = fig.add_gridspec(2 if models else 1, len(DTYPES))
+    axes = [fig.add_subplot(grid[0, i]) for i in range(len(DTYPES))]
     for axis, dtype in zip(axes, DTYPES, strict=True):
         for name in names:
             points = sorted(
@@ -648,12 +655,51 @@ def plot(report: dict[str, Any], out: Path | BinaryIO) -> None:
         axis.set(xlabel="N, elements per array", title=f"{dtype}: one RMSProp step on N elements")
         axis.grid(True, which="both", alpha=0.3)
         axis.legend(fontsize=7, loc="upper left")
+    top = max(axis.get_ylim()[1] for axis in axes)
+    for axis in axes:
+        axis.set_ylim(0, top)
     axes[0].set_ylabel("throughput, GB/s (5 streams: read p, g, v; write p, v)")
+    if models:
+        _plot_models(fig.add_subplot(grid[1, :]), models, colors)
     cpus = report["machine"]["cpus"]
     fig.suptitle(f"rmsprop and its peers, same process, interleaved rounds ({cpus} CPUs)")
     fig.tight_layout()
     fig.savefig(out, dpi=110)
     plt.close(fig)
+
+
+def _plot_models(axis: Any, models: list[dict[str, Any]], colors: dict[str, str]) -> None:
+    """Grouped bars: each model's whole optimizer step as a share of its flat roofline."""
+    names = list(
+        dict.fromkeys(
+            r["implementation"]
+            for m in models
+            for r in m["results"]
+            if "skipped" not in r and not r["implementation"].startswith(ROOFLINE)
+        )
+    )
+    width = 0.84 / len(names)
+    for k, name in enumerate(names):
+        for i, model in enumerate(models):
+            found = [r for r in model["results"] if r["implementation"] == name]
+            if not found or "skipped" in found[0]:
+                continue
+            share = 100 * found[0]["share_of_roofline"]
+            x = i + (k - (len(names) - 1) / 2) * width
+            axis.bar(x, share, width, color=colors[name], label=name if i == 0 else None)
+            axis.text(x, share + 1, f"{share:.0f}", ha="center", va="bottom", fontsize=6)
+    axis.axhline(100, ls="--", color="k", lw=1, label=f"{ROOFLINE}: one flat pass")
+    labels = [
+        f"{m['model']}\n({m['tensors']} tensors, {m['elements'] / 1e6:.1f}M values)" for m in models
+    ]
+    axis.set_xticks(range(len(models)), labels)
+    axis.set(
+        ylabel="share of the roofline over the same bytes, %",
+        title="one optimizer step over a model's parameters (float32 unless named)",
+        ylim=(0, 115),
+    )
+    axis.grid(True, axis="y", alpha=0.3)
+    axis.legend(fontsize=7, loc="upper left", ncol=3)
 
 
 def save(report: dict[str, Any], out: Path) -> list[Path]:
