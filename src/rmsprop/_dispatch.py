@@ -179,8 +179,9 @@ def update_arrays(
         buffers = [x for x in (v, b, a) if x is not None]
         new_p, new_v = (None, None) if new is None else new
         outputs = [] if new_v is None else [new_v]
+        pieces: Iterable[Sequence[Any]] | None = None
         if kernel_kinds(p, g, buffers + outputs, new_p) is not None:
-            pieces: Iterable[Sequence[Any]] = [(p, g, v, b, a, new_p, new_v)]
+            pieces = [(p, g, v, b, a, new_p, new_v)]
         elif (  # gradients it cannot read (integers, booleans): converted, in flat runs
             g.dtype.kind in "iub"
             and kernel_kinds(p, p, buffers + outputs, new_p) is not None
@@ -190,14 +191,13 @@ def update_arrays(
                 (pp, np.ascontiguousarray(gg, dtype=np.float64), vv, bb, aa, np_, nv)
                 for pp, gg, vv, bb, aa, np_, nv in slices((p, g, v, b, a, new_p, new_v))
             )
-        else:
-            pieces = []
-        for pp, gg, vv, bb, aa, np_, nv in pieces:
-            kernels.update(
-                rule.switches, rule.scalars, pp, gg, vv, bb, aa,
-                float32_arithmetic=rule.float32_arithmetic, new_param=np_, new_square_avg=nv,
-            )  # fmt: skip
-        if pieces:
+        if pieces is not None:
+            for pp, gg, vv, bb, aa, np_, nv in pieces:
+                kernels.update(
+                    rule.switches, rule.scalars, pp, gg, vv, bb, aa,
+                    float32_arithmetic=rule.float32_arithmetic,
+                    new_param=np_, new_square_avg=nv,
+                )  # fmt: skip
             return
     _numpy_update(rule, p, g, (v, b, a), [] if new is None else list(new))
 

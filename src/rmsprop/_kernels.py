@@ -553,12 +553,12 @@ def _one_array(
 
 @lru_cache(maxsize=256)
 def _single_table(size: int) -> tuple[NDArray, NDArray, NDArray]:
-    """Sizes, chunks and parts of one array of ``size`` elements (read-only, shared)."""
+    """Sizes, chunks and parts of one array of ``size`` elements: shared, never written
+    (left writeable: a read-only array is another type to Numba, and would compile the
+    kernel a second time for the one-array calls)."""
     sizes = np.array([size], dtype=np.int64)
-    tables = (sizes, *work_table(sizes))
-    for table in tables:
-        table.flags.writeable = False
-    return tables
+    chunks, parts = work_table(sizes)
+    return sizes, chunks, parts
 
 
 def _float32(float32_arithmetic: bool, kinds: tuple[str, str, str]) -> bool:
