@@ -362,6 +362,12 @@ def _group_kernel(
     p_code, g_code, s_code = (codes[kind] for kind in kinds)
     p_size, g_size, s_size = (np.dtype(storage.get(kind, np.uint16)).itemsize for kind in kinds)
     cache_key = (_RULE_VERSION, parallel, float32, kinds, into)
+    # The arithmetic of this build: float32 registers (float32_arithmetic), or float64.
+    work = np.float32 if float32 else np.float64
+    read = _read32 if float32 else _read
+    family = _family32 if float32 else _family
+    sqrt = _sqrt32 if float32 else _sqrt
+    clamp = _clamp_at_zero32 if float32 else _clamp_at_zero
 
     @njit(parallel=parallel, error_model="numpy", cache=True)
     def kernel(addresses, sizes, chunks, parts, lr, beta, eps, momentum, weight_decay, correction):  # type: ignore[no-untyped-def]
@@ -383,49 +389,24 @@ def _group_kernel(
                 v_new = _carray(_pointer(addresses[t, 6] + first * s_size, s_type), count)
                 if not into:
                     p_new, v_new = p, v
-                if float32:  # float32 data, computed in float32
-                    zero = np.float32(0.0)
-                    correction32 = np.float32(correction)
-                    options32 = _Options(
-                        np.float32(lr), np.float32(beta), np.float32(eps), eps_in_sqrt, zero,
-                        np.float32(momentum) if momentum_on else zero,
-                        nesterov, lr_in_momentum, centered,
-                        np.float32(weight_decay) if decay_on else zero,
-                        decoupled, maximize, bias_correction,
-                    )  # fmt: skip
-                    for i in range(count):
-                        state32 = _rule.State(
-                            _read32(v[i], s_code),
-                            _read32(b[i], s_code) if momentum_on else zero,
-                            _read32(a[i], s_code) if centered else zero,
-                        )
-                        new_p32, new32 = _family32(
-                            _read32(p[i], p_code), _read32(g[i], g_code), state32, options32,
-                            _sqrt32, _clamp_at_zero32, correction32,
-                        )  # fmt: skip
-                        _store(p_new, i, new_p32, p_code)
-                        _store(v_new, i, new32.cache, s_code)
-                        if momentum_on:
-                            _store(b, i, new32.momentum_buffer, s_code)
-                        if centered:
-                            _store(a, i, new32.grad_avg, s_code)
-                    continue
+                zero = work(0.0)
                 options = _Options(
-                    lr, beta, eps, eps_in_sqrt, 0.0,
-                    momentum if momentum_on else 0.0,
+                    work(lr), work(beta), work(eps), eps_in_sqrt, zero,
+                    work(momentum) if momentum_on else zero,
                     nesterov, lr_in_momentum, centered,
-                    weight_decay if decay_on else 0.0,
+                    work(weight_decay) if decay_on else zero,
                     decoupled, maximize, bias_correction,
                 )  # fmt: skip
+                step_correction = work(correction)
                 for i in range(count):
                     state = _rule.State(
-                        _read(v[i], s_code),
-                        _read(b[i], s_code) if momentum_on else 0.0,
-                        _read(a[i], s_code) if centered else 0.0,
+                        read(v[i], s_code),
+                        read(b[i], s_code) if momentum_on else zero,
+                        read(a[i], s_code) if centered else zero,
                     )
-                    new_p, new = _family(
-                        _read(p[i], p_code), _read(g[i], g_code), state, options, _sqrt,
-                        _clamp_at_zero, correction,
+                    new_p, new = family(
+                        read(p[i], p_code), read(g[i], g_code), state, options, sqrt, clamp,
+                        step_correction,
                     )  # fmt: skip
                     _store(p_new, i, new_p, p_code)
                     _store(v_new, i, new.cache, s_code)
