@@ -166,7 +166,7 @@ def check_exactness() -> None:
             with np.errstate(all="ignore"):
                 _triton.update(ours, hp, float32_arithmetic=float32, **kwargs)
             work = torch.float32 if float32 else torch.float64
-            rmsprop.torch._foreach_update(theirs, hp, work, 1.0)
+            rmsprop.torch._foreach.foreach_update(theirs, hp, work, 1.0)
             pairs = [
                 (x, y)
                 for (p, _, bs), (q, _, cs) in zip(ours, theirs, strict=True)

@@ -33,7 +33,7 @@ def low_precision_params():
 
 
 def three_steps(batch, monkeypatch):
-    monkeypatch.setitem(rmsprop.torch.FOREACH_BATCH, "cpu", batch)
+    monkeypatch.setitem(rmsprop.torch._foreach.FOREACH_BATCH, "cpu", batch)
     params = low_precision_params()
     opt = rmsprop.torch.RMSProp(
         params, preset="pytorch", lr=1e-2, momentum=0.9, centered=True, state_dtype=torch.float32
@@ -52,7 +52,7 @@ def test_small_batches_give_the_numbers_of_one_batch(batch, monkeypatch):
 @pytest.mark.parametrize("batch", [1, 5, 1 << 30])
 def test_views_with_gaps_are_cut_along_their_dimensions(batch, monkeypatch):
     """A parameter that is a strided view: every element updated once, as if contiguous."""
-    monkeypatch.setitem(rmsprop.torch.FOREACH_BATCH, "cpu", batch)
+    monkeypatch.setitem(rmsprop.torch._foreach.FOREACH_BATCH, "cpu", batch)
     results = []
     for make in (lambda b: b[::3, 1::2], lambda b: b[::3, 1::2].contiguous()):
         base = torch.arange(40 * 50, dtype=torch.float64).reshape(40, 50) / 100

@@ -15,7 +15,8 @@ kernels = pytest.importorskip("rmsprop._kernels", reason="Numba is not installed
 
 import rmsprop.torch  # noqa: E402
 from rmsprop import Hyperparameters, _accel  # noqa: E402
-from rmsprop.torch import _foreach_update, _Numba  # noqa: E402
+from rmsprop.torch._backends import FAMILY_DTYPES, kernel_can_update  # noqa: E402
+from rmsprop.torch._foreach import foreach_update  # noqa: E402
 
 from tensors import assert_identical  # noqa: E402
 
@@ -36,6 +37,13 @@ STORAGE = [
     (torch.float16, torch.float16),
     (torch.float32, torch.float64),
 ]
+
+
+def launch(members, hp, float32_arithmetic=False, correction=1.0):
+    """One step of the Numba group kernel over ``members`` (torch tensors)."""
+    kernels.Launch(members, hp, float32_arithmetic=float32_arithmetic)(
+        [g for _, g, _ in members], hp, correction
+    )
 
 
 def members(p_dtype, s_dtype, seed=0):
@@ -76,9 +84,8 @@ def test_one_launch_equals_the_foreach_path_bit_for_bit(options, p_dtype, s_dtyp
         )
         for p, g, bs in ours
     ]
-    backend = _Numba(kernels)
-    backend.run(ours, hp, float32_arithmetic=False, correction=CORRECTION)
-    _foreach_update(theirs, hp, torch.float64, CORRECTION)
+    launch(ours, hp, correction=CORRECTION)
+    foreach_update(theirs, hp, torch.float64, CORRECTION)
     assert_identical(ours, theirs)
 
 
@@ -153,12 +160,12 @@ def test_a_group_added_later_gets_its_own_launch():
 
 
 def test_sizes_and_layouts_the_kernel_does_not_take():
-    can = rmsprop.torch._kernel_can_update
+    can = kernel_can_update
     p = torch.zeros(4, 6, dtype=torch.int32)
-    assert not can(_Numba.dtypes, p, p.clone(), [p.clone(), None, None])
+    assert not can(FAMILY_DTYPES, p, p.clone(), [p.clone(), None, None])
     q = torch.zeros(4, 6)
-    assert can(_Numba.dtypes, q, q.clone(), [q.clone(), None, None])
-    assert not can(_Numba.dtypes, q, q.clone(), [torch.zeros(24), None, None])
+    assert can(FAMILY_DTYPES, q, q.clone(), [q.clone(), None, None])
+    assert not can(FAMILY_DTYPES, q, q.clone(), [torch.zeros(24), None, None])
 
 
 def test_the_numpy_optimizer_launches_once_per_group_of_dtypes(monkeypatch):
@@ -246,9 +253,8 @@ def test_float32_arithmetic_on_16_bit_storage_is_float32_storage_rounded_once(p_
         (p.to(torch.float32, copy=True), g.float(), [b.to(torch.float32, copy=True) for b in bs])
         for p, g, bs in ours
     ]
-    backend = _Numba(kernels)
-    backend.run(ours, hp, float32_arithmetic=True)
-    backend.run(wide, hp, float32_arithmetic=True)
+    launch(ours, hp, float32_arithmetic=True)
+    launch(wide, hp, float32_arithmetic=True)
     rounded = [(p.to(p_dtype), g, [b.to(s_dtype) for b in bs]) for p, g, bs in wide]
     assert_identical(ours, rounded)
 

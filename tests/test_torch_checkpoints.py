@@ -10,6 +10,7 @@ torch = pytest.importorskip("torch")
 
 import rmsprop.torch  # noqa: E402
 from rmsprop._options import Scalars  # noqa: E402
+from rmsprop.torch import _foreach  # noqa: E402
 
 
 def stepped(shapes=((100_000,), (3, 4)), steps=2, **options):
@@ -137,7 +138,7 @@ def test_each_counter_advances_with_its_parameters_update(monkeypatch):
     for p in (first, second):
         p.grad = torch.ones(6, dtype=torch.float16)
     opt.step()
-    update = rmsprop.torch._foreach_update
+    update = _foreach.foreach_update
     calls = []
 
     def out_of_memory_in_the_second_group(members, hp, work, correction):
@@ -146,7 +147,7 @@ def test_each_counter_advances_with_its_parameters_update(monkeypatch):
             raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
         update(members, hp, work, correction)
 
-    monkeypatch.setattr(rmsprop.torch, "_foreach_update", out_of_memory_in_the_second_group)
+    monkeypatch.setattr(_foreach, "foreach_update", out_of_memory_in_the_second_group)
     before = [first.detach().clone(), second.detach().clone()]
     with pytest.raises(torch.OutOfMemoryError):
         opt.step()

@@ -180,7 +180,7 @@ def test_the_fused_kernel_equals_torch_on_a_300k_parameter(
 def test_where_the_kernel_does_not_match_torch_computes_it(monkeypatch):
     from rmsprop import _torch_kernel  # noqa: PLC0415
 
-    monkeypatch.setattr(_torch_kernel, "matches", lambda hp, dtype: False)
+    monkeypatch.setattr(_torch_kernel, "matches", lambda hp, dtype, device=None: False)
     monkeypatch.setattr(_torch_kernel.Launch, "__call__", lambda *args: pytest.fail("kernel ran"))
     nets = [mlp(torch.float32) for _ in range(2)]
     optimizers = [

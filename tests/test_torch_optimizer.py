@@ -272,9 +272,9 @@ def test_foreach_path_matches_the_kernel_path(options, dtype, monkeypatch):
     from rmsprop import _accel  # noqa: PLC0415
 
     foreach_calls = []
-    real = rmsprop.torch._foreach_update
+    real = rmsprop.torch._foreach.foreach_update
     monkeypatch.setattr(
-        rmsprop.torch, "_foreach_update", lambda *a: foreach_calls.append(1) or real(*a)
+        rmsprop.torch._foreach, "foreach_update", lambda *a: foreach_calls.append(1) or real(*a)
     )
     results = []
     for kernels_on in (True, False):

@@ -26,7 +26,9 @@ pytest.importorskip("triton", reason="Triton is not installed")
 
 import rmsprop.torch  # noqa: E402
 from rmsprop import Hyperparameters, _accel, _rule, _triton  # noqa: E402
-from rmsprop.torch import _foreach_update  # noqa: E402
+from rmsprop.torch._backends import backend, kernel_can_update  # noqa: E402
+from rmsprop.torch._foreach import foreach_update  # noqa: E402
+from rmsprop.torch._plan import Plan  # noqa: E402
 
 from tensors import assert_identical  # noqa: E402
 
@@ -89,7 +91,7 @@ def run_both(hp, group, float32_arithmetic=False, correction=1.0, **kernel_optio
             **(kernel_options or SMALL),
         )  # fmt: skip
     work = torch.float32 if float32_arithmetic else torch.float64
-    _foreach_update(theirs, hp, work, correction)
+    foreach_update(theirs, hp, work, correction)
     return ours, theirs
 
 
@@ -210,7 +212,7 @@ def test_the_optimizer_sends_dense_tensors_to_the_kernel(monkeypatch):
 
 
 def test_what_the_kernel_does_not_take_goes_the_foreach_way():
-    can = rmsprop.torch._kernel_can_update
+    can = kernel_can_update
     dtypes = _triton.DTYPES
     p, g = torch.zeros(4, 6), torch.zeros(4, 6)
     state = [torch.zeros(4, 6), None, None]
@@ -228,7 +230,7 @@ def test_a_kernel_that_fails_turns_itself_off_once_and_the_step_still_happens(mo
     def broken(*args, **kwargs):
         raise RuntimeError("no kernel image is available for execution on the device")
 
-    monkeypatch.setattr(_triton, "update", broken)
+    monkeypatch.setattr(_triton.Launch, "__call__", broken)
     monkeypatch.setattr(rmsprop._dispatch, "GPU_DEVICE_TYPES", ("cpu",))
     previous, was = _accel.set_enabled(False), _accel.set_triton_enabled(True)
     try:
@@ -414,7 +416,7 @@ def test_a_triton_whose_launcher_differs_falls_back_to_the_jit(monkeypatch):
     with pytest.warns(RuntimeWarning, match="directly failed"), np.errstate(all="ignore"):
         _triton.update(group, hp, **SMALL)
     assert not _triton.FAST_LAUNCH
-    _foreach_update(expected, hp, torch.float64, 1.0)
+    foreach_update(expected, hp, torch.float64, 1.0)
     assert_identical(group, expected)  # applied once, by the JIT launch
 
 
@@ -472,8 +474,8 @@ def test_a_group_plan_is_reused_until_what_it_rests_on_changes(change, monkeypat
     tensors stay as they were; any change sends the step down the general path, and
     the numbers are those of the foreach path throughout."""
     runs = []
-    run = rmsprop.torch._Plan.run
-    monkeypatch.setattr(rmsprop.torch._Plan, "run", lambda *a: runs.append(1) or run(*a))
+    run = Plan.run
+    monkeypatch.setattr(Plan, "run", lambda *a: runs.append(1) or run(*a))
     monkeypatch.setattr(rmsprop._dispatch, "GPU_DEVICE_TYPES", ("cpu",))
     previous = _accel.set_enabled(False)
     try:
@@ -561,7 +563,8 @@ def test_torchs_order_is_used_on_cuda_tensors_only():
     matches_torch confirmed it; CPU tensors get the CPU backend or torch's functional."""
     hp = Hyperparameters.from_preset("pytorch")
     p = torch.zeros(3)
-    found = rmsprop.torch._torch_rounding_backend(p, 3, hp)
-    assert not isinstance(found, rmsprop.torch._TritonTorchRounding)
-    chosen = rmsprop.torch._TritonTorchRounding(_triton, hp)
-    assert not chosen.takes(p, p.clone(), [p.clone(), None, None])
+    found = backend("cpu", "pytorch", 3)
+    assert found is None or "triton" not in found.name
+    chosen = backend("cuda", "pytorch", 3)
+    assert chosen is not None and chosen.name == "triton, torch's order"
+    assert not chosen.takes(p, p.clone(), [p.clone(), None, None], hp)

@@ -16,7 +16,7 @@ validate their inputs, then ask this module how to compute. The paths, fastest f
   with gaps, other devices, no Numba), widened slice by slice so that what is widened
   or copied stays bounded (:mod:`rmsprop._slices`).
 
-Precision (:func:`float32_work`): every path computes in float64 (or wider, where an
+Precision (:func:`rmsprop._kinds.float32_work`): every path computes in float64 (or wider, where an
 input is) and rounds once into the outputs; with ``float32_arithmetic``, in float32
 where no value is wider than float32.
 """
@@ -29,6 +29,7 @@ import numpy as np
 import numpy.typing as npt
 
 from rmsprop import _accel
+from rmsprop._kinds import NUMPY_KINDS, float32_work
 from rmsprop._options import SEED_RULE, Hyperparameters, Scalars, Switches
 from rmsprop._rule import State, family_update, update
 from rmsprop._slices import slices
@@ -40,14 +41,6 @@ PYTHON_LOOP_MAX: Final = 64
 #: Device types whose plain dense tensors go to the Triton kernel when it loads
 #: (tests add "cpu", with Triton's interpreter).
 GPU_DEVICE_TYPES: tuple[str, ...] = ("cuda",)
-#: The storage kind of each NumPy dtype the Numba kernel reads and writes.
-KIND_OF: Final = {
-    np.dtype(np.float16): "float16",
-    np.dtype(np.float32): "float32",
-    np.dtype(np.float64): "float64",
-}
-#: Dtypes, by name, that float32 arithmetic computes in float32.
-_FLOAT32_WORK: Final = frozenset({"float16", "bfloat16", "float32"})
 
 
 class Rule(NamedTuple):
@@ -94,12 +87,6 @@ def fused_kernel(device_type: str, elements: int) -> tuple[str, ModuleType] | No
         kernels = _accel.kernels(elements)
         return None if kernels is None else ("numba", kernels)
     return None
-
-
-def float32_work(dtype_names: Iterable[str], float32_arithmetic: bool) -> bool:
-    """Whether a step over values of these dtypes (NumPy's or torch's names) computes in
-    float32: with ``float32_arithmetic``, where every one is float32 or narrower."""
-    return float32_arithmetic and all(name in _FLOAT32_WORK for name in dtype_names)
 
 
 def work_dtype(dtypes: Sequence[np.dtype[Any]], float32_arithmetic: bool = False) -> np.dtype[Any]:
@@ -150,7 +137,7 @@ def kernel_kinds(
     """The storage kinds of the Numba kernel for these NumPy arrays of one shape, or None
     where it does not apply: float16/32/64 (one dtype for the state buffers, and for the
     new parameter and the parameter), dense and laid out alike."""
-    kinds = (KIND_OF.get(p.dtype), KIND_OF.get(g.dtype), KIND_OF.get(state[0].dtype))
+    kinds = (NUMPY_KINDS.get(p.dtype), NUMPY_KINDS.get(g.dtype), NUMPY_KINDS.get(state[0].dtype))
     if None in kinds or any(b.dtype != state[0].dtype for b in state[1:]):
         return None
     if new_p is not None and new_p.dtype != p.dtype:

@@ -21,15 +21,12 @@ Which arrays reach the kernel is decided in :mod:`rmsprop._dispatch`. This modul
 imports Numba: :mod:`rmsprop` imports it only through :mod:`rmsprop._accel`.
 """
 
-import contextlib
 import inspect
 import math
-import os
-import threading
 import types
-import warnings
 import zlib
 from collections import namedtuple
+from collections.abc import Sequence
 from functools import cache, lru_cache
 from typing import Any, Final, cast
 
@@ -40,27 +37,24 @@ from numba import njit, prange
 from numba.extending import intrinsic
 
 from rmsprop import _rule
-from rmsprop._dispatch import KIND_OF
+from rmsprop._kinds import NUMPY_KINDS, Member, float32_work, storage_kind
+from rmsprop._numba_support import (
+    GROUP_CHUNK,
+    PARALLEL_MIN,
+    PARTS,
+    carray,
+    jit,
+    launch,
+    pointer,
+    work_table,
+)
 from rmsprop._options import OPTION_NAMES, Hyperparameters, Scalars, Switches
 
 NDArray = npt.NDArray[Any]
-
-#: From this many elements on, kernels run on every thread; below, on one. Measured
-#: here: 1.7 µs serial against 2.0 µs parallel at 4,096 float32 elements, 6.0 against
-#: 4.2 µs at 16,384 (a parallel launch costs about 1.3 µs).
-PARALLEL_MIN: Final = 1 << 13
-#: Threading layers that take concurrent parallel launches; Numba's fallback
-#: ``workqueue`` layer aborts the process on them, so launches are serialized there.
-THREAD_SAFE_LAYERS: Final = frozenset({"omp", "tbb"})
+__all__ = ["GROUP_CHUNK", "PARALLEL_MIN", "PARTS", "Launch", "update", "work_table"]
 
 # The options as the compiled rule sees them: the attributes of Hyperparameters.
 _Options: Any = cast(Any, namedtuple)("_Options", OPTION_NAMES)
-
-
-def _jit(function: Any) -> Any:
-    # Inlined into the kernels' IR: as separately compiled calls they keep LLVM from
-    # vectorizing serial loops (measured: 2.8 against 0.35 ns per element).
-    return njit(function, error_model="numpy", inline="always")
 
 
 # Numba keys a kernel's disk cache on the kernel's own code and closure values, not
@@ -73,92 +67,40 @@ _RULE_VERSION: Final = zlib.crc32(inspect.getsource(_rule).encode())
 def _compile_rule(one_minus: Any) -> Any:
     """family_update compiled, with the helpers it calls compiled too."""
     namespace = dict(vars(_rule), one_minus=one_minus)
-    namespace["square_average"] = _jit(
+    namespace["square_average"] = jit(
         types.FunctionType(_rule.square_average.__code__, namespace, "square_average")
     )
-    return _jit(types.FunctionType(_rule.family_update.__code__, namespace, "family_update"))
+    return jit(types.FunctionType(_rule.family_update.__code__, namespace, "family_update"))
 
 
-@_jit
+@jit
 def _one_minus_float32(x: Any) -> Any:
     return np.float32(1.0) - x
 
 
-_family = _compile_rule(_jit(_rule.one_minus))
+_family = _compile_rule(jit(_rule.one_minus))
 # For float32 arithmetic: a float32 one, so that nothing widens to float64.
 _family32 = _compile_rule(_one_minus_float32)
 
 
-@_jit
+@jit
 def _sqrt(x: float) -> float:
     return math.sqrt(x)
 
 
-@_jit
+@jit
 def _sqrt32(x: Any) -> Any:
     return np.sqrt(x)
 
 
-@_jit
+@jit
 def _clamp_at_zero(x: float) -> float:
     return 0.0 if x < 0.0 else x  # NaN compares false and stays NaN
 
 
-@_jit
+@jit
 def _clamp_at_zero32(x: Any) -> Any:
     return np.float32(0.0) if x < 0.0 else x
-
-
-_launch_lock = threading.Lock()
-_layer: str | None = None
-#: Whether kernels may run on every thread; off in forked children and after a
-#: threading layer failed to start (see _launch).
-_parallel = True
-
-
-def _launch(build: Any, *args: Any) -> None:
-    """Run ``build(True)``, a parallel kernel, on ``args``; ``build(False)``, its serial
-    twin, where no thread pool can be had.
-
-    Serialized unless the threading layer is known to take concurrent launches. A
-    layer that fails to start (``NUMBA_THREADING_LAYER=tbb`` without TBB, say) fails
-    before the loop runs: the kernels turn serial for the process, with one warning.
-    """
-    global _layer, _parallel  # noqa: PLW0603
-    if _layer in THREAD_SAFE_LAYERS:
-        build(True)(*args)
-        return
-    with _launch_lock:
-        if not _parallel:  # another thread found the layer broken meanwhile
-            build(False)(*args)
-            return
-        try:
-            build(True)(*args)
-        except (ValueError, RuntimeError, OSError, ImportError) as error:
-            if _layer is not None:  # a layer that ran before: not a start-up failure
-                raise
-            _parallel = False
-            warnings.warn(
-                f"rmsprop: Numba's threading layer failed to start "
-                f"({str(error).splitlines()[0]}); the fused kernels run on one thread in this "
-                "process",
-                RuntimeWarning,
-                stacklevel=4,
-            )
-            build(False)(*args)
-            return
-        with contextlib.suppress(ValueError):  # no layer started yet: keep serializing
-            _layer = numba.threading_layer()  # type: ignore[attr-defined]
-
-
-def _no_parallel_kernels_in_child() -> None:
-    """After fork, a child must not start a thread pool: GNU OpenMP kills a forked child
-    whose parent used it, and other layers can hang on locks held at the fork."""
-    global _parallel  # noqa: PLW0603
-    _parallel = False
-
-
-os.register_at_fork(after_in_child=_no_parallel_kernels_in_child)
 
 
 def _check_sizes(size: int, *arrays: NDArray | None) -> None:
@@ -167,70 +109,6 @@ def _check_sizes(size: int, *arrays: NDArray | None) -> None:
     for array in arrays:
         if array is not None and array.size != size:
             raise ValueError(f"kernel arrays must all have {size} elements, one has {array.size}")
-
-
-# --- one launch over many tensors -----------------------------------------------------------
-#
-# The tensors of one group (same options, same storage dtypes) are described by a table
-# of addresses (parameter, gradient, square average, momentum buffer, gradient average)
-# and element counts, and cut into chunks of GROUP_CHUNK elements; one parallel loop runs
-# over the chunks of all tensors, so a model of many small tensors is one launch on every
-# thread. The tensors only need to be dense and laid out alike: the loop runs over their
-# memory, whatever the order of their dimensions (channels_last, transposes).
-
-#: Elements per chunk of a group launch, at most; at least MIN_CHUNK.
-GROUP_CHUNK: Final = 1 << 14
-#: Chunks are smaller where a launch has few elements, so that every thread gets some:
-#: a launch is cut into at least SPLIT chunks of at least MIN_CHUNK elements each.
-MIN_CHUNK: Final = 1 << 10
-SPLIT: Final = 16
-#: Parts of a group launch's chunks, of balanced element counts: a parallel loop over
-#: the parts gives each of T threads (T dividing PARTS: 1 to 6, 8, 10, 12, 15, 16, ...)
-#: the same work within one chunk. A loop over the chunks themselves gave one thread
-#: 5% more than the other over ResNet-50's tensors (chunks that end a tensor are short).
-PARTS: Final = 240
-
-
-def work_table(sizes: NDArray, largest: int = GROUP_CHUNK) -> tuple[NDArray, NDArray]:
-    """The chunks of tensors of ``sizes`` elements, and their parts.
-
-    ``chunks[c]`` is (tensor, first element, element count) of chunk ``c``: the
-    tensors cut into runs of at most ``largest`` elements (fewer, down to
-    :data:`MIN_CHUNK`, where the tensors hold fewer than :data:`SPLIT` times
-    ``largest`` in all). Part ``k`` is chunks ``parts[k]`` to ``parts[k + 1]``:
-    :data:`PARTS` consecutive runs of chunks holding as nearly the same number of
-    elements as whole chunks allow.
-    """
-    total = int(sizes.sum())
-    chunk = min(largest, max(MIN_CHUNK, -(-total // SPLIT // 64) * 64))
-    counts = (sizes + chunk - 1) // chunk
-    owner = np.repeat(np.arange(sizes.size, dtype=np.int64), counts)
-    firsts = np.cumsum(counts) - counts
-    starts = (np.arange(owner.size, dtype=np.int64) - firsts[owner]) * chunk
-    lengths = np.minimum(chunk, sizes[owner] - starts)
-    chunks = np.stack([owner, starts, lengths], axis=1)
-    ends = np.cumsum(lengths)  # elements up to each chunk
-    targets = np.arange(1, PARTS, dtype=np.float64) * (total / PARTS)
-    inner = np.searchsorted(ends, targets, side="left") + 1
-    parts = np.concatenate([[0], np.minimum(inner, owner.size), [owner.size]]).astype(np.int64)
-    return chunks, parts
-
-
-#: Storage kinds of a group launch: bfloat16 (the upper half of a float32) and float16
-#: are read and written as 16-bit integers (Numba has neither type). A float64 value is
-#: written to "float16" rounded once, as NumPy's astype rounds; to "float16 via float32"
-#: and "bfloat16" through float32, as torch's copy_ rounds.
-GROUP_KINDS: Final = ("float32", "float64", "bfloat16", "float16", "float16 via float32")
-
-
-def _pointer_of(typingctx: Any, address: Any, dtype: Any) -> Any:
-    """The int64 ``address`` as a pointer to ``dtype`` values (for numba.carray)."""
-    signature = cast(Any, numba.types).CPointer(dtype.dtype)(address, dtype)
-
-    def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
-        return builder.inttoptr(args[0], context.get_value_type(sig.return_type))
-
-    return signature, codegen
 
 
 def _bitcast_to(result: Any, argument: Any) -> Any:
@@ -245,18 +123,16 @@ def _bitcast_to(result: Any, argument: Any) -> Any:
     return intrinsic(typer)
 
 
-_pointer: Any = intrinsic(_pointer_of)
 _float32_of_bits: Any = _bitcast_to(numba.types.float32, numba.types.uint32)
 _bits_of_float32: Any = _bitcast_to(numba.types.uint32, numba.types.float32)
 _bits_of_float64: Any = _bitcast_to(numba.types.int64, numba.types.float64)
-_carray: Any = numba.carray  # type: ignore[attr-defined]
 
 
 #: How a group kernel stores values: as they are, or as 16 bits it converts itself.
 NATIVE, BFLOAT16, FLOAT16, FLOAT16_ONCE = 0, 1, 2, 3
 
 
-@_jit
+@jit
 def _read(x: Any, code: int) -> Any:
     """A stored value as float64, exactly; 16-bit kinds are read as their bits."""
     if code == BFLOAT16:  # the upper half of a float32
@@ -266,7 +142,7 @@ def _read(x: Any, code: int) -> Any:
     return np.float64(x)
 
 
-@_jit
+@jit
 def _read32(x: Any, code: int) -> Any:
     """A stored float32, bfloat16 or float16 value as float32, exactly."""
     if code == BFLOAT16:
@@ -276,7 +152,7 @@ def _read32(x: Any, code: int) -> Any:
     return x
 
 
-@_jit
+@jit
 def _float16_value(h: int) -> float:
     """The value of IEEE 754 half-precision bits ``h``, exactly."""
     exponent = (h >> 10) & 0x1F
@@ -290,7 +166,7 @@ def _float16_value(h: int) -> float:
     return float(-value if h & 0x8000 else value)
 
 
-@_jit
+@jit
 def _store(array: Any, i: int, x: Any, code: int) -> None:
     """``array[i] = x``, rounded once to the array's kind (16-bit kinds through float32)."""
     if code:
@@ -299,7 +175,7 @@ def _store(array: Any, i: int, x: Any, code: int) -> None:
         array[i] = x
 
 
-@_jit
+@jit
 def _narrow(x: float, code: int) -> Any:
     """``x`` rounded to the 16-bit kind ``code`` to nearest even: once for FLOAT16_ONCE
     (as NumPy rounds), through float32 for the others (as torch rounds); NaN stays NaN."""
@@ -317,7 +193,7 @@ def _narrow(x: float, code: int) -> Any:
     return _half(bits >> 16, exponent - 112, bits & 0x7FFFFF, 23, exponent == 0xFF)
 
 
-@_jit
+@jit
 def _half(high: int, half_exponent: int, mantissa: int, width: int, special: bool) -> Any:
     """The float16 bits nearest to a binary float, ties to even: its sign bit at bit 15
     of ``high``, its exponent rebiased for float16, its ``width``-bit mantissa, and
@@ -380,13 +256,13 @@ def _group_kernel(
                 count = chunks[c, 2]
                 # Arrays of the chunk alone, indexed from 0: loops over range(count) have
                 # indices LLVM knows are not negative, and vectorizes.
-                p = _carray(_pointer(addresses[t, 0] + first * p_size, p_type), count)
-                g = _carray(_pointer(addresses[t, 1] + first * g_size, g_type), count)
-                v = _carray(_pointer(addresses[t, 2] + first * s_size, s_type), count)
-                b = _carray(_pointer(addresses[t, 3] + first * s_size, s_type), count)
-                a = _carray(_pointer(addresses[t, 4] + first * s_size, s_type), count)
-                p_new = _carray(_pointer(addresses[t, 5] + first * p_size, p_type), count)
-                v_new = _carray(_pointer(addresses[t, 6] + first * s_size, s_type), count)
+                p = carray(pointer(addresses[t, 0] + first * p_size, p_type), count)
+                g = carray(pointer(addresses[t, 1] + first * g_size, g_type), count)
+                v = carray(pointer(addresses[t, 2] + first * s_size, s_type), count)
+                b = carray(pointer(addresses[t, 3] + first * s_size, s_type), count)
+                a = carray(pointer(addresses[t, 4] + first * s_size, s_type), count)
+                p_new = carray(pointer(addresses[t, 5] + first * p_size, p_type), count)
+                v_new = carray(pointer(addresses[t, 6] + first * s_size, s_type), count)
                 if not into:
                     p_new, v_new = p, v
                 zero = work(0.0)
@@ -419,42 +295,60 @@ def _group_kernel(
 
 
 class Launch:
-    """One group launch over fixed tensors, whose gradients may move between calls.
+    """One group launch over fixed arrays, whose gradients may move between calls.
 
-    ``rows`` gives, per tensor of at least one element, the addresses of its
-    parameter, square average, momentum buffer and gradient average (0 where
-    unused) and its element count; ``kinds`` the storage of parameters,
-    gradients and state (:data:`GROUP_KINDS`). The caller keeps the tensors
-    alive and checked: dense, laid out alike, of these sizes and kinds.
-    Called with the gradients' addresses of the moment, the hyperparameters and
-    the bias correction of the step (see :meth:`Hyperparameters.correction`).
+    ``members`` are (param, grad, [square_avg, momentum_buffer, grad_avg]), NumPy arrays
+    or torch tensors (None for unused buffers), of the storage kinds of
+    :mod:`rmsprop._kinds`: one kind for the parameters, one for the gradients, one for
+    the state. The caller keeps them alive and checked: dense, each member's arrays
+    laid out alike and of one size. Called with one gradient per member (empty
+    members included), the hyperparameters (of the options it was built for) and the
+    bias correction of the step (see :meth:`Hyperparameters.correction`).
     """
 
     def __init__(
-        self,
-        rows: list[tuple[int, int, int, int, int]],
-        kinds: tuple[str, str, str],
-        hp: Hyperparameters,
-        *,
-        float32_arithmetic: bool = False,
+        self, members: Sequence[Member], hp: Hyperparameters, *, float32_arithmetic: bool = False
     ) -> None:
         self.options = hp.switches
-        self._addresses = np.array(
-            [(p, 0, v, b or p, a or p, p, v) for p, v, b, a, _ in rows], dtype=np.int64
-        ).reshape(-1, 7)
-        self._sizes = np.array([n for *_, n in rows], dtype=np.int64)
+        self._keep = [i for i, (p, _, _) in enumerate(members) if _size(p)]
+        rows = []
+        for i in self._keep:
+            p, _, (v, b, a) = members[i]
+            base, square = address(p), address(v)
+            rows.append(
+                (base, 0, square, base if b is None else address(b),
+                 base if a is None else address(a), base, square)
+            )  # fmt: skip
+        self._addresses = np.array(rows, dtype=np.int64).reshape(-1, 7)
+        self._sizes = np.array([_size(members[i][0]) for i in self._keep], dtype=np.int64)
         self._chunks, self._parts = work_table(self._sizes)
-        self._kinds = kinds
-        self._float32 = _float32(float32_arithmetic, kinds)
         self.elements = int(self._sizes.sum())
+        p, g, (v, _, _) = members[self._keep[0]] if self._keep else members[0]
+        kinds = (storage_kind(p.dtype), storage_kind(g.dtype), storage_kind(v.dtype))
+        if None in kinds:
+            raise TypeError(f"no storage kind for {p.dtype}, {g.dtype} or {v.dtype}")
+        self._kinds = cast(tuple[str, str, str], kinds)
+        self._float32 = float32_work(self._kinds, float32_arithmetic)
 
-    def __call__(
-        self, grad_addresses: list[int], hp: Hyperparameters, correction: float = 1.0
-    ) -> None:
-        self._addresses[:, 1] = grad_addresses
-        tables = (self._addresses, self._sizes, self._chunks, self._parts)
-        scalars = (hp.lr, hp.beta, hp.eps, hp.momentum, hp.weight_decay, correction)
-        _run(self.options, self._float32, self._kinds, False, self.elements, tables + scalars)
+    def __call__(self, grads: Sequence[Any], hp: Hyperparameters, correction: float = 1.0) -> None:
+        if not self.elements:
+            return
+        self._addresses[:, 1] = [address(grads[i]) for i in self._keep]
+        args = (
+            self._addresses, self._sizes, self._chunks, self._parts,
+            hp.lr, hp.beta, hp.eps, hp.momentum, hp.weight_decay, correction,
+        )  # fmt: skip
+        switches, float32, kinds = self.options, self._float32, self._kinds
+        launch(lambda on: _group_kernel(switches, on, float32, kinds, False), self.elements, *args)
+
+
+def address(x: Any) -> int:
+    """The address of a NumPy array's or a torch tensor's first element."""
+    return int(x.ctypes.data) if isinstance(x, np.ndarray) else int(x.data_ptr())
+
+
+def _size(x: Any) -> int:
+    return int(x.size) if isinstance(x, np.ndarray) else int(x.numel())
 
 
 def update(
@@ -475,7 +369,7 @@ def update(
     centered, whose buffers are updated in place).
 
     The arrays are dense and laid out alike (element i of each one's memory is the same
-    element: C or Fortran order, any transpose), of the kinds in :data:`KIND_OF`;
+    element: C or Fortran order, any transpose), of the kinds in :data:`rmsprop._kinds.NUMPY_KINDS`;
     parameters and new parameters share a dtype, as do the state buffers. Sizes are
     checked here (``ValueError``); the caller checks dtypes, layouts and overlaps.
     """
@@ -484,7 +378,7 @@ def update(
     if not size:
         return
     into = new_param is not None and new_square_avg is not None
-    kinds = (KIND_OF[param.dtype], KIND_OF[grad.dtype], KIND_OF[square_avg.dtype])
+    kinds = (NUMPY_KINDS[param.dtype], NUMPY_KINDS[grad.dtype], NUMPY_KINDS[square_avg.dtype])
     arrays: tuple[NDArray, ...] = (
         param, grad, square_avg,
         param if momentum_buffer is None else momentum_buffer,
@@ -494,12 +388,9 @@ def update(
     )  # fmt: skip
     if "float16" in kinds:  # Numba types float16 arrays but cannot compile with them
         arrays = tuple(x.view(np.uint16) if x.dtype == np.float16 else x for x in arrays)
-    float32 = _float32(float32_arithmetic, kinds)
+    float32 = float32_work(kinds, float32_arithmetic)
     args = (*arrays, *_single_table(size), *scalars)
-    if size >= PARALLEL_MIN and _parallel:
-        _launch(lambda on: _one_array(switches, on, float32, kinds, into), *args)
-    else:
-        _one_array(switches, False, float32, kinds, into)(*args)
+    launch(lambda on: _one_array(switches, on, float32, kinds, into), size, *args)
 
 
 @cache
@@ -540,23 +431,3 @@ def _single_table(size: int) -> tuple[NDArray, NDArray, NDArray]:
     sizes = np.array([size], dtype=np.int64)
     chunks, parts = work_table(sizes)
     return sizes, chunks, parts
-
-
-def _float32(float32_arithmetic: bool, kinds: tuple[str, str, str]) -> bool:
-    """float32 arithmetic where asked and every value fits a float32 exactly."""
-    return float32_arithmetic and "float64" not in kinds
-
-
-def _run(
-    switches: Switches,
-    float32: bool,
-    kinds: tuple[str, str, str],
-    into: bool,
-    elements: int,
-    args: tuple[Any, ...],
-) -> None:
-    """The group kernel on ``args``: on every thread from PARALLEL_MIN elements on."""
-    if elements >= PARALLEL_MIN and _parallel:
-        _launch(lambda on: _group_kernel(switches, on, float32, kinds, into), *args)
-    else:
-        _group_kernel(switches, False, float32, kinds, into)(*args)

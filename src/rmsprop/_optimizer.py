@@ -157,11 +157,13 @@ class RMSProp:
             elif p.size:
                 groups.setdefault(kinds, []).append(i)
         for kinds, members in groups.items():  # one launch per group of dtypes
-            grads = [checked[i].ctypes.data for i in members]  # type: ignore[union-attr]
-            self._launch(kinds, members, hp)(grads, hp, correction)
+            grads = [checked[i] for i in members]
+            self._launch(kinds, members, grads, hp)(grads, hp, correction)
         self._steps += 1
 
-    def _launch(self, kinds: tuple[str, str, str], members: list[int], hp: Hyperparameters) -> Any:
+    def _launch(
+        self, kinds: tuple[str, str, str], members: list[int], grads: list[Any], hp: Hyperparameters
+    ) -> Any:
         """The group launch over ``members``, kept while the parameters and state are the
         same arrays (the state changes identity only on zero_state and load_state_dict)."""
         key = (kinds, tuple(members), hp.switches, self._float32_arithmetic)
@@ -174,15 +176,14 @@ class RMSProp:
             return found[0]
         kernels = _accel.load()
         assert kernels is not None  # step() found them
-        rows = [
-            (
-                self._params[i].ctypes.data,
-                *(0 if name not in buffers else buffers[name].ctypes.data for name in BUFFERS),
-                self._params[i].size,
-            )
-            for i, buffers in zip(members, state, strict=True)
-        ]
-        launch = kernels.Launch(rows, kinds, hp, float32_arithmetic=self._float32_arithmetic)
+        launch = kernels.Launch(
+            [
+                (self._params[i], g, [buffers.get(name) for name in BUFFERS])
+                for i, g, buffers in zip(members, grads, state, strict=True)
+            ],
+            hp,
+            float32_arithmetic=self._float32_arithmetic,
+        )
         held = [tuple(buffers.get(name) for name in BUFFERS) for buffers in state]
         if len(self._launches) >= 8:  # subsets of parameters come and go: keep a few
             self._launches.pop(next(iter(self._launches)))

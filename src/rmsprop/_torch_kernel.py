@@ -29,6 +29,7 @@ import inspect
 import os
 import sys
 import zlib
+from collections.abc import Sequence
 from functools import cache
 from typing import Any, Final, cast
 
@@ -38,9 +39,11 @@ import torch
 from numba import njit, prange
 from numba.extending import intrinsic
 
-from rmsprop import _kernels, _torch_probe
+from rmsprop import _torch_probe
+from rmsprop._kinds import Member
+from rmsprop._numba_support import column, jit, launch, work_table
 from rmsprop._options import Hyperparameters
-from rmsprop._torch_probe import Member, TorchSwitches
+from rmsprop._torch_probe import TorchSwitches
 
 #: Elements per chunk: the unit of parallel work, and of one call of MKL's square root
 #: (a call costs about 2.5 µs: measured 2.8 ns per element in calls of 1,024).
@@ -95,7 +98,7 @@ _fma: Any = intrinsic(_fma_of)
 _call_vml: Any = intrinsic(_call_vml_of)
 
 
-@_kernels._jit
+@jit
 def _gradient(g: Any, p: Any, maximize: bool, decay_on: bool, weight_decay: Any) -> Any:
     """The gradient as torch's step uses it: negated (``maximize``), then weight decay."""
     if maximize:
@@ -103,12 +106,6 @@ def _gradient(g: Any, p: Any, maximize: bool, decay_on: bool, weight_decay: Any)
     if decay_on:
         g = _fma(p, weight_decay, g)
     return g
-
-
-@_kernels._jit
-def _column(addresses: Any, t: int, k: int, first: int, size: int, kind: Any, count: int) -> Any:
-    """Column ``k`` of tensor ``t``'s row of addresses, from element ``first``, as an array."""
-    return _kernels._carray(_kernels._pointer(addresses[t, k] + first * size, kind), count)
 
 
 # Keys the disk cache of the kernels on this module's source (see rmsprop._kernels).
@@ -141,11 +138,11 @@ def _kernel(switches: TorchSwitches, parallel: bool, dtype: torch.dtype) -> Any:
                 t = chunks[c, 0]
                 first = chunks[c, 1]
                 count = chunks[c, 2]
-                p = _column(addresses, t, 0, first, size, kind, count)
-                g = _column(addresses, t, 1, first, size, kind, count)
-                v = _column(addresses, t, 2, first, size, kind, count)
-                b = _column(addresses, t, 3, first, size, kind, count)
-                a = _column(addresses, t, 4, first, size, kind, count)
+                p = column(addresses, t, 0, first, size, kind, count)
+                g = column(addresses, t, 1, first, size, kind, count)
+                v = column(addresses, t, 2, first, size, kind, count)
+                b = column(addresses, t, 3, first, size, kind, count)
+                a = column(addresses, t, 4, first, size, kind, count)
                 # Indexed from 0 (the chunk's own arrays): LLVM vectorizes these loops.
                 n[0] = count
                 for i in range(count):
@@ -193,15 +190,21 @@ class Launch:
 
     ``members`` are (param, grad, [square_avg, momentum_buffer, grad_avg]): CPU tensors of
     one dtype of :data:`DTYPES`, each laid out like its gradient and state (checked by
-    the caller, which also advances the step counters).
+    the caller, which also advances the step counters). Torch's order computes in the
+    storage dtype: ``float32_arithmetic`` does not apply to it.
     """
 
-    def __init__(self, members: list[Member], hp: Hyperparameters) -> None:
-        members = [m for m in members if m[0].numel()]
-        self.dtype = members[0][0].dtype if members else torch.float32
+    def __init__(
+        self, members: Sequence[Member], hp: Hyperparameters, *, float32_arithmetic: bool = False
+    ) -> None:
+        if float32_arithmetic:
+            raise ValueError("torch's order computes in the storage dtype: no float32_arithmetic")
+        self._keep = [i for i, (p, _, _) in enumerate(members) if p.numel()]
+        self.dtype = members[self._keep[0]][0].dtype if self._keep else torch.float32
         self.switches = TorchSwitches.of(hp)
         rows = []
-        for p, _, (v, b, a) in members:
+        for i in self._keep:
+            p, _, (v, b, a) = members[i]
             base = p.data_ptr()
             rows.append(
                 (
@@ -211,27 +214,24 @@ class Launch:
                 )
             )  # fmt: skip
         self._addresses = np.array(rows, dtype=np.int64).reshape(-1, 5)
-        self._sizes = np.array([p.numel() for p, _, _ in members], dtype=np.int64)
-        self._chunks, self._parts = _kernels.work_table(self._sizes, CHUNK)
+        self._sizes = np.array([members[i][0].numel() for i in self._keep], dtype=np.int64)
+        self._chunks, self._parts = work_table(self._sizes, CHUNK)
         self.elements = int(self._sizes.sum())
 
     def __call__(
-        self, grads: list[torch.Tensor], hp: Hyperparameters, correction: float = 1.0
+        self, grads: Sequence[torch.Tensor], hp: Hyperparameters, correction: float = 1.0
     ) -> None:
         """One step with ``grads`` (one per member given, empty ones included)."""
         if not self.elements:
             return
         assert VML_SQRT is not None  # matches() said so
-        self._addresses[:, 1] = [g.data_ptr() for g in grads if g.numel()]
+        self._addresses[:, 1] = [grads[i].data_ptr() for i in self._keep]
         switches, dtype = self.switches, self.dtype
         args = (
             self._addresses, self._sizes, self._chunks, self._parts, _scalars(hp, dtype),
             VML_SQRT[dtype],
         )  # fmt: skip
-        if self.elements >= _kernels.PARALLEL_MIN and _kernels._parallel:
-            _kernels._launch(lambda on: _kernel(switches, on, dtype), *args)
-        else:
-            _kernel(switches, False, dtype)(*args)
+        launch(lambda on: _kernel(switches, on, dtype), self.elements, *args)
 
 
 def update(members: list[Member], hp: Hyperparameters) -> None:
@@ -239,10 +239,10 @@ def update(members: list[Member], hp: Hyperparameters) -> None:
     Launch(members, hp)([g for _, g, _ in members], hp)
 
 
-def matches(hp: Hyperparameters, dtype: torch.dtype) -> bool:
+def matches(hp: Hyperparameters, dtype: torch.dtype, device: torch.device | None = None) -> bool:
     """Whether this kernel reproduces this process's ``torch.optim.RMSprop`` (its CPU
-    for-loop) for ``hp``'s option combination and ``dtype``: measured once, over sizes
-    that end chunks and thread splits everywhere (see rmsprop._torch_probe)."""
+    for-loop) for ``hp``'s option combination and ``dtype`` on the CPU: measured once,
+    over sizes that end chunks and thread splits everywhere (see rmsprop._torch_probe)."""
     if VML_SQRT is None or dtype not in DTYPES:
         return False
     sizes = (1, 7, 33, 1027, CHUNK + 17, 3 * CHUNK + 1)

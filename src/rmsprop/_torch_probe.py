@@ -15,14 +15,12 @@ This module imports torch.
 import importlib
 import threading
 from collections.abc import Callable, Hashable
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import torch
 
+from rmsprop._kinds import Member
 from rmsprop._options import Hyperparameters
-
-#: (param, grad, [square_avg, momentum_buffer, grad_avg]) as the kernels take them.
-Member = tuple[torch.Tensor, torch.Tensor, list[Any]]
 
 
 class TorchSwitches(NamedTuple):

@@ -43,6 +43,7 @@ import triton.language as tl
 from triton.compiler import CompiledKernel
 
 from rmsprop import _torch_probe
+from rmsprop._kinds import Member, dtype_name, float32_work
 from rmsprop._options import Hyperparameters
 
 #: The CRC-32 of ``_rule.py`` that :func:`_rule` was last checked against.
@@ -326,11 +327,6 @@ def _family_kernel(  # type: ignore[no-untyped-def]
             )  # fmt: skip
 
 
-#: One parameter as the kernel sees it: real views of the parameter, its gradient,
-#: and its square average, momentum buffer and gradient average (None when unused).
-Member = tuple[torch.Tensor, torch.Tensor, Sequence[torch.Tensor | None]]
-
-
 _KEPT: Final = 16
 _launches: "collections.OrderedDict[tuple[Any, ...], Launch]" = collections.OrderedDict()
 _hyper_cache: "collections.OrderedDict[tuple[Any, ...], torch.Tensor]" = collections.OrderedDict()
@@ -359,11 +355,11 @@ def _options(hp: Hyperparameters) -> tuple[bool, ...]:
 class Launch:
     """One launch of the kernel over fixed tensors, whose gradients may move between calls.
 
-    Built once for a list of members of at least one element (the parameters,
-    their state buffers and, for dtype and layout, one gradient each); called
-    with the gradients of the moment and the hyperparameters, whose options must
-    be those it was built for. The size and chunk tables go to the device once;
-    the address table again only when a gradient's address changes.
+    Built once for a list of members (the parameters, their state buffers and, for
+    dtype and layout, one gradient each; members without elements are left out of
+    the tables); called with one gradient per member and the hyperparameters,
+    whose options must be those it was built for. The size and chunk tables go to
+    the device once; the address table again only when a gradient's address changes.
     """
 
     def __init__(
@@ -378,18 +374,20 @@ class Launch:
         block: int = BLOCK,
         warps: int = WARPS,
     ) -> None:
-        p, g, buffers = members[0]
-        state_dtype = next(b.dtype for b in buffers if b is not None)
+        self._keep = [i for i, (p, _, _) in enumerate(members) if p.numel()]
+        p, g, buffers = members[self._keep[0] if self._keep else 0]
+        state_dtype = buffers[0].dtype
         self.device = p.device
         self._switches = _options(hp)
         self._rows: list[int] = []  # per member: p, g (0 until called), v, b, a
         sizes: list[int] = []
-        for p, _, (v, b, a) in members:
+        for i in self._keep:
+            p, _, (v, b, a) = members[i]
             base = p.data_ptr()
             self._rows += (
                 base,
                 0,
-                v.data_ptr(),  # type: ignore[union-attr]
+                v.data_ptr(),
                 base if b is None else b.data_ptr(),
                 base if a is None else a.data_ptr(),
             )
@@ -403,8 +401,8 @@ class Launch:
         static = _upload(torch.cat([torch.tensor(sizes, dtype=torch.int64), chunks]), self.device)
         self._sizes, self._chunks = static[: len(sizes)], static[len(sizes) :]
         self.grid = (owner.numel(), 1, 1)
-        # float32 arithmetic where every value fits a float32 exactly: 16-bit storage too.
-        float32 = float32_arithmetic and torch.float64 not in (p.dtype, g.dtype, state_dtype)
+        names = (dtype_name(p.dtype), dtype_name(g.dtype), dtype_name(state_dtype))
+        float32 = float32_work(names, float32_arithmetic)
         if order == FAMILY:
             work = tl.float32 if float32 else tl.float64
         else:  # torch's order computes in the storage dtype (one of TORCH_ORDER_DTYPES)
@@ -423,7 +421,9 @@ class Launch:
     ) -> None:
         """One step: ``grads[i]`` is the gradient of member i, of the dtype and layout built
         for; ``correction`` the bias correction (see :meth:`Hyperparameters.correction`)."""
-        pointers = tuple(g.data_ptr() for g in grads)
+        if not self._keep:
+            return
+        pointers = tuple(grads[i].data_ptr() for i in self._keep)
         found = self._addresses.get(pointers)
         if found is None:
             rows = list(self._rows)
@@ -499,7 +499,7 @@ def update(
     :data:`FAMILY`; torch's order takes members of one dtype of TORCH_ORDER_DTYPES).
 
     Every member holds tensors of the parameter's shape, dense and of one layout
-    (the caller checks: ``rmsprop.torch._triton_can_update``), and shares the first
+    (the caller checks: ``rmsprop.torch._backends.kernel_can_update``), and shares the first
     one's device and dtypes (parameter, gradient, state); buffers that the options
     use are given. ``chunk`` and ``block`` (powers of two, ``block`` dividing
     ``chunk``) and ``warps`` set the work of one program; tests under Triton's
@@ -562,7 +562,7 @@ def matches_torch(hp: Hyperparameters, dtype: torch.dtype, device: torch.device)
     if dtype not in TORCH_ORDER_DTYPES:
         return False
 
-    def run(members: list[_torch_probe.Member], hp: Hyperparameters) -> None:
+    def run(members: list[Member], hp: Hyperparameters) -> None:
         update(members, hp, order=TORCH)
 
     key = ("triton", str(device), _torch_probe.TorchSwitches.of(hp), dtype)

@@ -1,0 +1,59 @@
+"""Storage kinds and work precision: the one table every kernel and front end reads.
+
+A fused kernel reads and writes values of a few *storage kinds*; a front end names
+its arrays' dtypes (NumPy's ``np.dtype`` or torch's ``torch.dtype``) and asks here
+for their kinds and for the precision a step computes in. This module is a leaf:
+it imports NumPy only, so that kernels and front ends alike can import it.
+
+The kinds: ``"float32"`` and ``"float64"`` as they are; ``"bfloat16"`` (the upper half
+of a float32) and the two float16 kinds, which the Numba kernel reads and writes as
+16-bit integers. A float64 value is written to ``"float16"`` rounded once, as NumPy's
+``astype`` rounds, and to ``"float16 via float32"`` and ``"bfloat16"`` through float32,
+as torch's ``copy_`` rounds.
+"""
+
+from collections.abc import Iterable, Sequence
+from typing import Any, Final
+
+import numpy as np
+
+#: One parameter as every kernel's ``Launch`` takes it: (param, grad, [square_avg,
+#: momentum_buffer, grad_avg]), NumPy arrays or torch tensors, None for unused buffers.
+Member = tuple[Any, Any, Sequence[Any]]
+#: Every storage kind of the Numba group kernel.
+KINDS: Final = ("float32", "float64", "bfloat16", "float16", "float16 via float32")
+#: The storage kind of each NumPy dtype the kernels take.
+NUMPY_KINDS: Final = {
+    np.dtype(np.float16): "float16",
+    np.dtype(np.float32): "float32",
+    np.dtype(np.float64): "float64",
+}
+#: The storage kind of each torch dtype the kernels take, by ``str(dtype)``.
+TORCH_KINDS: Final = {
+    "torch.float16": "float16 via float32",
+    "torch.bfloat16": "bfloat16",
+    "torch.float32": "float32",
+    "torch.float64": "float64",
+}
+#: Kinds and dtype names whose values a float32 holds exactly.
+_FLOAT32_EXACT: Final = frozenset({"float16", "float16 via float32", "bfloat16", "float32"})
+
+
+def dtype_name(dtype: Any) -> str:
+    """A NumPy or torch dtype's name without its module: ``"float32"``, ``"bfloat16"``."""
+    return str(dtype).removeprefix("torch.")
+
+
+def storage_kind(dtype: Any) -> str | None:
+    """The kernels' storage kind of a NumPy or torch dtype, or None where they have none."""
+    kind = NUMPY_KINDS.get(dtype) if isinstance(dtype, np.dtype) else None
+    return kind if kind is not None else TORCH_KINDS.get(str(dtype))
+
+
+def float32_work(names: Iterable[str], float32_arithmetic: bool) -> bool:
+    """Whether a step over values of these kinds or dtype names computes in float32.
+
+    Every path computes in float64 (or wider) and rounds once into the outputs; with
+    ``float32_arithmetic``, in float32 where every value is float32 or narrower.
+    """
+    return float32_arithmetic and all(name in _FLOAT32_EXACT for name in names)

@@ -1,0 +1,270 @@
+"""What makes the torch optimizers interchangeable with ``torch.optim.RMSprop``.
+
+Its arguments and their checks in its own words, its group keys, the rule it computes
+(:data:`TORCH_RULE`), its functional form, and checkpoints in both directions: the
+options a group holds, the state a checkpoint carries, read back as PyTorch reads them.
+"""
+
+import functools
+import importlib
+from typing import Any, Final, cast
+
+import torch
+
+from rmsprop._options import OPTION_NAMES, Hyperparameters
+
+#: Per-parameter state, named as torch.optim.RMSprop names it (rmsprop.RMSProp's BUFFERS).
+STATE_KEYS: Final = ("square_avg", "momentum_buffer", "grad_avg")
+#: torch.optim.RMSprop's group keys that are not options here.
+TORCH_ONLY_KEYS: Final = ("alpha", "foreach", "capturable", "differentiable", "fused")
+#: torch.optim.RMSprop's flags that choose how, not what, it computes.
+TORCH_FLAGS: Final = ("capturable", "foreach", "differentiable")
+#: The options that make this optimizer compute what torch.optim.RMSprop computes.
+TORCH_RULE: Final = {
+    "eps_in_sqrt": False,
+    "initial_cache": 0.0,
+    "lr_in_momentum": False,
+    "nesterov": False,
+    "decoupled_weight_decay": False,
+    "bias_correction": False,
+}
+#: The values of the ``rounding`` option.
+ROUNDINGS: Final = ("once", "pytorch")
+#: How torch.optim.RMSprop names its arguments in its errors, in the order it checks them.
+TORCH_WORDS: Final = {
+    "lr": "learning rate",
+    "eps": "epsilon value",
+    "momentum": "momentum value",
+    "weight_decay": "weight_decay value",
+    "alpha": "alpha value",
+}
+#: Options a checkpoint may lack (written before they existed): their defaults.
+OPTION_DEFAULTS: Final = {
+    name: field.default
+    for name, field in Hyperparameters.__dataclass_fields__.items()
+    if name != "lr"
+}
+#: torch.optim.RMSprop's functional form (torch.optim hides its module's name).
+TORCH_FUNCTIONAL: Final = importlib.import_module("torch.optim.rmsprop").rmsprop
+
+
+def check_torch_flags(flags: dict[str, Any]) -> None:
+    """Check the ``torch.optim.RMSprop`` flags of a group, as PyTorch types them."""
+    for name in ("capturable", "differentiable"):
+        if not isinstance(flags.get(name, False), bool):
+            raise TypeError(f"{name} must be True or False, got {flags[name]!r}")
+    if flags.get("foreach") not in (None, True, False):
+        raise TypeError(f"foreach must be True, False or None, got {flags['foreach']!r}")
+
+
+def check_torch_arguments(**values: Any) -> None:
+    """``torch.optim.RMSprop``'s own checks, in its words, before the family's checks."""
+    lr = values["lr"]
+    if isinstance(lr, torch.Tensor) and lr.numel() != 1:
+        raise ValueError("Tensor lr must be 1-element")
+    for name, text in TORCH_WORDS.items():
+        if not values[name] >= 0.0:  # NaN fails, as in PyTorch
+            raise ValueError(f"Invalid {text}: {values[name]}")
+
+
+def scalar(value: object) -> object:
+    """A one-element tensor (PyTorch allows a tensor ``lr``) as a Python number.
+
+    A tensor of another size is a ``ValueError``, as in ``torch.optim``.
+    """
+    if isinstance(value, torch.Tensor):
+        if value.numel() != 1:
+            raise ValueError(
+                f"a tensor option must have one element, got shape {tuple(value.shape)}"
+            )
+        return value.item()
+    return value
+
+
+def group_hyperparameters(group: dict[str, Any]) -> Hyperparameters:
+    """A group's options; a group of rmsprop.torch.RMSprop names ``beta`` ``alpha``."""
+    options: dict[str, Any] = {
+        name: scalar(group[name] if name != "beta" or "beta" in group else group["alpha"])
+        for name in OPTION_NAMES
+    }
+    return Hyperparameters(**options)
+
+
+def check_rounding(group: dict[str, Any], hp: Hyperparameters) -> bool:
+    """Check a group's ``rounding``; whether it asks for PyTorch's own rounding."""
+    rounding = group["rounding"]
+    if rounding not in ROUNDINGS:
+        raise ValueError(f"rounding must be one of {ROUNDINGS}, got {rounding!r}")
+    if rounding == "once":
+        return False
+    if not all(getattr(hp, name) == value for name, value in TORCH_RULE.items()):
+        raise ValueError(
+            "rounding='pytorch' computes torch.optim.RMSprop's rule: it needs "
+            + ", ".join(f"{name}={value!r}" for name, value in TORCH_RULE.items())
+        )
+    if group["state_dtype"] is not None or group["float32_arithmetic"]:
+        raise ValueError(
+            "rounding='pytorch' keeps the state in the parameters' dtype and computes as "
+            "torch does: state_dtype and float32_arithmetic do not apply"
+        )
+    return True
+
+
+def check_group(group: dict[str, Any]) -> None:
+    """Check a new group's options and parameters (``TypeError``/``ValueError``)."""
+    check_rounding(group, group_hyperparameters(group))
+    dtype = group["state_dtype"]
+    if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+        raise TypeError(f"state_dtype must be a floating torch.dtype or None, got {dtype!r}")
+    if not isinstance(group["float32_arithmetic"], bool):
+        raise TypeError(
+            f"float32_arithmetic must be True or False, got {group['float32_arithmetic']!r}"
+        )
+    for p in group["params"]:
+        if not (p.is_floating_point() or p.is_complex()):
+            raise TypeError(f"parameters must be floating point or complex, got {p.dtype}")
+
+
+def state_dtype(p: torch.Tensor, dtype: torch.dtype | None) -> torch.dtype:
+    """The dtype of ``p``'s state buffers: the group's ``state_dtype``, or ``p``'s own."""
+    if dtype is None:
+        return p.dtype
+    if p.is_complex():  # complex parameters keep complex state of that precision
+        return torch.complex128 if dtype == torch.float64 else torch.complex64
+    return dtype
+
+
+def check_state_shapes(p: torch.Tensor, state: dict[str, Any]) -> None:
+    """Raise ``RuntimeError`` (as torch.optim.RMSprop's operations would) if a buffer of
+    ``p``'s state has another shape or device than ``p``, or no floating dtype: the
+    kernels trust the sizes they get, and a late failure would leave a step half done."""
+    for key in STATE_KEYS:
+        buffer = state.get(key)
+        if buffer is None:
+            continue
+        if buffer.shape != p.shape:
+            raise RuntimeError(
+                f"the {key} of a parameter of shape {tuple(p.shape)} has shape "
+                f"{tuple(buffer.shape)}; nothing was updated"
+            )
+        if buffer.device != p.device:
+            raise RuntimeError(
+                f"the {key} of a parameter on {p.device} is on {buffer.device}; nothing was updated"
+            )
+        if not (buffer.is_floating_point() or buffer.is_complex()):
+            raise RuntimeError(
+                f"the {key} of a parameter has dtype {buffer.dtype}; nothing was updated"
+            )
+
+
+@functools.cache
+def _capturable_devices() -> list[str]:
+    """The device types whose parameters PyTorch's capturable optimizers accept."""
+    optimizer = importlib.import_module("torch.optim.optimizer")
+    supported = getattr(optimizer, "_get_capturable_supported_devices", None)
+    return ["cuda"] if supported is None else list(supported())
+
+
+def check_capturable(params: list[torch.Tensor], states: list[dict[str, Any]]) -> None:
+    """A capturable group's parameters are on a device that CUDA graphs capture; its step
+    counters join them there (a checkpoint loads them on the CPU), as in PyTorch."""
+    devices = _capturable_devices()
+    for p in params:
+        if p.device.type not in devices:
+            raise RuntimeError(
+                f"capturable=True needs parameters on one of {devices}, got one on {p.device}"
+            )
+    for p, state in zip(params, states, strict=True):
+        if state["step"].device != p.device:
+            state["step"] = state["step"].to(p.device)
+
+
+def torch_functional(
+    hp: Hyperparameters, group: dict[str, Any], rest: list[tuple[torch.Tensor, dict[str, Any]]]
+) -> None:
+    """PyTorch's own functional RMSprop over ``rest`` (parameter, state), with the group's
+    flags: torch.optim.RMSprop's numbers, by torch.optim.RMSprop's code."""
+    with torch.set_grad_enabled(group.get("differentiable", False)):
+        TORCH_FUNCTIONAL(
+            [p for p, _ in rest],
+            [cast(torch.Tensor, p.grad) for p, _ in rest],
+            [state["square_avg"] for _, state in rest],
+            [state["grad_avg"] for _, state in rest] if hp.centered else [],
+            [state["momentum_buffer"] for _, state in rest] if hp.momentum else [],
+            [state["step"] for _, state in rest],
+            foreach=group.get("foreach"),
+            capturable=group.get("capturable", False),
+            differentiable=group.get("differentiable", False),
+            maximize=hp.maximize,
+            has_complex=any(p.is_complex() for p, _ in rest),
+            lr=hp.lr,
+            alpha=hp.beta,
+            eps=hp.eps,
+            weight_decay=hp.weight_decay,
+            momentum=hp.momentum,
+            centered=hp.centered,
+        )
+
+
+def saved_groups(state_dict: dict[str, Any], current: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A checkpoint's groups as this optimizer holds them, checked: the options of
+    ``torch.optim.RMSprop`` checkpoints (``alpha``) translated, options a checkpoint
+    lacks at their defaults, this optimizer's own settings where none was saved."""
+    groups = []
+    for saved, now in zip(state_dict["param_groups"], current, strict=False):
+        group = {k: v for k, v in saved.items() if k not in TORCH_ONLY_KEYS}
+        if "beta" not in saved and "alpha" in saved:  # torch.optim.RMSprop's checkpoint
+            group |= TORCH_RULE | {"beta": saved["alpha"]}
+        for name, default in OPTION_DEFAULTS.items():
+            group.setdefault(name, default)
+        for name in ("state_dtype", "float32_arithmetic", "rounding"):
+            group.setdefault(name, now[name])
+        groups.append(group)
+    for group in groups:
+        check_rounding(group, group_hyperparameters(group))
+    return groups
+
+
+def check_saved_state(
+    groups: list[dict[str, Any]], current: list[dict[str, Any]], state: dict[Any, Any]
+) -> None:
+    """Raise if a saved buffer does not fit its parameter; steps saved as numbers become
+    tensors. Mismatched group counts and sizes are left to the base class's error."""
+    if len(groups) != len(current) or any(
+        len(saved["params"]) != len(now["params"])
+        for saved, now in zip(groups, current, strict=True)
+    ):
+        return
+    for saved, now in zip(groups, current, strict=True):
+        for index, p in zip(saved["params"], now["params"], strict=True):
+            values = state.get(index, {})
+            for key, value in values.items():
+                if key == "step":
+                    if not isinstance(value, torch.Tensor):
+                        values[key] = torch.tensor(float(value), dtype=torch.float32)
+                    continue
+                if key not in STATE_KEYS:
+                    continue
+                if not isinstance(value, torch.Tensor):
+                    raise TypeError(
+                        f"state of parameter {index}: {key} is {type(value).__name__}, "
+                        "expected a tensor"
+                    )
+                if value.shape != p.shape:
+                    raise ValueError(
+                        f"state of parameter {index}: {key} has shape {tuple(value.shape)}, "
+                        f"the parameter has shape {tuple(p.shape)}"
+                    )
+                if not (value.is_floating_point() or value.is_complex()):
+                    raise TypeError(
+                        f"state of parameter {index}: {key} has dtype {value.dtype}, "
+                        "expected a floating-point dtype"
+                    )
+
+
+def with_torch_keys(group: dict[str, Any]) -> dict[str, Any]:
+    """A saved group with PyTorch's rule, with the keys torch.optim.RMSprop loads too."""
+    if "beta" in group and all(group[k] == v for k, v in TORCH_RULE.items()):
+        flags = {"foreach": None, "capturable": False, "differentiable": False}
+        group |= {"alpha": group["beta"], **flags, **group}
+    return group

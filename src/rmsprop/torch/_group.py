@@ -1,0 +1,136 @@
+"""One param group's step, by the route its options choose.
+
+Routes, one per group (:func:`run`): a kept :class:`~rmsprop.torch._plan.Plan`
+where one holds; else every parameter the kernel of its device takes
+(:mod:`rmsprop.torch._backends`) goes to it, one launch per (bias correction,
+device, dtypes), and the rest to the fallback: the ``torch._foreach_*`` path for
+the family rule (:mod:`rmsprop.torch._foreach`), PyTorch's own functional RMSprop
+for ``rounding="pytorch"``. Each parameter's ``step`` counter advances right after
+it is written.
+"""
+
+from typing import Any, cast
+
+import torch
+
+from rmsprop._kinds import Member, dtype_name, float32_work
+from rmsprop._options import Hyperparameters
+from rmsprop.torch import _foreach
+from rmsprop.torch._backends import Backend, KernelUnavailableError, backend, device_kind
+from rmsprop.torch._compat import STATE_KEYS, torch_functional
+from rmsprop.torch._dtensor import local
+from rmsprop.torch._foreach import PLAIN, count
+from rmsprop.torch._plan import Plan, plannable
+
+
+def plan(
+    group: dict[str, Any], params: list[torch.Tensor], hp: Hyperparameters, states: list[Any]
+) -> Plan | None:
+    """A plan for the group, where its whole step can be one kept set of launches."""
+    if not plannable(group, hp):
+        return None
+    chosen = backend(device_kind(params[0]), group["rounding"], sum(p.numel() for p in params))
+    if chosen is None:
+        return None
+    try:
+        return Plan.build(chosen, group, params, hp, states)
+    except KernelUnavailableError:
+        return None
+
+
+def run_plan(
+    kept: Plan,
+    grads: list[torch.Tensor],
+    hp: Hyperparameters,
+    group: dict[str, Any],
+    params: list[torch.Tensor],
+    state: Any,
+) -> None:
+    """A kept plan's step; parameters whose kernel turned itself off take the fallback."""
+    left = kept.run(grads, hp)
+    if left:
+        _fallback(hp, group, [params[i] for i in left], [state[params[i]] for i in left])
+
+
+def run(
+    hp: Hyperparameters, group: dict[str, Any], params: list[torch.Tensor], states: list[Any]
+) -> None:
+    """The general route: each parameter to its device's kernel where it takes it, the
+    rest to the fallback."""
+    torch_rounding = group["rounding"] == "pytorch"
+    kernels = not (group.get("differentiable", False) or group.get("capturable", False))
+    elements = sum(p.numel() for p in params)
+    backends: dict[str, Backend | None] = {}
+    fused: dict[tuple[Any, ...], tuple[Backend, list[Member], list[torch.Tensor], list[int]]] = {}
+    rest: list[int] = []
+    for i, (p, state) in enumerate(zip(params, states, strict=True)):
+        member = _member(p, state, torch_rounding)
+        kind = device_kind(member[0])
+        if kind not in backends:
+            backends[kind] = backend(kind, group["rounding"], elements) if kernels else None
+        chosen = backends[kind]
+        if chosen is None or type(member[0]) not in PLAIN or not chosen.takes(*member, hp):
+            rest.append(i)
+            continue
+        q, g, buffers = member
+        key = (_correction(hp, state), q.device, q.dtype, g.dtype, buffers[0].dtype)
+        _, members, steps, indices = fused.setdefault(key, (chosen, [], [], []))
+        members.append(member)
+        steps.append(state["step"])
+        indices.append(i)
+    for (correction, *_), (chosen, members, steps, indices) in fused.items():
+        try:
+            launch = chosen.launch(members, hp, group["float32_arithmetic"])
+            launch([g for _, g, _ in members], hp, correction)
+        except KernelUnavailableError:
+            rest += indices
+            continue
+        count(steps)
+    if rest:
+        _fallback(hp, group, [params[i] for i in rest], [states[i] for i in rest])
+
+
+def _member(p: torch.Tensor, state: dict[str, Any], torch_rounding: bool) -> Member:
+    """A parameter as the kernels take it: for the family rule, complex tensors as real
+    views and DTensors laid out alike as their local shards; for torch's order, as is
+    (its fallback, PyTorch's functional, takes what the kernels do not)."""
+    g = cast(torch.Tensor, p.grad)
+    buffers = [state.get(key) for key in STATE_KEYS]
+    if torch_rounding:
+        return p, g, buffers
+    if p.is_complex():
+        p, g = torch.view_as_real(p), torch.view_as_real(g)
+        buffers = [None if b is None else torch.view_as_real(b) for b in buffers]
+    return local(p, g, buffers) if type(p) not in PLAIN else (p, g, buffers)
+
+
+def _correction(hp: Hyperparameters, state: dict[str, Any]) -> float:
+    """The bias correction of this parameter's next step (each its own count, as torch's
+    Adam): read on the host."""
+    return hp.correction(int(state["step"]) + 1) if hp.bias_correction else 1.0
+
+
+def _fallback(
+    hp: Hyperparameters, group: dict[str, Any], params: list[torch.Tensor], states: list[Any]
+) -> None:
+    """What no kernel takes: PyTorch's functional for torch's rounding, else the foreach
+    path, one series per (bias correction, device, tensor type, precision, dtypes)."""
+    if group["rounding"] == "pytorch":
+        torch_functional(hp, group, list(zip(params, states, strict=True)))
+        return
+    series: dict[tuple[Any, ...], tuple[list[Member], list[torch.Tensor]]] = {}
+    for p, state in zip(params, states, strict=True):
+        member = _member(p, state, False)
+        q, g, buffers = member
+        dtypes = (q.dtype, g.dtype, *(b.dtype for b in buffers if b is not None))
+        narrow = q.device.type == "mps" or float32_work(
+            map(dtype_name, dtypes), group["float32_arithmetic"]
+        )
+        key = (_correction(hp, state), q.device, type(q), narrow, dtypes)
+        members, steps = series.setdefault(key, ([], []))
+        members.append(member)
+        steps.append(state["step"])
+    for (correction, _, _, narrow, _), (members, steps) in series.items():
+        work = torch.float32 if narrow else torch.float64
+        _foreach.foreach_update(members, hp, work, correction)
+        count(steps)

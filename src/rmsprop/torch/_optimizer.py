@@ -1,0 +1,333 @@
+"""The two public classes: ``RMSProp`` (the family) and ``RMSprop`` (``torch.optim.RMSprop``'s
+signature). Their ``step`` checks every group, then runs each group's route
+(:mod:`rmsprop.torch._group`); checkpoints and arguments follow
+:mod:`rmsprop.torch._compat`.
+"""
+
+import functools
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar, Unpack, cast
+
+import torch
+from torch.optim import Optimizer
+
+from rmsprop._options import FamilyOptions, Hyperparameters
+from rmsprop.torch import _compat, _group
+from rmsprop.torch._compat import STATE_KEYS, TORCH_FLAGS
+from rmsprop.torch._plan import Plan
+
+Function = TypeVar("Function", bound=Callable[..., Any])
+
+
+def _opaque_to_dynamo(function: Function) -> Function:
+    """``torch.compiler.disable``, typed: torch.compile runs ``function`` as eager code.
+
+    Dynamo cannot trace Numba's dispatcher nor Triton launches made from Python, and
+    the kernels are the step's fast path: a compiled step runs them as eager code
+    does (see the docs).
+    """
+    return cast(Function, torch.compiler.disable(function))  # type: ignore[no-untyped-call]
+
+
+class RMSProp(Optimizer):
+    """The RMSProp family for PyTorch: a drop-in ``torch.optim.Optimizer``.
+
+    The update is :func:`rmsprop.step`'s rule extended by the options of
+    :class:`rmsprop.Hyperparameters`; ``preset`` starts from the options that
+    reproduce a framework (see :data:`rmsprop.PRESETS`), explicit options
+    override it, and param groups may set any option of their own. Values
+    are computed in float64 (float32 on devices without float64) and
+    rounded once into the parameters and the state: by a fused kernel for dense
+    float32, float64, bfloat16 and float16 tensors (Numba on the CPU, Triton on
+    CUDA; one launch per group of options, device and dtypes), and by
+    ``torch._foreach_*`` operations on bounded slices elsewhere (other devices,
+    views with gaps, CUDA without Triton). DTensors laid out alike are updated
+    shard by shard.
+
+    ``RMSProp(params, preset="pytorch", lr=lr, beta=a, ...)`` is
+    ``torch.optim.RMSprop(params, lr, alpha=a, ...)``'s rule, rounded once in
+    float64 (within an ulp a step of PyTorch's float32 numbers); with
+    ``rounding="pytorch"``, or as :class:`RMSprop`, PyTorch's numbers bit for
+    bit. With the options PyTorch has, ``state_dict()`` uses its names
+    (``step``, ``square_avg``, ``momentum_buffer``, ``grad_avg``, ``alpha``)
+    and checkpoints load into either optimizer.
+
+    Differences from ``torch.optim.RMSprop`` with ``rounding="once"``: the
+    centered variance is clamped at 0 (PyTorch can take the root of a slightly
+    negative number and produce NaN). Sparse gradients are rejected with a
+    ``RuntimeError`` as in PyTorch. PyTorch's ``foreach``, ``capturable`` and
+    ``differentiable`` are arguments of :class:`RMSprop`, not options here.
+
+    Args:
+        params: tensors or param-group dicts, as for any optimizer.
+        lr: learning rate (required unless the preset has one).
+        preset: ``"pytorch"``, ``"tensorflow"``, ``"keras"``, ``"optax"``,
+            ``"timm"``, or None for the seed's rule.
+        state_dtype: dtype of the state (default: each parameter's dtype),
+            e.g. ``torch.float32`` for float16/bfloat16 parameters.
+        float32_arithmetic: compute float32, bfloat16 and float16 data in
+            float32 rather than float64: faster where the step is compute-bound,
+            but no longer the float64 evaluation rounded once (a few float32 ulp
+            apart).
+        rounding: ``"once"`` (default): the float64 evaluation rounded once;
+            ``"pytorch"``: what ``torch.optim.RMSprop`` computes, bit for bit
+            (its centered variance unclamped): dense float32 and float64 CPU
+            tensors by :mod:`rmsprop._torch_kernel` where its first-use check
+            confirms that it reproduces this torch, everything else by PyTorch's
+            own functional RMSProp. Needs PyTorch's rule (the ``"pytorch"``
+            preset's options) and the state in the parameters' dtype.
+        **options: ``beta``, ``eps``, ``momentum``, ``centered``, ... as in
+            :class:`rmsprop.Hyperparameters`.
+
+    Example:
+        >>> import torch, rmsprop.torch
+        >>> w = torch.nn.Parameter(torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64))
+        >>> opt = rmsprop.torch.RMSProp([w], lr=0.01, beta=0.9)
+        >>> w.grad = torch.tensor([0.1, 0.2, 0.3], dtype=torch.float64)
+        >>> opt.step()
+        >>> w.detach().numpy().round(6)
+        array([0.968377, 1.968377, 2.968377])
+    """
+
+    def __init__(
+        self,
+        params: Iterable[torch.Tensor] | Iterable[dict[str, Any]],
+        lr: float | None = None,
+        *,
+        preset: str | None = None,
+        state_dtype: torch.dtype | None = None,
+        float32_arithmetic: bool = False,
+        rounding: str = "once",
+        **options: Unpack[FamilyOptions],
+    ) -> None:
+        given: dict[str, Any] = dict(options)
+        if preset == "pytorch" and "alpha" in given:  # torch.optim.RMSprop's name for beta
+            if "beta" in given:
+                raise TypeError("give beta or alpha (PyTorch's name for it), not both")
+            given["beta"] = given.pop("alpha")
+        if lr is not None:
+            given["lr"] = _compat.scalar(lr)
+        hp = Hyperparameters.from_preset(preset, **given)
+        defaults = {
+            **hp.as_dict(),
+            "state_dtype": state_dtype,
+            "float32_arithmetic": float32_arithmetic,
+            "rounding": rounding,
+        }
+        self._plans: dict[int, Plan] = {}  # by group index: see rmsprop.torch._plan
+        Optimizer.__init__(self, params, defaults)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Copies (``copy.deepcopy``, ``pickle``, ``torch.save``) keep what torch keeps
+        (defaults, state, param groups); the kept launches are rebuilt at the next step."""
+        super().__setstate__(state)
+        self._plans = {}
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """Add a group; its options are checked now (and again at each step)."""
+        super().add_param_group(param_group)
+        try:
+            _compat.check_group(self.param_groups[-1])
+        except (TypeError, ValueError):
+            self.param_groups.pop()
+            raise
+
+    @_opaque_to_dynamo
+    @torch.no_grad()
+    def step(self, closure: Callable[[], float] | None = None) -> float | None:  # type: ignore[override]
+        """One step over every parameter that has a gradient; returns ``closure()``'s loss.
+
+        Everything that can be checked is checked for every group before the first
+        write: options, sparse gradients, the shapes of the state. The groups are
+        then written one by one (kernel launches, or ``torch._foreach_*`` series),
+        and each parameter's ``step`` counter advances right after it is written.
+        An error after that point (in practice, running out of memory in the
+        foreach path, which works slice by slice) leaves the groups written before
+        it updated and counted, the group being written partly updated and not
+        counted, and the others untouched.
+        """
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        steps = [self._prepare(index, group) for index, group in enumerate(self.param_groups)]
+        for run in steps:
+            run()
+        return loss
+
+    def _prepare(self, index: int, group: dict[str, Any]) -> Callable[[], None]:
+        """Check a group and create its missing state; its step, ready to run."""
+        hp = _compat.group_hyperparameters(group)
+        torch_rounding = _compat.check_rounding(group, hp)
+        params = [p for p in group["params"] if p.grad is not None]
+        if any(cast(torch.Tensor, p.grad).is_sparse for p in params):
+            raise RuntimeError("rmsprop.torch.RMSProp does not support sparse gradients")
+        if not params:
+            return _nothing
+        kept = self._plans.get(index)
+        grads = None if kept is None else kept.gradients(group, params, hp, self.state)
+        if kept is None or grads is None:
+            dtype = None if torch_rounding else group["state_dtype"]
+            states = [self._state_for(p, hp, dtype) for p in params]
+            for p, state in zip(params, states, strict=True):
+                _compat.check_state_shapes(p, state)
+            if torch_rounding and group.get("capturable", False):
+                _compat.check_capturable(params, states)
+            kept = _group.plan(group, params, hp, states)
+            if kept is None:
+                self._plans.pop(index, None)
+                return functools.partial(_group.run, hp, group, params, states)
+            self._plans[index] = kept
+            grads = [cast(torch.Tensor, p.grad) for p in params]
+        return functools.partial(_group.run_plan, kept, grads, hp, group, params, self.state)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The optimizer's state; groups with PyTorch's rule also carry its key ``alpha``."""
+        state_dict = super().state_dict()
+        state_dict["param_groups"] = [
+            _compat.with_torch_keys(g) for g in state_dict["param_groups"]
+        ]
+        return state_dict
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Load a checkpoint of this optimizer or of ``torch.optim.RMSprop``.
+
+        Everything is checked before anything changes: the options of every group,
+        and the shape of every state buffer against its parameter. Options that a
+        checkpoint lacks (written before they existed, e.g. ``maximize`` by torch
+        before 1.13) take their defaults, and a ``step`` saved as a number (older
+        torch) becomes a tensor, as ``torch.optim.RMSprop`` loads them.
+        """
+        groups = _compat.saved_groups(state_dict, self.param_groups)
+        state = {  # entries that are not a parameter's dict pass through, as in PyTorch
+            index: dict(values) if isinstance(values, dict) else values
+            for index, values in state_dict["state"].items()
+        }
+        _compat.check_saved_state(groups, self.param_groups, state)
+        self._plans.clear()
+        super().load_state_dict({**state_dict, "param_groups": groups, "state": state})
+        # The base class casts floating state to each parameter's dtype: keep the
+        # state_dtype of groups that have one, from the checkpoint's own values.
+        saved_state = state_dict["state"]
+        for group, saved_group in zip(self.param_groups, groups, strict=True):
+            if group["state_dtype"] is None:
+                continue
+            for p, index in zip(group["params"], saved_group["params"], strict=True):
+                for key, value in saved_state.get(index, {}).items():
+                    if key in STATE_KEYS:
+                        dtype = _compat.state_dtype(p, group["state_dtype"])
+                        self.state[p][key] = value.to(p.device, dtype)
+
+    def _state_for(
+        self, p: torch.Tensor, hp: Hyperparameters, state_dtype: torch.dtype | None
+    ) -> dict[str, Any]:
+        """The state of ``p``, with every buffer that the options in force use."""
+        state = self.state[p]
+        if (
+            state
+            and (not hp.momentum or "momentum_buffer" in state)
+            and (not hp.centered or "grad_avg" in state)
+        ):
+            return cast(dict[str, Any], state)  # every step but the first
+        dtype = _compat.state_dtype(p, state_dtype)
+        if not state:
+            # On the GPU the counters stay there (as with torch's fused and capturable
+            # optimizers): one launch steps them all, where CPU counters cost a
+            # dispatch each.
+            where = p.device if p.is_cuda else None
+            state["step"] = torch.tensor(0.0, dtype=torch.float32, device=where)
+            state["square_avg"] = _filled(p, dtype, hp.initial_cache)
+        if hp.momentum and "momentum_buffer" not in state:
+            state["momentum_buffer"] = _filled(p, dtype, 0.0)
+        if hp.centered and "grad_avg" not in state:
+            state["grad_avg"] = _filled(p, dtype, 0.0)
+        return cast(dict[str, Any], state)
+
+
+class RMSprop(RMSProp):
+    """``torch.optim.RMSprop``'s signature, defaults, group keys and checkpoints.
+
+    ``rmsprop.torch.RMSprop(params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0,
+    momentum=0, centered=False, capturable=False, foreach=None, maximize=False,
+    differentiable=False)`` takes PyTorch's arguments, positionally too, and
+    computes :class:`RMSProp`'s ``preset="pytorch"`` with ``rounding="pytorch"``:
+    ``torch.optim.RMSprop``'s numbers bit for bit, in every dtype and on every
+    device (``foreach`` chooses PyTorch's implementation, as there).
+    Configuration files and factories written for ``torch.optim.RMSprop`` work
+    unchanged. Its param groups hold PyTorch's keys
+    (``alpha``, not ``beta``; ``foreach``, ``capturable``, ``differentiable``), and
+    its checkpoints load into ``torch.optim.RMSprop`` and back.
+
+    ``capturable=True`` and ``differentiable=True`` groups are stepped by PyTorch's
+    own functional RMSprop with those flags (CUDA graphs capture it; autograd
+    records it), so they behave exactly as in ``torch.optim.RMSprop``; a capturable
+    group's parameters must be on a device that CUDA graphs capture.
+
+    Example:
+        >>> import torch, rmsprop.torch
+        >>> w = torch.nn.Parameter(torch.tensor([1.0, 2.0], dtype=torch.float64))
+        >>> opt = rmsprop.torch.RMSprop([w], 0.01, 0.9, momentum=0.9)
+        >>> sorted(k for k in opt.param_groups[0] if k in ("alpha", "beta", "foreach"))
+        ['alpha', 'foreach']
+    """
+
+    def __init__(
+        self,
+        params: Iterable[torch.Tensor] | Iterable[dict[str, Any]],
+        lr: float | torch.Tensor = 1e-2,
+        alpha: float = 0.99,
+        eps: float = 1e-8,
+        weight_decay: float = 0,
+        momentum: float = 0,
+        centered: bool = False,
+        capturable: bool = False,
+        foreach: bool | None = None,
+        maximize: bool = False,
+        differentiable: bool = False,
+    ) -> None:
+        flags = {"capturable": capturable, "foreach": foreach, "differentiable": differentiable}
+        _compat.check_torch_flags(flags)
+        _compat.check_torch_arguments(
+            lr=lr, eps=eps, momentum=momentum, weight_decay=weight_decay, alpha=alpha
+        )
+        hp = Hyperparameters.from_preset(
+            "pytorch", lr=_compat.scalar(lr), beta=alpha, eps=eps, weight_decay=weight_decay,
+            momentum=momentum, centered=centered, maximize=maximize,
+        )  # fmt: skip
+        defaults = {name: value for name, value in hp.as_dict().items() if name != "beta"}
+        defaults |= {"alpha": hp.beta, **flags, "state_dtype": None, "float32_arithmetic": False}
+        defaults["rounding"] = "pytorch"
+        self._plans = {}
+        Optimizer.__init__(self, params, defaults)
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """Add a group with PyTorch's keys (``alpha``); checked as in :class:`RMSProp`."""
+        if "beta" in param_group:
+            raise TypeError("rmsprop.torch.RMSprop's groups name beta alpha, as PyTorch does")
+        _compat.check_torch_flags(param_group)
+        super().add_param_group(param_group)
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Load a checkpoint of this optimizer, of :class:`RMSProp` with PyTorch's rule, or
+        of ``torch.optim.RMSprop``; the groups keep PyTorch's keys."""
+        flags = [
+            {k: group.get(k, self.defaults[k]) for k in TORCH_FLAGS}
+            for group in state_dict["param_groups"]
+        ]
+        for saved in flags:
+            _compat.check_torch_flags(saved)
+        super().load_state_dict(state_dict)
+        for group, saved in zip(self.param_groups, flags, strict=True):
+            group["alpha"] = group.pop("beta")
+            group.update(saved)
+
+
+def _nothing() -> None:
+    """The step of a group without gradients."""
+
+
+def _filled(p: torch.Tensor, dtype: torch.dtype, value: float) -> torch.Tensor:
+    buffer = torch.zeros_like(p, dtype=dtype, memory_format=torch.preserve_format)
+    if value:
+        (torch.view_as_real(buffer) if buffer.is_complex() else buffer).fill_(value)
+    return buffer
