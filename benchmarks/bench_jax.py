@@ -13,7 +13,7 @@ import argparse
 import functools
 import statistics
 
-from rmsprop import _bench
+from rmsprop import bench
 
 
 def main() -> None:
@@ -21,13 +21,13 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=40)
     parser.add_argument("--elements", type=int, default=10**7)
     args = parser.parse_args()
-    peers = _bench._implementations()
-    for dtype in _bench.DTYPES:
+    peers = bench.implementations()
+    for dtype in bench.DTYPES:
         factories = {
             name: functools.partial(peers[name], args.elements, dtype)
-            for name in (_bench.OURS_OPTAX, _bench.OPTAX)
+            for name in (bench.OURS_OPTAX, bench.OPTAX)
         }
-        ours, theirs = _bench.measure(factories, args.elements, dtype, args.rounds, lambda: None)
+        ours, theirs = bench.measure(factories, args.elements, dtype, args.rounds, lambda: None)
         if ours.skipped or theirs.skipped:
             print(f"{dtype}: skipped ({ours.skipped or theirs.skipped})")
             continue

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from rmsprop import Hyperparameters, _accel, _bench
+from rmsprop import Hyperparameters, _accel, bench
 
 
 def main() -> None:
@@ -35,7 +35,7 @@ def main() -> None:
     kernels = _accel.load()
     assert kernels is not None, "Numba is not installed"
     hp = Hyperparameters(lr=1e-3, beta=0.9, eps=1e-8)
-    sizes = [math.prod(s) for s in _bench.resnet50_shapes()]
+    sizes = [math.prod(s) for s in bench.resnet50_shapes()]
     total = sum(sizes)
     offsets = np.cumsum([0, *sizes])
     generator = torch.Generator().manual_seed(0)
@@ -55,7 +55,7 @@ def main() -> None:
         grads = [x.data_ptr() for x in g]
         return lambda: run(grads, hp)
 
-    roofline = _bench._roofline_kernel()
+    roofline = bench.roofline_kernel()
     steps = {
         "roofline: 5-stream loop over the flat arrays": lambda: roofline(*flat),
         "float64 arithmetic, tensors allocated one by one": launch(separate, False),

@@ -63,8 +63,8 @@ import triton.language as tl  # noqa: E402
 
 import rmsprop.torch  # noqa: E402
 from rmsprop import _accel, _triton  # noqa: E402
-from rmsprop._bench import bert_base_shapes, resnet50_shapes  # noqa: E402
 from rmsprop._options import Hyperparameters  # noqa: E402
+from rmsprop.bench import bert_base_shapes, resnet50_shapes  # noqa: E402
 
 DEVICE = torch.device(ARGS.device)
 if ON_CPU:

@@ -51,7 +51,7 @@ import torch  # noqa: E402
 
 import rmsprop.torch  # noqa: E402
 from rmsprop import Hyperparameters, _accel, _torch_probe, _triton  # noqa: E402
-from rmsprop._bench import resnet50_shapes  # noqa: E402
+from rmsprop.bench import resnet50_shapes  # noqa: E402
 
 DEVICE = torch.device("cpu" if ARGS.dry_run else "cuda")
 SIZES = (1, 7, 1027) if ARGS.dry_run else (1, 7, 33, 1027, 16401, 49153, 1 << 20)

@@ -5,21 +5,21 @@ import math
 
 import pytest
 
-from rmsprop import _bench
+from rmsprop import bench
 from rmsprop.cli import main
 
 
 def test_resnet50_shapes():
-    shapes = _bench.resnet50_shapes()
+    shapes = bench.resnet50_shapes()
     assert len(shapes) == 161
     assert sum(math.prod(s) for s in shapes) == 25_557_032
 
 
 def test_a_tiny_run_reports_every_implementation(tmp_path):
     pytest.importorskip("matplotlib")
-    report = _bench.run((1000,), lambda n: 2, model=False)
+    report = bench.run((1000,), lambda n: 2, model=False)
     names = {r["implementation"] for r in report["arrays"]}
-    assert names == set(_bench._implementations())
+    assert names == set(bench.implementations())
     for row in report["arrays"]:
         if "skipped" in row:
             assert row["skipped"].endswith("is not installed") or row["skipped"] == (
@@ -28,23 +28,23 @@ def test_a_tiny_run_reports_every_implementation(tmp_path):
             continue
         assert row["min_s"] <= row["median_s"] <= row["max_s"]
         assert row["gb_per_s_5_streams"] > 0
-    roofline = next(r for r in report["arrays"] if r["implementation"] == _bench.ROOFLINE)
+    roofline = next(r for r in report["arrays"] if r["implementation"] == bench.ROOFLINE)
     assert roofline["share_of_roofline"] == 1.0
     assert {"platform", "cpus", "versions", "python"} <= set(report["machine"])
-    text = _bench.table(report)
+    text = bench.table(report)
     assert "float32, N = 1,000" in text
     assert "rmsprop.step_" in text
-    written = _bench.save(report, tmp_path)
-    assert json.loads((tmp_path / "bench.json").read_text())["settings"]["lr"] == _bench.LR
+    written = bench.save(report, tmp_path)
+    assert json.loads((tmp_path / "bench.json").read_text())["settings"]["lr"] == bench.LR
     assert written == [tmp_path / "bench.json", tmp_path / "bench.png"]
     assert (tmp_path / "bench.png").read_bytes().startswith(b"\x89PNG")
 
 
 def test_unavailable_peers_are_skipped_with_the_reason():
     def missing():
-        raise _bench.UnavailableError("frobnicator is not installed")
+        raise bench.UnavailableError("frobnicator is not installed")
 
-    results = _bench.measure({"frobnicator": missing}, 10, "float32", 1, lambda: None)
+    results = bench.measure({"frobnicator": missing}, 10, "float32", 1, lambda: None)
     assert results[0].as_dict(None) == {
         "implementation": "frobnicator",
         "skipped": "frobnicator is not installed",
@@ -59,7 +59,7 @@ def test_bench_command_rejects_an_unwritable_out(tmp_path, capsys):
 
 
 def test_model_cases_and_their_bytes():
-    cases = {case.name: case for case in _bench.models()}
+    cases = {case.name: case for case in bench.models()}
     assert set(cases) == {
         "ResNet-50", "ResNet-50, channels_last", "ResNet-50, bfloat16 parameters", "BERT-base"
     }  # fmt: skip
@@ -83,7 +83,7 @@ def test_model_rows_are_printed_with_their_speedups():
             ],
         }],
     }  # fmt: skip
-    text = _bench.table(report)
+    text = bench.table(report)
     assert "ResNet-50: 161 float32 tensors, 10 values, 20 bytes each a step" in text
     assert "rmsprop.torch.RMSProp is 3.0x faster than torch.optim.RMSprop (for-loop)" in text
     assert "rmsprop.RMSProp: skipped (not here)" in text

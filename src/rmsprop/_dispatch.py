@@ -22,7 +22,6 @@ where no value is wider than float32.
 """
 
 from collections.abc import Iterable, Sequence
-from types import ModuleType
 from typing import Any, Final, NamedTuple
 
 import numpy as np
@@ -73,20 +72,6 @@ class Rule(NamedTuple):
             new_p, new_v = update(p, g, state.cache, lr, beta, eps, np.sqrt)
             return new_p, State(new_v)
         return family_update(p, g, state, self.hp, np.sqrt, _clamp_at_zero, self.scalars.correction)
-
-
-def fused_kernel(device_type: str, elements: int) -> tuple[str, ModuleType] | None:
-    """The fused kernel for tensors on a device of ``device_type``, as (name, module):
-    ``"triton"`` on :data:`GPU_DEVICE_TYPES` where Triton loads, ``"numba"`` on the CPU
-    where Numba loads (``elements`` in the whole group decide whether loading it is worth
-    it, see rmsprop._accel); None elsewhere (the slices path)."""
-    if device_type in GPU_DEVICE_TYPES:
-        triton = _accel.triton()
-        return None if triton is None else ("triton", triton)
-    if device_type == "cpu":
-        kernels = _accel.kernels(elements)
-        return None if kernels is None else ("numba", kernels)
-    return None
 
 
 def work_dtype(dtypes: Sequence[np.dtype[Any]], float32_arithmetic: bool = False) -> np.dtype[Any]:

@@ -4,6 +4,8 @@ import sys
 import time
 from typing import TextIO
 
+from rmsprop._interrupt import checkpoint
+
 WIDTH = 30
 
 
@@ -21,6 +23,7 @@ class Progress:
         return self
 
     def update(self, done: int) -> None:
+        checkpoint()  # where a long command notices Ctrl-C (see rmsprop._interrupt)
         percent = done * 100 // self.total
         if self.live and percent != self._shown:
             self._shown = percent
@@ -29,7 +32,9 @@ class Progress:
             self.stream.write(f"\r   {self.label:<22} {bar} {percent:3d}% {done}/{self.total}")
             self.stream.flush()
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, kind: object, *exc: object) -> None:
+        if kind is not None:  # interrupted or failed: the caller says so, not a summary
+            return
         seconds = time.perf_counter() - self.started
         line = f"   {self.label:<22} {self.total} steps in {seconds:.1f} s"
         # On a terminal, overwrite the bar and clear the rest of its line.

@@ -4,6 +4,7 @@ import sys
 from collections.abc import Sequence
 
 import rmsprop
+from rmsprop import _interrupt
 from rmsprop.cli import _bench, _demo, _step
 from rmsprop.cli._common import Parser, UsageError
 
@@ -36,11 +37,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command is None:
             parser.print_help()
             return 2
-        status: int = args.run(args)
+        with _interrupt.sigint_handled(prog):  # Ctrl-C: one line and 130, within a second
+            status: int = args.run(args)
     except UsageError as error:
         print(f"{prog}: error: {error}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"\n{prog}: interrupted", file=sys.stderr)
-        return 130  # 128 + SIGINT, as shells report it
+    except (_interrupt.Interrupted, KeyboardInterrupt):
+        _interrupt.announce()
+        return _interrupt.STATUS
     return status

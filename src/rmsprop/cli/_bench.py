@@ -32,13 +32,13 @@ def add_parser(commands: Subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rmsprop import _bench  # noqa: PLC0415 - imports nothing heavy until it runs
+    from rmsprop import bench  # noqa: PLC0415 - the harness loads only for this command
 
     out: Path = args.out
     prepare_out_dir(out)  # before minutes of measuring, not after
-    sizes = _bench.QUICK_SIZES if args.quick else _bench.SIZES
-    report = _bench.run(sizes, lambda n: _bench.rounds(n, args.quick), model=not args.quick)
-    print(_bench.table(report))
-    written = _bench.save(report, out)
+    sizes = bench.QUICK_SIZES if args.quick else bench.SIZES
+    report = bench.run(sizes, lambda n: bench.rounds(n, args.quick), model=not args.quick)
+    print(bench.table(report))
+    written = bench.save(report, out)
     print(f"\nWrote {', '.join(map(str, written))}")
     return 0

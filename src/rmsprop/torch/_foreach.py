@@ -170,4 +170,3 @@ class TensorList:
 
     def clamp_at_zero(self) -> "TensorList":
         return TensorList(torch._foreach_clamp_min(self.tensors, 0.0))
-
