@@ -47,8 +47,17 @@ def announce() -> None:
     """Print the command's one line about the interruption (once per command)."""
     if _said.acquire(blocking=False):
         with contextlib.suppress(OSError, ValueError):  # no usable stderr: nothing to say
+            sys.stderr.write(f"\n{_prog}: interrupted\n")
             sys.stderr.flush()
-            os.write(sys.stderr.fileno(), f"\n{_prog}: interrupted\n".encode())
+
+
+def _end_now() -> None:
+    """The line, then exit 130 at once: from the watchdog thread or a second Ctrl-C, where
+    the main thread may hold stderr's lock."""
+    if _said.acquire(blocking=False):
+        with contextlib.suppress(OSError):
+            os.write(2, f"\n{_prog}: interrupted\n".encode())
+    os._exit(STATUS)
 
 
 @contextlib.contextmanager
@@ -74,15 +83,16 @@ def sigint_handled(prog: str) -> Iterator[None]:
         done.set()
         signal.set_wakeup_fd(previous_fd)
         signal.signal(signal.SIGINT, previous)
-        os.write(write, b"\0")  # wakes the watchdog, which closes its end
+        with contextlib.suppress(OSError):  # the watchdog may have gone already
+            os.write(write, b"\0")  # wakes the watchdog, which closes its end
+        watchdog.join(timeout=1.0)
         os.close(write)
         _flag.clear()
 
 
 def _on_sigint(signum: int, frame: object) -> None:
     if _flag.is_set():  # a second Ctrl-C: at once
-        announce()
-        os._exit(STATUS)
+        _end_now()
     _flag.set()
 
 
@@ -93,7 +103,6 @@ def _watch(read: int, done: threading.Event) -> None:
             ready, _, _ = select.select([read], [], [])
             data = os.read(read, 64) if ready else b""
             if bytes([signal.SIGINT]) in data and not done.wait(GRACE):
-                announce()
-                os._exit(STATUS)
+                _end_now()
     finally:
         os.close(read)
