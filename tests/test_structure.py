@@ -65,7 +65,7 @@ def test_no_module_imports_another_in_a_cycle():
         path.append(node)
         for target in sorted(edges[node]):
             if state.get(target) == 1:
-                cycle = path[path.index(target) :] + [target]
+                cycle = [*path[path.index(target) :], target]
                 pytest.fail("import cycle: " + " -> ".join(cycle))
             if target not in state:
                 visit(target)
