@@ -16,7 +16,6 @@ import re
 import subprocess
 import sys
 import warnings
-import zlib
 
 import numpy as np
 import pytest
@@ -25,7 +24,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("triton", reason="Triton is not installed")
 
 import rmsprop.torch  # noqa: E402
-from rmsprop import Hyperparameters, _accel, _rule, _triton  # noqa: E402
+from rmsprop import Hyperparameters, _accel, _rule, _rule_to_triton, _triton  # noqa: E402
 from rmsprop.torch._backends import backend, kernel_can_update  # noqa: E402
 from rmsprop.torch._foreach import foreach_update  # noqa: E402
 from rmsprop.torch._plan import Plan  # noqa: E402
@@ -95,13 +94,18 @@ def run_both(hp, group, float32_arithmetic=False, correction=1.0, **kernel_optio
     return ours, theirs
 
 
-def test_the_rule_copy_was_checked_against_the_current_rule():
-    """_triton._rule spells out _rule.family_update again: revisit it when the rule changes.
+def test_the_kernels_rule_is_generated_from_the_rule():
+    """rmsprop._triton_rule is what rmsprop._rule_to_triton writes from _rule.py now
+    (run ``python -m rmsprop._rule_to_triton`` after changing the rule)."""
+    assert _rule_to_triton.TARGET.read_text() == _rule_to_triton.generate()
 
-    After checking every line of _triton._rule against _rule.py (and running this
-    file), record the new value in _triton.RULE_CRC.
-    """
-    assert zlib.crc32(inspect.getsource(_rule).encode()) == _triton.RULE_CRC
+
+def test_the_generator_refuses_what_it_cannot_translate(monkeypatch):
+    """A rule reading something the kernel does not pass fails loudly, not silently."""
+    source = inspect.getsource(_rule).replace("hp.lr, hp.beta", "hp.lr, hp.initial_cache")
+    monkeypatch.setattr(_rule_to_triton.inspect, "getsource", lambda module: source)
+    with pytest.raises(ValueError, match="initial_cache"):
+        _rule_to_triton.generate()
 
 
 @pytest.mark.parametrize("options", list(every_option_combination()), ids=str)
@@ -451,14 +455,14 @@ def scenario(change, triton_on, runs):
                 before = len(runs)
                 opt.step()
                 schedule.step()
-                used = len(runs) > before
-                # Step 1 reuses step 0's plan; a change drops it at step 2; step 3 reuses
-                # step 2's new plan, except after a step that had to leave the kernel
-                # (a gradient of another layout) or that lacked a gradient.
+                built = len(runs) > before
+                # Step 0 builds a plan, step 1 reuses it; a change makes step 2 build anew;
+                # step 3 reuses step 2's plan, except after a step that had to leave the
+                # kernel (a gradient of another layout) or that lacked a gradient.
                 transient = change in ("gradient of another layout", "no gradient")
-                expected = {1: True, 2: change == "nothing", 3: not transient}
-                if triton_on and step >= 1:
-                    assert used == expected[step], (step, change)
+                expected = {0: True, 1: False, 2: change != "nothing", 3: transient}
+                if triton_on:
+                    assert built == expected[step], (step, change)
         return [p.detach().clone() for p in net.parameters()]
     finally:
         _accel.set_triton_enabled(was)
@@ -470,12 +474,12 @@ def scenario(change, triton_on, runs):
      "no gradient", "options"],
 )  # fmt: skip
 def test_a_group_plan_is_reused_until_what_it_rests_on_changes(change, monkeypatch):
-    """After the first step a group's launches are kept (its plan) and reused while its
-    tensors stay as they were; any change sends the step down the general path, and
+    """A group's launches are built once (its plan) and reused while its tensors stay as
+    they were; any change builds them anew, or sends the step down the general path, and
     the numbers are those of the foreach path throughout."""
     runs = []
-    run = Plan.run
-    monkeypatch.setattr(Plan, "run", lambda *a: runs.append(1) or run(*a))
+    build = Plan.build
+    monkeypatch.setattr(Plan, "build", lambda *a: runs.append(1) or build(*a))
     monkeypatch.setattr(rmsprop._dispatch, "GPU_DEVICE_TYPES", ("cpu",))
     previous = _accel.set_enabled(False)
     try:

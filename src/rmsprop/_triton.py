@@ -16,12 +16,11 @@ bit-identical to the float64 ``torch._foreach_*`` path of :mod:`rmsprop.torch`.
 With ``float32_arithmetic`` and float32 data, the kernel computes in float32
 with correctly rounded division and square root.
 
-Triton cannot compile :func:`rmsprop._rule.family_update` (its annotations and
-the option fields are not compile-time values to Triton), so :func:`_rule`
-below is a second spelling of the same rule. :data:`RULE_CRC` records the
-version of ``_rule.py`` it was checked against; a test fails when the rule
-changes without this copy being revisited, and another compares both, bit for
-bit, for every option combination.
+Triton cannot compile :func:`rmsprop._rule.family_update` as it is; the kernel
+calls :mod:`rmsprop._triton_rule`, generated from the rule's syntax tree by
+:mod:`rmsprop._rule_to_triton` (a test checks that the committed file is what the
+generator writes, others compare the kernel with the foreach path, bit for bit,
+for every option combination).
 
 bfloat16 data are read and written as 16-bit integers: a bfloat16 is the upper
 half of a float32, and writing rounds to nearest even by integer arithmetic
@@ -45,9 +44,8 @@ from triton.compiler import CompiledKernel
 from rmsprop import _torch_probe
 from rmsprop._kinds import Member, dtype_name, float32_work
 from rmsprop._options import Hyperparameters
+from rmsprop._triton_rule import div_rn, family_update, sqrt_rn
 
-#: The CRC-32 of ``_rule.py`` that :func:`_rule` was last checked against.
-RULE_CRC: Final = 3576141198
 #: Elements per program (one row of the chunk table).
 CHUNK: Final = 1 << 13
 #: Elements per block within a chunk. Chunk, block and warps were measured on an H200 at
@@ -107,75 +105,6 @@ def _write(pointer, offsets, mask, x, MASKED: tl.constexpr):  # type: ignore[no-
 
 
 @triton.jit
-def _sqrt(x):  # type: ignore[no-untyped-def]
-    """Correctly rounded square root (float64's is; float32's default is approximate)."""
-    if x.dtype == tl.float64:
-        y = tl.sqrt(x)
-    else:
-        y = tl.sqrt_rn(x)
-    return y
-
-
-@triton.jit
-def _div(x, y):  # type: ignore[no-untyped-def]
-    """Correctly rounded division (float64's is; float32's default is approximate)."""
-    if x.dtype == tl.float64:
-        z = x / y
-    else:
-        z = tl.div_rn(x, y)
-    return z
-
-
-@triton.jit
-def _rule(  # type: ignore[no-untyped-def]
-    p, g, v, b, a,
-    lr, beta, one_minus_beta, eps, momentum, weight_decay, decay_factor, correction,
-    MAXIMIZE: tl.constexpr, CENTERED: tl.constexpr, EPS_IN_SQRT: tl.constexpr,
-    NESTEROV: tl.constexpr, LR_IN_MOMENTUM: tl.constexpr, DECOUPLED: tl.constexpr,
-    MOMENTUM: tl.constexpr, DECAY: tl.constexpr, BIAS_CORRECTION: tl.constexpr,
-):  # fmt: skip
-    """:func:`rmsprop._rule.family_update`, operation for operation (see its docstring)."""
-    if MAXIMIZE:
-        g = -g
-    if DECAY:
-        if DECOUPLED:
-            p = p * decay_factor
-        else:
-            g = g + weight_decay * p
-    v = beta * v + one_minus_beta * g * g
-    variance = v
-    if BIAS_CORRECTION:
-        variance = _div(v, correction)
-    if CENTERED:
-        a = beta * a + one_minus_beta * g
-        mean = a
-        if BIAS_CORRECTION:
-            mean = _div(a, correction)
-        variance = variance - mean * mean
-        variance = tl.where(variance < 0, 0.0, variance).to(v.dtype)  # NaN stays NaN
-    if EPS_IN_SQRT:
-        den = _sqrt(variance + eps)
-    else:
-        den = _sqrt(variance) + eps
-    if MOMENTUM:
-        if LR_IN_MOMENTUM:
-            scaled = _div(lr * g, den)
-        else:
-            scaled = _div(g, den)
-        b = momentum * b + scaled
-        if NESTEROV:
-            step = momentum * b + scaled
-        else:
-            step = b
-        if not LR_IN_MOMENTUM:
-            step = lr * step
-        p = p - step
-    else:
-        p = p - _div(lr * g, den)
-    return p, v, b, a
-
-
-@triton.jit
 def _mul_add(x, y, z, FUSED: tl.constexpr):  # type: ignore[no-untyped-def]
     """``x * y + z``: rounded once (as CUDA compiles it, a fused multiply-add) or twice."""
     if FUSED:
@@ -211,26 +140,26 @@ def _torch_rule(  # type: ignore[no-untyped-def]
         else:
             a = _mul_add(-diff, one_minus_weight, g, FUSED)
         variance = v - a * a  # addcmul(grad_avg, grad_avg, value=-1)
-    den = _sqrt(variance) + eps  # sqrt, add_(eps)
+    den = sqrt_rn(variance) + eps  # sqrt, add_(eps)
     if MOMENTUM:
-        b = b * momentum + _div(g, den)  # mul_(momentum), addcdiv_(grad, avg)
+        b = b * momentum + div_rn(g, den)  # mul_(momentum), addcdiv_(grad, avg)
         p = _mul_add(neg_lr, b, p, FUSED)  # add_(buf, alpha=-lr)
     else:
-        p = _mul_add(neg_lr, _div(g, den), p, FUSED)  # addcdiv_(grad, avg, value=-lr)
+        p = _mul_add(neg_lr, div_rn(g, den), p, FUSED)  # addcdiv_(grad, avg, value=-lr)
     return p, v, b, a
 
 
 @triton.jit
 def _block(  # type: ignore[no-untyped-def]
-    pp, gp, vp, bp, ap, offsets, mask,
-    lr, beta, one_minus_beta, eps, momentum, weight_decay, decay_factor, correction,
+    pp, gp, vp, bp, ap, offsets, mask, h0, h1, h2, h3, h4, h5, h6,
     WORK: tl.constexpr, MASKED: tl.constexpr,
     MAXIMIZE: tl.constexpr, CENTERED: tl.constexpr, EPS_IN_SQRT: tl.constexpr,
     NESTEROV: tl.constexpr, LR_IN_MOMENTUM: tl.constexpr, DECOUPLED: tl.constexpr,
     MOMENTUM: tl.constexpr, DECAY: tl.constexpr, BIAS_CORRECTION: tl.constexpr,
     ORDER: tl.constexpr, SMALL_WEIGHT: tl.constexpr, FUSED: tl.constexpr,
 ):  # fmt: skip
-    """Read one block, apply the rule (or torch's order of it), write the results back."""
+    """Read one block, apply the rule (or torch's order of it), write the results back.
+    ``h0`` to ``h6`` are the hyperparameter values in float64 (see :func:`_hyper`)."""
     p = _read(pp, offsets, mask, MASKED, WORK)
     g = _read(gp, offsets, mask, MASKED, WORK)
     v = _read(vp, offsets, mask, MASKED, WORK)
@@ -240,18 +169,17 @@ def _block(  # type: ignore[no-untyped-def]
         b = _read(bp, offsets, mask, MASKED, WORK)
     if CENTERED:
         a = _read(ap, offsets, mask, MASKED, WORK)
-    if ORDER == 0:
-        p, v, b, a = _rule(
-            p, g, v, b, a,
-            lr, beta, one_minus_beta, eps, momentum, weight_decay, decay_factor, correction,
+    if ORDER == 0:  # the rule generated from rmsprop._rule (rmsprop._triton_rule)
+        p, v, b, a = family_update(
+            p, g, v, b, a, h0, h1, h2, h3, h4, h5, WORK,
             MAXIMIZE, CENTERED, EPS_IN_SQRT, NESTEROV, LR_IN_MOMENTUM, DECOUPLED, MOMENTUM,
             DECAY, BIAS_CORRECTION,
         )  # fmt: skip
-    else:  # TORCH, the hyperparameters in its layout (see _hyper)
+    else:  # TORCH: torch's kernels take Python floats rounded to the storage dtype
         p, v, b, a = _torch_rule(
             p, g, v, b, a,
-            lr, beta, one_minus_beta, eps, momentum, weight_decay, decay_factor,
-            MAXIMIZE, CENTERED, MOMENTUM, DECAY, SMALL_WEIGHT, FUSED,
+            h0.to(WORK), h1.to(WORK), h2.to(WORK), h3.to(WORK), h4.to(WORK), h5.to(WORK),
+            h6.to(WORK), MAXIMIZE, CENTERED, MOMENTUM, DECAY, SMALL_WEIGHT, FUSED,
         )  # fmt: skip
     _write(pp, offsets, mask, p, MASKED)
     _write(vp, offsets, mask, v, MASKED)
@@ -275,9 +203,8 @@ def _family_kernel(  # type: ignore[no-untyped-def]
 
     ``addresses[5t:5t + 5]`` are tensor t's parameter, gradient, square average,
     momentum buffer and gradient average (unused ones repeat the parameter's);
-    ``sizes[t]`` its element count; ``hyper`` holds lr, beta, 1 - beta, eps,
-    momentum, weight_decay, 1 - lr * weight_decay and the bias correction in float64
-    (for torch's order, ``ORDER`` 1, see :func:`_hyper`).
+    ``sizes[t]`` its element count; ``hyper`` the hyperparameter values in float64
+    (see :func:`_hyper`).
     """
     chunk = tl.program_id(0).to(tl.int64)
     tensor = tl.load(chunks + 2 * chunk)
@@ -295,14 +222,13 @@ def _family_kernel(  # type: ignore[no-untyped-def]
         vp = tl.multiple_of(vp, 16)
         bp = tl.multiple_of(bp, 16)
         ap = tl.multiple_of(ap, 16)
-    lr = tl.load(hyper).to(WORK)
-    beta = tl.load(hyper + 1).to(WORK)
-    one_minus_beta = tl.load(hyper + 2).to(WORK)
-    eps = tl.load(hyper + 3).to(WORK)
-    momentum = tl.load(hyper + 4).to(WORK)
-    weight_decay = tl.load(hyper + 5).to(WORK)
-    decay_factor = tl.load(hyper + 6).to(WORK)
-    correction = tl.load(hyper + 7).to(WORK)
+    h0 = tl.load(hyper)
+    h1 = tl.load(hyper + 1)
+    h2 = tl.load(hyper + 2)
+    h3 = tl.load(hyper + 3)
+    h4 = tl.load(hyper + 4)
+    h5 = tl.load(hyper + 5)
+    h6 = tl.load(hyper + 6)
     for start in tl.range(0, CHUNK_SIZE, BLOCK_SIZE):
         base = first + start
         # Chunks start at multiples of CHUNK_SIZE, itself a multiple of BLOCK_SIZE.
@@ -311,17 +237,13 @@ def _family_kernel(  # type: ignore[no-untyped-def]
         )
         if base + BLOCK_SIZE <= size:
             _block(
-                pp, gp, vp, bp, ap, offsets, None,
-                lr, beta, one_minus_beta, eps, momentum, weight_decay, decay_factor, correction,
-                WORK, False,
+                pp, gp, vp, bp, ap, offsets, None, h0, h1, h2, h3, h4, h5, h6, WORK, False,
                 MAXIMIZE, CENTERED, EPS_IN_SQRT, NESTEROV, LR_IN_MOMENTUM, DECOUPLED,
                 MOMENTUM, DECAY, BIAS_CORRECTION, ORDER, SMALL_WEIGHT, FUSED,
             )  # fmt: skip
         elif base < size:
             _block(
-                pp, gp, vp, bp, ap, offsets, offsets < size,
-                lr, beta, one_minus_beta, eps, momentum, weight_decay, decay_factor, correction,
-                WORK, True,
+                pp, gp, vp, bp, ap, offsets, offsets < size, h0, h1, h2, h3, h4, h5, h6, WORK, True,
                 MAXIMIZE, CENTERED, EPS_IN_SQRT, NESTEROV, LR_IN_MOMENTUM, DECOUPLED,
                 MOMENTUM, DECAY, BIAS_CORRECTION, ORDER, SMALL_WEIGHT, FUSED,
             )  # fmt: skip
@@ -460,11 +382,8 @@ def _hyper(
     rounded to the storage dtype in the kernel, as torch's kernels take Python
     floats), and ``1 - (1 - alpha)`` computed in the storage dtype (``lerp_``'s).
     """
-    if order == FAMILY:
-        values = (
-            hp.lr, hp.beta, 1.0 - hp.beta, hp.eps, hp.momentum, hp.weight_decay,
-            1.0 - hp.lr * hp.weight_decay, correction,
-        )  # fmt: skip
+    if order == FAMILY:  # the values of rmsprop._triton_rule.family_update, in its order
+        values = (hp.lr, hp.beta, hp.eps, hp.momentum, hp.weight_decay, correction, 0.0)
     else:
         weight = 1.0 - hp.beta
         if storage == tl.float32:  # in float32, as the lerp_ kernel computes it
@@ -473,7 +392,6 @@ def _hyper(
             one_minus_weight = 1.0 - weight
         values = (
             -hp.lr, hp.beta, weight, hp.eps, hp.momentum, hp.weight_decay, one_minus_weight,
-            0.0,
         )  # fmt: skip
     key = (device, order, *values)
     found = _hyper_cache.get(key)
