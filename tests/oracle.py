@@ -81,3 +81,91 @@ def assert_identical(actual, expected):
     assert same.all(), (
         f"differ at {np.argwhere(~same)[:5].tolist()}: {actual[~same][:5]} vs {expected[~same][:5]}"
     )
+
+
+# --- the whole family, independently -------------------------------------------------------
+
+
+class Exact:
+    """A value in 200-bit arithmetic, with the size its float64 evaluation's errors scale
+    with (a running error bound, to first order: a float64 evaluation of the same
+    expression is within a few units of 2**-53 times ``size`` of ``value``)."""
+
+    __slots__ = ("size", "value")
+
+    def __init__(self, value, size=None):
+        self.value = value if isinstance(value, mpmath.mpf) else mpmath.mpf(float(value))
+        self.size = abs(self.value) if size is None else size
+
+    @staticmethod
+    def of(x):
+        return x if isinstance(x, Exact) else Exact(float(x))
+
+    def __add__(self, other):
+        other = Exact.of(other)
+        return Exact(self.value + other.value, self.size + other.size)
+
+    __radd__ = __add__
+
+    def __sub__(self, other):
+        other = Exact.of(other)
+        return Exact(self.value - other.value, self.size + other.size)
+
+    def __rsub__(self, other):
+        return Exact.of(other) - self
+
+    def __mul__(self, other):
+        other = Exact.of(other)
+        return Exact(self.value * other.value, self.size * other.size)
+
+    __rmul__ = __mul__
+
+    def __truediv__(self, other):
+        other = Exact.of(other)
+        size = self.size / abs(other.value) + abs(self.value) * other.size / other.value**2
+        return Exact(self.value / other.value, size)
+
+    def __neg__(self):
+        return Exact(-self.value, self.size)
+
+    def sqrt(self):
+        root = mpmath.sqrt(self.value)
+        return Exact(root, self.size / (2 * root) if root else mpmath.sqrt(self.size))
+
+    def at_least_zero(self):
+        return Exact(max(self.value, 0), self.size)
+
+
+def family_exact(p, g, v, b, a, options, correction=1.0):
+    """One step of the RMSProp family for one element, written from the options'
+    definitions (rmsprop.Hyperparameters' docstring), not from rmsprop._rule: returns
+    (param, cache, momentum_buffer, grad_avg) as Exact values (None where unused)."""
+    o = dict(options)
+    with mpmath.workprec(200):
+        lr, beta, eps = Exact(o["lr"]), Exact(o["beta"]), Exact(o["eps"])
+        p, g, v = Exact(p), Exact(g), Exact(v)
+        if o.get("maximize"):
+            g = -g
+        decay = o.get("weight_decay", 0.0)
+        if decay and o.get("decoupled_weight_decay"):
+            p = p * (1 - lr * Exact(decay))
+        elif decay:
+            g = g + Exact(decay) * p
+        v = beta * v + (1 - beta) * g * g
+        mean_square = v / Exact(correction) if o.get("bias_correction") else v
+        if o.get("centered"):
+            a = beta * Exact(a) + (1 - beta) * g
+            mean = a / Exact(correction) if o.get("bias_correction") else a
+            mean_square = (mean_square - mean * mean).at_least_zero()
+        else:
+            a = None
+        in_root = o.get("eps_in_sqrt", True)
+        den = (mean_square + eps).sqrt() if in_root else mean_square.sqrt() + eps
+        momentum = o.get("momentum", 0.0)
+        if not momentum:
+            return p - lr * g / den, v, None, a
+        in_buffer = o.get("lr_in_momentum", True)
+        scaled = lr * g / den if in_buffer else g / den
+        b = Exact(momentum) * Exact(b) + scaled
+        step = Exact(momentum) * b + scaled if o.get("nesterov") else b
+        return (p - step if in_buffer else p - lr * step), v, b, a
