@@ -16,7 +16,7 @@ NUMPY_SIDE_TESTS := tests/test_seed.py tests/test_numpy.py tests/test_errors.py 
 	tests/test_kernels.py tests/test_numpy_optimizer.py tests/test_properties.py \
 	tests/test_python_inputs.py tests/test_cli.py tests/test_options.py tests/test_fork.py
 
-.PHONY: demo test lint typecheck pytest test-lowest bench clean
+.PHONY: demo test lint typecheck docs pytest test-lowest bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,7 +33,7 @@ $(VENV)/.test-installed: pyproject.toml | $(BIN)/python
 demo: $(VENV)/.demo-installed
 	$(BIN)/rmsprop demo
 
-test: lint typecheck pytest test-lowest
+test: lint typecheck docs pytest test-lowest
 
 lint: $(VENV)/.test-installed
 	$(BIN)/ruff check .
@@ -41,6 +41,11 @@ lint: $(VENV)/.test-installed
 
 typecheck: $(VENV)/.test-installed
 	$(BIN)/mypy
+
+# The pages under docs/ and the API reference from the docstrings, into build/site/;
+# strict: a broken link or a stale name fails.
+docs: $(VENV)/.test-installed
+	$(BIN)/mkdocs build --quiet
 
 pytest: $(VENV)/.test-installed
 	$(BIN)/pytest

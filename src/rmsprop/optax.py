@@ -2,13 +2,14 @@
 
 Importing this module imports JAX and optax; ``import rmsprop`` alone does not.
 
->>> import jax.numpy as jnp, optax, rmsprop.optax
->>> params = {"w": jnp.array([1.0, 2.0, 3.0])}
->>> transform = rmsprop.optax.rmsprop(0.01, preset="pytorch", momentum=0.9)
->>> state = transform.init(params)
->>> updates, state = transform.update({"w": jnp.array([0.1, 0.2, 0.3])}, state)
->>> [round(w, 4) for w in optax.apply_updates(params, updates)["w"].tolist()]
-[0.9, 1.9, 2.9]
+Examples:
+    >>> import jax.numpy as jnp, optax, rmsprop.optax
+    >>> params = {"w": jnp.array([1.0, 2.0, 3.0])}
+    >>> transform = rmsprop.optax.rmsprop(0.01, preset="pytorch", momentum=0.9)
+    >>> state = transform.init(params)
+    >>> updates, state = transform.update({"w": jnp.array([0.1, 0.2, 0.3])}, state)
+    >>> [round(w, 4) for w in optax.apply_updates(params, updates)["w"].tolist()]
+    [0.9, 1.9, 2.9]
 """
 
 import collections
@@ -106,12 +107,20 @@ def rmsprop(
         preset: a framework's options to start from, or None for the seed's rule.
         state_dtype: dtype of the state (default: each parameter's), e.g.
             ``jnp.float32`` for bfloat16 parameters.
-        beta, eps, eps_in_sqrt, initial_cache, momentum, nesterov,
-        lr_in_momentum, centered, weight_decay, decoupled_weight_decay,
-        maximize, bias_correction: as in :class:`rmsprop.Hyperparameters`;
-            None takes the preset's value. With ``weight_decay``, ``update``
-            needs the parameters. Numbers may be JAX arrays, as
+        beta: as in :class:`rmsprop.Hyperparameters`, as are the options below;
+            None takes the preset's value. Numbers may be JAX arrays, as
             ``optax.inject_hyperparams`` passes them.
+        eps: see ``beta``.
+        eps_in_sqrt: see ``beta``.
+        initial_cache: see ``beta``.
+        momentum: see ``beta``.
+        nesterov: see ``beta``.
+        lr_in_momentum: see ``beta``.
+        centered: see ``beta``.
+        weight_decay: see ``beta``; with it, ``update`` needs the parameters.
+        decoupled_weight_decay: see ``beta``.
+        maximize: see ``beta``.
+        bias_correction: see ``beta``.
 
     With ``bias_correction``, step ``t`` is the state's ``count`` + 1, as in
     ``optax.rmsprop``. Differences from ``optax.rmsprop`` (with
