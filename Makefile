@@ -11,7 +11,8 @@ TRITON ?= triton==3.7.1
 # The lowest versions pyproject.toml allows (keep in step with its dependencies).
 LOWEST := .venv-lowest
 LOWEST_PINS := "numpy==1.26.0" "numba==0.60.0" "array-api-compat==1.11.0"
-# The tests that need nothing beyond NumPy, Numba and array-api-compat.
+# The tests that need nothing beyond NumPy, Numba and array-api-compat; the lowest
+# versions run them but the slow sweeps (every test runs in the main environment).
 NUMPY_SIDE_TESTS := tests/test_seed.py tests/test_numpy.py tests/test_errors.py \
 	tests/test_kernels.py tests/test_numpy_optimizer.py tests/test_properties.py \
 	tests/test_python_inputs.py tests/test_cli.py tests/test_options.py tests/test_fork.py
@@ -48,7 +49,7 @@ docs: $(VENV)/.test-installed
 	$(BIN)/mkdocs build --quiet
 
 pytest: $(VENV)/.test-installed
-	$(BIN)/pytest
+	$(BIN)/pytest --durations=20
 
 $(LOWEST)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(LOWEST)
@@ -57,7 +58,7 @@ $(LOWEST)/.installed: pyproject.toml
 	touch $@
 
 test-lowest: $(LOWEST)/.installed
-	$(LOWEST)/bin/python -m pytest -p no:cacheprovider $(NUMPY_SIDE_TESTS)
+	$(LOWEST)/bin/python -m pytest -p no:cacheprovider -m "not slow" $(NUMPY_SIDE_TESTS)
 
 bench: $(VENV)/.test-installed
 	$(BIN)/rmsprop bench

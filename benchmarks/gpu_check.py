@@ -26,6 +26,7 @@ Writes ``gpu_check.json``, ``gpu_check.png`` and prints the tables.
 """
 
 import argparse
+import itertools
 import json
 import math
 import os
@@ -185,6 +186,52 @@ def check_exactness() -> None:
             REPORT["exactness"].append(row)
             log(f"exact {'yes' if identical else 'NO '} {row}")
     save()
+
+
+FLAGS = ("maximize", "centered", "eps_in_sqrt", "nesterov", "lr_in_momentum",
+         "decoupled_weight_decay", "momentum", "weight_decay", "bias_correction")  # fmt: skip
+
+
+def check_every_option_combination() -> None:
+    """Every option combination (the tests run a covering set under the interpreter), in
+    float64 and float32 arithmetic, against the foreach path: bit for bit."""
+    sizes = [1, 17, 1000] if ARGS.quick else [0, 1, 17, 1000, 16384 + 3, 100_000]
+    kwargs = {"chunk": 1 << 14, "block": 1 << 14} if ON_CPU else {}
+    combinations = list(itertools.product((False, True), repeat=len(FLAGS)))
+    if ARGS.quick:  # the interpreter: one in sixteen, still every option on and off
+        combinations = combinations[::16] + combinations[-1:]
+    total, failures = 0, []
+    for seed, values in enumerate(combinations):
+        options = dict(zip(FLAGS, values, strict=True))
+        if options["nesterov"] and not options["momentum"]:
+            continue
+        options["momentum"] = 0.9 if options["momentum"] else 0.0
+        options["weight_decay"] = 0.1 if options["weight_decay"] else 0.0
+        hp = Hyperparameters.from_preset("pytorch", **options)
+        correction = hp.correction(3)
+        for float32 in (False, True):
+            ours = members(sizes, torch.float32, torch.float32, seed)
+            theirs = [(p.clone(), g.clone(), [b.clone() for b in bs]) for p, g, bs in ours]
+            with np.errstate(all="ignore"):
+                _triton.update(
+                    ours, hp, float32_arithmetic=float32, correction=correction, **kwargs
+                )
+            work = torch.float32 if float32 else torch.float64
+            rmsprop.torch._foreach.foreach_update(theirs, hp, work, correction)
+            total += 1
+            if not all(
+                same(x, y)
+                for (p, _, bs), (q, _, cs) in zip(ours, theirs, strict=True)
+                for x, y in zip([p, *bs], [q, *cs], strict=True)
+            ):
+                failures.append({"options": options, "float32_arithmetic": float32})
+    REPORT["every_option_combination"] = {
+        "runs": total, "bit_identical": total - len(failures), "failures": failures,
+    }  # fmt: skip
+    log(f"every option combination: {total - len(failures)}/{total} bit-identical")
+    save()
+    if failures:
+        raise AssertionError(f"{len(failures)} option combinations differ: {failures[:3]}")
 
 
 def check_optimizer_on_a_model() -> None:
@@ -552,7 +599,9 @@ def main() -> None:
     models = {"ResNet-50": resnet50_shapes(), "BERT-base": bert_base_shapes()}
     if ARGS.quick:
         models = {"three tensors": [(3, 5), (7,), (2, 3, 4)]}
-    sections: list[Callable[[], None]] = [check_exactness, check_optimizer_on_a_model, costs]
+    sections: list[Callable[[], None]] = [
+        check_exactness, check_every_option_combination, check_optimizer_on_a_model, costs,
+    ]  # fmt: skip
     for n in flat:
         sections.append(lambda n=n: bench(f"flat {n:.0e} float32", [(n,)], mixed=False))
         sections.append(lambda n=n: bench(f"flat {n:.0e} bf16, f32 state", [(n,)], mixed=True))

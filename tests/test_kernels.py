@@ -74,6 +74,7 @@ def numpy_family(hp, p, g, v, b, a, correction=CORRECTION):
     return [x.astype(p.dtype) for x in (new_p, *new)]
 
 
+@pytest.mark.slow  # a kernel compile per option set and dtype (about 2 s each, cold)
 @pytest.mark.parametrize("options", OPTION_SETS, ids=lambda o: "-".join(o) or "seed")
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_family_kernel_is_the_rule(options, dtype):
@@ -109,6 +110,7 @@ def test_family_kernel_is_the_rule_on_generated_values(options, dtype, values, l
     assert_identical(v, expected[1])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
 def test_the_seed_rule_in_place_and_into_new_arrays(dtype):
     for n in SIZES:
@@ -300,6 +302,7 @@ def test_without_kernels_the_results_are_the_same():
     assert outputs[0][2:] == outputs[1][2:]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("options", OPTION_SETS[:6], ids=lambda o: "-".join(o) or "seed")
 def test_float32_arithmetic_kernel_stays_close(options):
     hp = Hyperparameters(lr=0.01, **options)

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 import rmsprop
+from rmsprop import _accel
 from rmsprop._slices import slices
 
 from memory import extra_bytes
@@ -132,10 +133,26 @@ def test_in_place_on_views_touches_only_the_view():
     assert (base[:2] == 0).all() and (base[5:] == 0).all() and (base[2:5] != 0).all()
 
 
-def test_no_floating_point_warnings():
-    with np.errstate(all="raise"):
-        rmsprop.step(np.array([1.0]), np.array([0.0]), np.array([0.0]), 0.1, 0.9, eps=0.0)
-        rmsprop.step_(np.array([1.0]), np.array([1e300]), np.array([-1.0]), 0.1, 0.9)
+def test_no_floating_point_warnings_and_ieee_results_on_every_path():
+    """np.errstate(all="raise") turns a NumPy floating-point warning into an error: the
+    NumPy path computes IEEE 754 results (0/0 is NaN, an overflowing square is inf)
+    without one. The kernels never consult np.errstate (compiled arithmetic raises
+    nothing): they must give the same values."""
+    results = {}
+    for kernels in (False, True):
+        previous = _accel.set_enabled(kernels)
+        try:
+            with np.errstate(all="raise"):
+                nan_p, _ = rmsprop.step(
+                    np.array([1.0]), np.array([0.0]), np.array([0.0]), 0.1, 0.9, eps=0.0
+                )
+                big = (np.array([1.0]), np.array([1e300]), np.array([-1.0]))
+                rmsprop.step_(*big, 0.1, 0.9)
+        finally:
+            _accel.set_enabled(previous)
+        results[kernels] = (nan_p[0], big[0][0], big[2][0])
+    assert np.isnan(results[False][0]) and results[False][1:] == (1.0, np.inf)
+    assert np.isnan(results[True][0]) and results[True][1:] == results[False][1:]
 
 
 def test_overflow_when_rounding_to_float16_gives_inf_without_warnings():

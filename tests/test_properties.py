@@ -65,6 +65,7 @@ def check_against_oracle(p, g, v, lr, beta, eps, new_p, new_v):
             assert ulp_distance(new, rounded).max(initial=0) <= 1
 
 
+@pytest.mark.slow
 @given(triples(), lrs, betas, epss)
 def test_step_matches_the_oracle(arrays, lr, beta, eps):
     p, g, v = read_only(*arrays)  # step must not write: read-only inputs would raise

@@ -37,14 +37,33 @@ FLAGS = ("maximize", "centered", "eps_in_sqrt", "nesterov", "lr_in_momentum",
          "decoupled_weight_decay", "momentum", "weight_decay")  # fmt: skip
 
 
+#: RMSPROP_FULL_SWEEP=1 runs every option combination (192, both precisions) under the
+#: interpreter; by default a covering set runs here (every option on and off, alone and
+#: with all others), and benchmarks/gpu_check.py runs all of them on the device.
+FULL_SWEEP = os.environ.get("RMSPROP_FULL_SWEEP") == "1"
+
+
+def _options(values):
+    options = dict(zip(FLAGS, values, strict=True))
+    if options["nesterov"] and not options["momentum"]:
+        return None
+    options["momentum"] = 0.9 if options["momentum"] else 0.0
+    options["weight_decay"] = 0.1 if options["weight_decay"] else 0.0
+    return options
+
+
 def every_option_combination():
-    for values in itertools.product((False, True), repeat=len(FLAGS)):
-        options = dict(zip(FLAGS, values, strict=True))
-        if options["nesterov"] and not options["momentum"]:
-            continue
-        options["momentum"] = 0.9 if options["momentum"] else 0.0
-        options["weight_decay"] = 0.1 if options["weight_decay"] else 0.0
-        yield options
+    if FULL_SWEEP:
+        rows = list(itertools.product((False, True), repeat=len(FLAGS)))
+    else:
+        n = len(FLAGS)
+        rows = [(False,) * n, (True,) * n]
+        rows += [tuple(i == k for i in range(n)) for k in range(n)]  # one option on
+        rows += [tuple(i != k for i in range(n)) for k in range(n)]  # one option off
+    for values in rows:
+        options = _options(values)
+        if options is not None:
+            yield options
 
 
 def members(sizes, p_dtype=torch.float32, s_dtype=torch.float32, seed=0):
