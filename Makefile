@@ -48,17 +48,21 @@ typecheck: $(VENV)/.test-installed
 docs: $(VENV)/.test-installed
 	$(BIN)/mkdocs build --quiet
 
+# Two workers, each test file on one (its kernels compile once): 818 s against 1,343 s
+# in one process, measured from a fresh clone on this 2-core machine.
+XDIST := -n 2 --dist loadfile
+
 pytest: $(VENV)/.test-installed
-	$(BIN)/pytest --durations=20
+	$(BIN)/pytest $(XDIST) --durations=20
 
 $(LOWEST)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(LOWEST)
-	$(LOWEST)/bin/python -m pip install --quiet $(LOWEST_PINS) pytest hypothesis mpmath
+	$(LOWEST)/bin/python -m pip install --quiet $(LOWEST_PINS) pytest pytest-xdist hypothesis mpmath
 	$(LOWEST)/bin/python -m pip install --quiet --no-deps -e .
 	touch $@
 
 test-lowest: $(LOWEST)/.installed
-	$(LOWEST)/bin/python -m pytest -p no:cacheprovider -m "not slow" $(NUMPY_SIDE_TESTS)
+	$(LOWEST)/bin/python -m pytest -p no:cacheprovider $(XDIST) -m "not slow" $(NUMPY_SIDE_TESTS)
 
 bench: $(VENV)/.test-installed
 	$(BIN)/rmsprop bench
