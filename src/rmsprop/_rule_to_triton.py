@@ -85,11 +85,10 @@ def _switch(name: str) -> str:
 
 
 class _Translate(ast.NodeTransformer):
-    """The rule's statements in Triton's terms; tracks which names hold scalars."""
+    """The rule's statements in Triton's terms (:class:`_Cast` converts the scalars after)."""
 
     def __init__(self, helpers: dict[str, ast.FunctionDef]) -> None:
         self.helpers = helpers
-        self.scalars = set(SCALARS)
 
     # -- the options, the state, the calls ------------------------------------------------
 
