@@ -50,8 +50,12 @@ def interrupt(arguments, delay):
 
 
 def assert_one_line(status, err, seconds, command):
+    """Status 130 and one line about it, last, without a traceback; what the command wrote
+    on stderr before (the demo's progress summaries when stderr is no terminal) stays."""
     assert status == 130, err[-2000:]
-    assert [line for line in err.splitlines() if line.strip()] == [f"{command}: interrupted"]
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert lines[-1:] == [f"{command}: interrupted"], err[-2000:]
+    assert lines.count(f"{command}: interrupted") == 1 and "Traceback" not in err, err[-2000:]
     assert seconds < _interrupt.GRACE + SLACK
 
 
@@ -64,7 +68,7 @@ def test_ctrl_c_in_the_bench_exits_130_with_one_line(tmp_path, delay):
 
 @pytest.mark.parametrize("delay", [0.05, 1.0, 3.0])
 def test_ctrl_c_in_the_demo_exits_130_with_one_line(tmp_path, delay):
-    arguments = ["demo", "--quick", "--steps", "2000", "--out", str(tmp_path)]
+    arguments = ["demo", "--steps", "6000", "--out", str(tmp_path)]  # runs well past 3 s
     status, err, seconds = interrupt(arguments, delay)
     assert_one_line(status, err, seconds, "rmsprop demo")
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
