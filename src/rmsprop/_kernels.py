@@ -21,10 +21,9 @@ Which arrays reach the kernel is decided in :mod:`rmsprop._dispatch`. This modul
 imports Numba: :mod:`rmsprop` imports it only through :mod:`rmsprop._accel`.
 """
 
-import inspect
 import math
+import sys
 import types
-import zlib
 from collections import namedtuple
 from collections.abc import Sequence
 from functools import cache, lru_cache
@@ -33,19 +32,21 @@ from typing import Any, Final, cast
 import numba
 import numpy as np
 import numpy.typing as npt
-from numba import njit, prange
+from numba import prange
 from numba.extending import intrinsic
 
-from rmsprop import _rule
+from rmsprop import _options, _rule
 from rmsprop._kinds import NUMPY_KINDS, Member, float32_work, storage_kind
 from rmsprop._numba_support import (
     GROUP_CHUNK,
     PARALLEL_MIN,
     PARTS,
+    cached_kernel,
     carray,
     jit,
     launch,
     pointer,
+    source_version,
     work_table,
 )
 from rmsprop._options import OPTION_NAMES, Hyperparameters, Scalars, Switches
@@ -57,11 +58,17 @@ __all__ = ["GROUP_CHUNK", "PARALLEL_MIN", "PARTS", "Launch", "update", "work_tab
 _Options: Any = cast(Any, namedtuple)("_Options", OPTION_NAMES)
 
 
-# Numba keys a kernel's disk cache on the kernel's own code and closure values, not
-# on the functions it calls nor on its compile options: each kernel closes over a
-# key of the rule's version and its build (parallel, precision, in place), so a
-# change to the rule, or two builds of one kernel, never share a cache entry.
-_RULE_VERSION: Final = zlib.crc32(inspect.getsource(_rule).encode())
+#: The version of what a kernel compiles: the rule, its options and the helpers here.
+_SOURCE_VERSION: Final = source_version(_rule, _options, sys.modules[__name__])
+
+
+def _cache_key(
+    switches: Switches, parallel: bool, float32: bool, kinds: tuple[str, str, str], into: bool
+) -> tuple[Any, ...]:
+    """What a kernel closes over to key its disk cache: the sources' version and the
+    build, as plain values, which pickle alike in every process (a function would not:
+    its pickle holds a per-process id, and the cache would never be hit)."""
+    return (_SOURCE_VERSION, tuple(switches), parallel, float32, kinds, into)
 
 
 def _compile_rule(one_minus: Any) -> Any:
@@ -237,18 +244,20 @@ def _group_kernel(
     p_type, g_type, s_type = (storage.get(kind, np.uint16) for kind in kinds)
     p_code, g_code, s_code = (codes[kind] for kind in kinds)
     p_size, g_size, s_size = (np.dtype(storage.get(kind, np.uint16)).itemsize for kind in kinds)
-    cache_key = (_RULE_VERSION, parallel, float32, kinds, into)
+    cache_key = _cache_key(switches, parallel, float32, kinds, into)
     # The arithmetic of this build: float32 registers (float32_arithmetic), or float64.
     work = np.float32 if float32 else np.float64
-    read = _read32 if float32 else _read
-    family = _family32 if float32 else _family
-    sqrt = _sqrt32 if float32 else _sqrt
-    clamp = _clamp_at_zero32 if float32 else _clamp_at_zero
 
-    @njit(parallel=parallel, error_model="numpy", cache=True)
     def kernel(addresses, sizes, chunks, parts, lr, beta, eps, momentum, weight_decay, correction):  # type: ignore[no-untyped-def]
         if cache_key[0] < 0:  # never: cache_key is here to key the disk cache
             return
+        # Chosen here by the constant float32 (Numba compiles the branch taken): the
+        # kernel closes over no function, whose pickle (a per-process id) would key the
+        # disk cache differently in every process.
+        read = _read32 if float32 else _read
+        family = _family32 if float32 else _family
+        sqrt = _sqrt32 if float32 else _sqrt
+        clamp = _clamp_at_zero32 if float32 else _clamp_at_zero
         for part in prange(parts.shape[0] - 1):  # parts: one per thread, balanced
             for c in range(parts[part], parts[part + 1]):
                 t = chunks[c, 0]
@@ -291,7 +300,7 @@ def _group_kernel(
                     if centered:
                         _store(a, i, new.grad_avg, s_code)
 
-    return kernel
+    return cached_kernel(kernel, cache_key, parallel=parallel)
 
 
 class Launch:
@@ -400,10 +409,8 @@ def _one_array(
     """The group kernel over the arrays of one parameter, given as arrays: their row of
     addresses is made in compiled code (``ndarray.ctypes.data`` costs about 0.8 µs per
     array in Python: most of a small step)."""
-    kernel = _group_kernel(switches, parallel, float32, kinds, into)
-    cache_key = (_RULE_VERSION, parallel, float32, kinds, into)
+    cache_key = _cache_key(switches, parallel, float32, kinds, into)
 
-    @njit(error_model="numpy", cache=True)
     def one_array(  # type: ignore[no-untyped-def]
         p, g, v, b, a, p_new, v_new, sizes, chunks, parts,
         lr, beta, eps, momentum, weight_decay, correction,
@@ -418,9 +425,17 @@ def _one_array(
         addresses[0, 4] = a.ctypes.data
         addresses[0, 5] = p_new.ctypes.data
         addresses[0, 6] = v_new.ctypes.data
-        kernel(addresses, sizes, chunks, parts, lr, beta, eps, momentum, weight_decay, correction)
+        kernel(  # type: ignore[name-defined]  # noqa: F821 (a global of the namespace below)
+            addresses, sizes, chunks, parts, lr, beta, eps, momentum, weight_decay, correction
+        )
 
-    return one_array
+    # ``kernel`` is a global of this function's own namespace, not a closure value (see
+    # _group_kernel): the disk cache is keyed on cache_key alone.
+    namespace = dict(globals(), kernel=_group_kernel(switches, parallel, float32, kinds, into))
+    function = types.FunctionType(
+        one_array.__code__, namespace, "one_array", None, one_array.__closure__
+    )
+    return cached_kernel(function, cache_key)
 
 
 @lru_cache(maxsize=256)

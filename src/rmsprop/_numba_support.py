@@ -9,9 +9,13 @@ threading layer needs it and turns serial in forked children. It imports Numba.
 """
 
 import contextlib
+import inspect
 import os
+import sys
 import threading
+import types
 import warnings
+import zlib
 from collections.abc import Callable
 from typing import Any, Final, cast
 
@@ -41,6 +45,25 @@ SPLIT: Final = 16
 #: the same work within one chunk. A loop over the chunks themselves gave one thread
 #: 5% more than the other over ResNet-50's tensors (chunks that end a tensor are short).
 PARTS: Final = 240
+
+
+def source_version(*modules: types.ModuleType) -> int:
+    """A checksum of the sources of ``modules`` and of this module, for a kernel to close
+    over: Numba keys a kernel's disk cache on its own code, its closure values and its
+    file's timestamp, not on the functions it calls, so a kernel that closes over the
+    version of every source it compiles never loads a build of older helpers."""
+    sources = (inspect.getsource(module) for module in (*modules, sys.modules[__name__]))
+    return zlib.crc32("".join(sources).encode())
+
+
+def cached_kernel(function: Any, key: tuple[Any, ...], **options: Any) -> Any:
+    """``function`` compiled with a disk cache of its own for ``key``, the plain values
+    it closes over (the build it is): every build gets its own index and data files.
+    Numba's cache files are written whole (no process sees half a file), but two
+    processes adding different builds to one index at once can pair one build's key
+    with the other's code; with one build per file, writers write the same thing."""
+    function.__qualname__ = f"{function.__name__}_{zlib.crc32(repr(key).encode()):08x}"
+    return njit(function, error_model="numpy", cache=True, **options)
 
 
 def jit(function: Any) -> Any:

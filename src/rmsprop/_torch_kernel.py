@@ -25,10 +25,8 @@ This module imports torch and Numba: ``rmsprop.torch`` imports it on first use.
 """
 
 import ctypes
-import inspect
 import os
 import sys
-import zlib
 from collections.abc import Sequence
 from functools import cache
 from typing import Any, Final, cast
@@ -36,12 +34,12 @@ from typing import Any, Final, cast
 import numba
 import numpy as np
 import torch
-from numba import njit, prange
+from numba import prange
 from numba.extending import intrinsic
 
 from rmsprop import _torch_probe
 from rmsprop._kinds import Member
-from rmsprop._numba_support import column, jit, launch, work_table
+from rmsprop._numba_support import cached_kernel, column, jit, launch, source_version, work_table
 from rmsprop._options import Hyperparameters
 from rmsprop._torch_probe import TorchSwitches
 
@@ -108,8 +106,8 @@ def _gradient(g: Any, p: Any, maximize: bool, decay_on: bool, weight_decay: Any)
     return g
 
 
-# Keys the disk cache of the kernels on this module's source (see rmsprop._kernels).
-_SOURCE_VERSION: Final = zlib.crc32(inspect.getsource(sys.modules[__name__]).encode())
+#: Keys the disk cache of the kernels on the sources they compile (see source_version).
+_SOURCE_VERSION: Final = source_version(sys.modules[__name__])
 
 
 @cache
@@ -119,9 +117,8 @@ def _kernel(switches: TorchSwitches, parallel: bool, dtype: torch.dtype) -> Any:
     kind = np.float32 if dtype == torch.float32 else np.float64
     size = np.dtype(kind).itemsize
     chunk, mode_value = CHUNK, VML_MODE
-    cache_key = (_SOURCE_VERSION, parallel, str(dtype))
+    cache_key = (_SOURCE_VERSION, tuple(switches), parallel, str(dtype))
 
-    @njit(parallel=parallel, error_model="numpy", cache=True)
     def kernel(addresses, sizes, chunks, parts, scalars, sqrt):  # type: ignore[no-untyped-def]
         if cache_key[0] < 0:  # never: cache_key is here to key the disk cache
             return
@@ -171,7 +168,7 @@ def _kernel(switches: TorchSwitches, parallel: bool, dtype: torch.dtype) -> Any:
                     else:
                         p[i] = p[i] + (neg_lr * gi) / d
 
-    return kernel
+    return cached_kernel(kernel, cache_key, parallel=parallel)
 
 
 def _scalars(hp: Hyperparameters, dtype: torch.dtype) -> np.ndarray[Any, Any]:
