@@ -62,7 +62,7 @@ $(LOWEST)/.installed: pyproject.toml
 	touch $@
 
 test-lowest: $(LOWEST)/.installed
-	$(LOWEST)/bin/python -m pytest -p no:cacheprovider $(XDIST) -m "not slow" $(NUMPY_SIDE_TESTS)
+	NUMBA_CACHE_DIR=$(LOWEST)/numba-cache $(LOWEST)/bin/python -m pytest -p no:cacheprovider $(XDIST) -m "not slow" $(NUMPY_SIDE_TESTS)
 
 bench: $(VENV)/.test-installed
 	$(BIN)/rmsprop bench

@@ -40,6 +40,15 @@ OPTION_SETS = [
 #: The bias correction the tests pass (1 - 0.9**3, that of step 3 at beta 0.9).
 CORRECTION = 1.0 - 0.9**3
 SIZES = [0, 1, 7, 4097, kernels.PARALLEL_MIN - 1, kernels.PARALLEL_MIN + 3]
+#: The option sets whose parallel build the sweeps run too (the others: serial sizes).
+#: A parallel build is its serial twin's loop body under prange; each build costs a
+#: compile of about 2 s, so the sweeps run every option set's serial build and these.
+PARALLEL_SETS = [0, 9, 10, 12]
+
+
+def sizes_for(index):
+    """The sizes the sweeps step for OPTION_SETS[index]."""
+    return SIZES if index in PARALLEL_SETS else [n for n in SIZES if n < kernels.PARALLEL_MIN]
 
 
 def data(n, dtype, seed=0):
@@ -75,11 +84,13 @@ def numpy_family(hp, p, g, v, b, a, correction=CORRECTION):
 
 
 @pytest.mark.slow  # a kernel compile per option set and dtype (about 2 s each, cold)
-@pytest.mark.parametrize("options", OPTION_SETS, ids=lambda o: "-".join(o) or "seed")
+@pytest.mark.parametrize(
+    "index", range(len(OPTION_SETS)), ids=lambda i: "-".join(OPTION_SETS[i]) or "seed"
+)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_family_kernel_is_the_rule(options, dtype):
-    hp = Hyperparameters(lr=0.01, **options)
-    for n in SIZES:
+def test_family_kernel_is_the_rule(index, dtype):
+    hp = Hyperparameters(lr=0.01, **OPTION_SETS[index])
+    for n in sizes_for(index):
         p, g, v, b, a = data(n, dtype)
         expected = numpy_family(hp, p, g, v, b, a)
         family(hp, p, g, v, b, a, correction=CORRECTION)
@@ -303,10 +314,10 @@ def test_without_kernels_the_results_are_the_same():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("options", OPTION_SETS[:6], ids=lambda o: "-".join(o) or "seed")
-def test_float32_arithmetic_kernel_stays_close(options):
-    hp = Hyperparameters(lr=0.01, **options)
-    for n in (7, kernels.PARALLEL_MIN + 3):
+@pytest.mark.parametrize("index", range(6), ids=lambda i: "-".join(OPTION_SETS[i]) or "seed")
+def test_float32_arithmetic_kernel_stays_close(index):
+    hp = Hyperparameters(lr=0.01, **OPTION_SETS[index])
+    for n in sizes_for(index)[2::3]:  # 7, and past the parallel threshold for some
         accurate = data(n, np.float32)
         fast = [x.copy() for x in accurate]
         family(hp, *accurate)

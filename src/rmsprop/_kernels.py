@@ -32,7 +32,7 @@ from typing import Any, Final, cast
 import numba
 import numpy as np
 import numpy.typing as npt
-from numba import prange
+from numba import njit, prange
 from numba.extending import intrinsic
 
 from rmsprop import _options, _rule
@@ -395,47 +395,46 @@ def update(
         param if new_param is None or not into else new_param,
         square_avg if new_square_avg is None or not into else new_square_avg,
     )  # fmt: skip
-    if "float16" in kinds:  # Numba types float16 arrays but cannot compile with them
-        arrays = tuple(x.view(np.uint16) if x.dtype == np.float16 else x for x in arrays)
     float32 = float32_work(kinds, float32_arithmetic)
-    args = (*arrays, *_single_table(size), *scalars)
-    launch(lambda on: _one_array(switches, on, float32, kinds, into), size, *args)
+    views: dict[int, NDArray] = {}  # most arrays are the parameter or the cache again
+    for x in arrays:
+        if id(x) not in views:
+            views[id(x)] = _bytes(x)
+    table = _addresses(*(views[id(x)] for x in arrays))
+    args = (table, *_single_table(size), *scalars)
+    launch(lambda on: _group_kernel(switches, on, float32, kinds, into), size, *args)
 
 
-@cache
-def _one_array(
-    switches: Switches, parallel: bool, float32: bool, kinds: tuple[str, str, str], into: bool
-) -> Any:
-    """The group kernel over the arrays of one parameter, given as arrays: their row of
-    addresses is made in compiled code (``ndarray.ctypes.data`` costs about 0.8 µs per
-    array in Python: most of a small step)."""
-    cache_key = _cache_key(switches, parallel, float32, kinds, into)
+def _address_table(p, g, v, b, a, p_new, v_new):  # type: ignore[no-untyped-def]
+    """The one-row address table of a kernel over one parameter's arrays (as bytes), made
+    in compiled code: ``ndarray.ctypes.data`` costs about 1 µs per array in Python,
+    most of a small step. A function of its own with one signature, not a wrapper
+    calling the kernel: Numba 0.60 crashes loading from its disk cache a function that
+    calls a parallel kernel, and processes that add two signatures to one cache index
+    at once can pair one's key with the other's code."""
+    addresses = np.empty((1, 7), dtype=np.int64)
+    addresses[0, 0] = p.ctypes.data
+    addresses[0, 1] = g.ctypes.data
+    addresses[0, 2] = v.ctypes.data
+    addresses[0, 3] = b.ctypes.data
+    addresses[0, 4] = a.ctypes.data
+    addresses[0, 5] = p_new.ctypes.data
+    addresses[0, 6] = v_new.ctypes.data
+    return addresses
 
-    def one_array(  # type: ignore[no-untyped-def]
-        p, g, v, b, a, p_new, v_new, sizes, chunks, parts,
-        lr, beta, eps, momentum, weight_decay, correction,
-    ):  # fmt: skip
-        if cache_key[0] < 0:  # never: cache_key is here to key the disk cache
-            return
-        addresses = np.empty((1, 7), dtype=np.int64)
-        addresses[0, 0] = p.ctypes.data
-        addresses[0, 1] = g.ctypes.data
-        addresses[0, 2] = v.ctypes.data
-        addresses[0, 3] = b.ctypes.data
-        addresses[0, 4] = a.ctypes.data
-        addresses[0, 5] = p_new.ctypes.data
-        addresses[0, 6] = v_new.ctypes.data
-        kernel(  # type: ignore[name-defined]  # noqa: F821 (a global of the namespace below)
-            addresses, sizes, chunks, parts, lr, beta, eps, momentum, weight_decay, correction
-        )
 
-    # ``kernel`` is a global of this function's own namespace, not a closure value (see
-    # _group_kernel): the disk cache is keyed on cache_key alone.
-    namespace = dict(globals(), kernel=_group_kernel(switches, parallel, float32, kinds, into))
-    function = types.FunctionType(
-        one_array.__code__, namespace, "one_array", None, one_array.__closure__
-    )
-    return cached_kernel(function, cache_key)
+_BYTES: Any = numba.types.Array(numba.types.uint8, 1, "C", readonly=True)  # takes writable too
+_addresses: Any = njit(numba.types.int64[:, ::1](*[_BYTES] * 7), error_model="numpy", cache=True)(
+    _address_table
+)
+
+
+def _bytes(x: NDArray) -> NDArray:
+    """A dense array's memory as one-dimensional bytes: a view, from its first element."""
+    flat = x.ravel(order="K")
+    if flat is not x and flat.base is None:  # a copy: the array was not dense
+        raise ValueError("kernel arrays must be dense, with positive strides")
+    return flat.view(np.uint8)
 
 
 @lru_cache(maxsize=256)
