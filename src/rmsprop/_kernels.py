@@ -160,6 +160,24 @@ def _read32(x: Any, code: int) -> Any:
 
 
 @jit
+def _widen(x: Any, code: int) -> Any:
+    """A stored float32 or float64 value as float64 (:func:`_read` for NATIVE kinds)."""
+    return np.float64(x)
+
+
+@jit
+def _same(x: Any, code: int) -> Any:
+    """A stored float32 value as float32 (:func:`_read32` for NATIVE kinds)."""
+    return x
+
+
+@jit
+def _put(array: Any, i: int, x: Any, code: int) -> None:
+    """``array[i] = x`` (:func:`_store` for NATIVE kinds)."""
+    array[i] = x
+
+
+@jit
 def _float16_value(h: int) -> float:
     """The value of IEEE 754 half-precision bits ``h``, exactly."""
     exponent = (h >> 10) & 0x1F
@@ -255,6 +273,14 @@ def _group_kernel(
         # kernel closes over no function, whose pickle (a per-process id) would key the
         # disk cache differently in every process.
         read = _read32 if float32 else _read
+        plain = _same if float32 else _widen
+        # Where a kind is stored as it is, the helpers without the 16-bit conversions: the
+        # same code after LLVM, but each conversion inlined costs compile time.
+        read_p = read if p_code else plain
+        read_g = read if g_code else plain
+        read_s = read if s_code else plain
+        store_p = _store if p_code else _put
+        store_s = _store if s_code else _put
         family = _family32 if float32 else _family
         sqrt = _sqrt32 if float32 else _sqrt
         clamp = _clamp_at_zero32 if float32 else _clamp_at_zero
@@ -285,20 +311,20 @@ def _group_kernel(
                 step_correction = work(correction)
                 for i in range(count):
                     state = _rule.State(
-                        read(v[i], s_code),
-                        read(b[i], s_code) if momentum_on else zero,
-                        read(a[i], s_code) if centered else zero,
+                        read_s(v[i], s_code),
+                        read_s(b[i], s_code) if momentum_on else zero,
+                        read_s(a[i], s_code) if centered else zero,
                     )
                     new_p, new = family(
-                        read(p[i], p_code), read(g[i], g_code), state, options, sqrt, clamp,
+                        read_p(p[i], p_code), read_g(g[i], g_code), state, options, sqrt, clamp,
                         step_correction,
                     )  # fmt: skip
-                    _store(p_new, i, new_p, p_code)
-                    _store(v_new, i, new.cache, s_code)
+                    store_p(p_new, i, new_p, p_code)
+                    store_s(v_new, i, new.cache, s_code)
                     if momentum_on:
-                        _store(b, i, new.momentum_buffer, s_code)
+                        store_s(b, i, new.momentum_buffer, s_code)
                     if centered:
-                        _store(a, i, new.grad_avg, s_code)
+                        store_s(a, i, new.grad_avg, s_code)
 
     return cached_kernel(kernel, cache_key, parallel=parallel)
 
