@@ -335,8 +335,10 @@ def test_bias_correction_uses_each_parameters_own_step_count(kernels):
 def test_rmsprop_has_torch_optim_rmsprops_signature():
     import inspect  # noqa: PLC0415
 
-    ours = inspect.signature(rmsprop.torch.RMSprop.__init__).parameters
+    ours = dict(inspect.signature(rmsprop.torch.RMSprop.__init__).parameters)
     theirs = inspect.signature(torch.optim.RMSprop.__init__).parameters
+    own = ours.pop("step_in_backward")  # one argument of its own, keyword-only, off
+    assert own.kind == inspect.Parameter.KEYWORD_ONLY and own.default is False
     assert list(ours) == list(theirs)
     assert [p.default for p in ours.values()] == [p.default for p in theirs.values()]
     assert [p.kind for p in ours.values()] == [p.kind for p in theirs.values()]

@@ -14,6 +14,7 @@ from torch.optim import Optimizer
 from rmsprop._options import FamilyOptions, Hyperparameters
 from rmsprop.torch import _compat, _group
 from rmsprop.torch._compat import STATE_KEYS, TORCH_FLAGS
+from rmsprop.torch._in_backward import Hooks
 from rmsprop.torch._plan import Plan
 
 Function = TypeVar("Function", bound=Callable[..., Any])
@@ -76,6 +77,12 @@ class RMSProp(Optimizer):
             confirms that it reproduces this torch, everything else by PyTorch's
             own functional RMSProp. Needs PyTorch's rule (the ``"pytorch"``
             preset's options) and the state in the parameters' dtype.
+        step_in_backward: step each parameter inside ``backward()`` as soon as
+            its gradient is complete, and free the gradient (peak memory without
+            the gradients of the whole model); ``step()`` then only ends the
+            iteration. The same numbers and checkpoints as ordinary stepping; no
+            gradient accumulation, no global-norm clipping, one process only
+            (see the docs' PyTorch page).
         **options: ``beta``, ``eps``, ``momentum``, ``centered``, ... as in
             :class:`rmsprop.Hyperparameters`.
 
@@ -98,6 +105,7 @@ class RMSProp(Optimizer):
         state_dtype: torch.dtype | None = None,
         float32_arithmetic: bool = False,
         rounding: str = "once",
+        step_in_backward: bool = False,
         **options: Unpack[FamilyOptions],
     ) -> None:
         given: dict[str, Any] = dict(options)
@@ -115,22 +123,47 @@ class RMSProp(Optimizer):
             "rounding": rounding,
         }
         self._plans: dict[int, Plan] = {}  # by group index: see rmsprop.torch._plan
+        self._start_hooks(step_in_backward)
         Optimizer.__init__(self, params, defaults)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """What torch keeps (defaults, state, param groups), and whether the optimizer
+        steps inside ``backward()``."""
+        return {**super().__getstate__(), "step_in_backward": self._hooks is not None}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         """Copies (``copy.deepcopy``, ``pickle``, ``torch.save``) keep what torch keeps
-        (defaults, state, param groups); the kept launches are rebuilt at the next step."""
+        (defaults, state, param groups); the kept launches are rebuilt at the next step,
+        and a copy of an optimizer that steps inside ``backward()`` hooks its own
+        parameters."""
+        state = dict(state)
+        in_backward = state.pop("step_in_backward", None)
         super().__setstate__(state)
         self._plans = {}
+        if in_backward is None and hasattr(self, "_hooks"):
+            return  # torch's load_state_dict, into this optimizer: its hooks stay
+        self._start_hooks(bool(in_backward))
+        for index, group in enumerate(self.param_groups):
+            self._group_of.update((id(p), index) for p in group["params"])
+            if self._hooks is not None:
+                self._hooks.register(group["params"])
+
+    def _start_hooks(self, step_in_backward: bool) -> None:
+        self._hooks = Hooks(self) if step_in_backward else None
+        self._group_of: dict[int, int] = {}  # id(param) -> group index
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         """Add a group; its options are checked now (and again at each step)."""
         super().add_param_group(param_group)
+        group = self.param_groups[-1]
         try:
-            _compat.check_group(self.param_groups[-1])
-        except (TypeError, ValueError):
+            _compat.check_group(group)
+            if self._hooks is not None:
+                self._hooks.register(group["params"])
+        except (TypeError, ValueError, RuntimeError):
             self.param_groups.pop()
             raise
+        self._group_of.update((id(p), len(self.param_groups) - 1) for p in group["params"])
 
     @_opaque_to_dynamo
     @torch.no_grad()
@@ -145,6 +178,10 @@ class RMSProp(Optimizer):
         foreach path, which works slice by slice) leaves the groups written before
         it updated and counted, the group being written partly updated and not
         counted, and the others untouched.
+
+        With ``step_in_backward=True`` the parameters were stepped inside
+        ``backward()`` (``closure``'s included); this steps those whose gradient
+        was set otherwise, and ends the iteration.
         """
         loss = None
         if closure is not None:
@@ -153,7 +190,20 @@ class RMSProp(Optimizer):
         steps = [self._prepare(index, group) for index, group in enumerate(self.param_groups)]
         for run in steps:
             run()
+        if self._hooks is not None:
+            self._hooks.stepped.clear()
         return loss
+
+    @torch.no_grad()
+    def step_parameter(self, p: torch.Tensor) -> None:
+        """Step one parameter with its gradient, as a step of its group would (the
+        hooks of ``step_in_backward=True`` call this)."""
+        group = self.param_groups[self._group_of[id(p)]]
+        hp = _compat.group_hyperparameters(group)
+        torch_rounding = _compat.check_rounding(group, hp)
+        if cast(torch.Tensor, p.grad).is_sparse:
+            raise RuntimeError("rmsprop.torch.RMSProp does not support sparse gradients")
+        _group.run(hp, group, [p], self._checked_states(group, hp, torch_rounding, [p]))
 
     def _prepare(self, index: int, group: dict[str, Any]) -> Callable[[], None]:
         """Check a group and create its missing state; its step, ready to run."""
@@ -167,12 +217,7 @@ class RMSProp(Optimizer):
         kept = self._plans.get(index)
         grads = None if kept is None else kept.gradients(group, params, hp, self.state)
         if kept is None or grads is None:
-            dtype = None if torch_rounding else group["state_dtype"]
-            states = [self._state_for(p, hp, dtype) for p in params]
-            for p, state in zip(params, states, strict=True):
-                _compat.check_state_shapes(p, state)
-            if torch_rounding and group.get("capturable", False):
-                _compat.check_capturable(params, states)
+            states = self._checked_states(group, hp, torch_rounding, params)
             kept = _group.plan(group, params, hp, states)
             if kept is None:
                 self._plans.pop(index, None)
@@ -180,6 +225,18 @@ class RMSProp(Optimizer):
             self._plans[index] = kept
             grads = [cast(torch.Tensor, p.grad) for p in params]
         return functools.partial(_group.run_plan, kept, grads, hp, group, params, self.state)
+
+    def _checked_states(
+        self, group: dict[str, Any], hp: Hyperparameters, torch_rounding: bool, params: list[Any]
+    ) -> list[dict[str, Any]]:
+        """The state of each of ``params`` (created where missing), checked."""
+        dtype = None if torch_rounding else group["state_dtype"]
+        states = [self._state_for(p, hp, dtype) for p in params]
+        for p, state in zip(params, states, strict=True):
+            _compat.check_state_shapes(p, state)
+        if torch_rounding and group.get("capturable", False):
+            _compat.check_capturable(params, states)
+        return states
 
     def state_dict(self) -> dict[str, Any]:
         """The optimizer's state; groups with PyTorch's rule also carry its key ``alpha``."""
@@ -256,7 +313,8 @@ class RMSprop(RMSProp):
     Configuration files and factories written for ``torch.optim.RMSprop`` work
     unchanged. Its param groups hold PyTorch's keys
     (``alpha``, not ``beta``; ``foreach``, ``capturable``, ``differentiable``), and
-    its checkpoints load into ``torch.optim.RMSprop`` and back.
+    its checkpoints load into ``torch.optim.RMSprop`` and back. One argument of its
+    own, keyword-only: ``step_in_backward`` (see :class:`RMSProp`).
 
     ``capturable=True`` and ``differentiable=True`` groups are stepped by PyTorch's
     own functional RMSprop with those flags (CUDA graphs capture it; autograd
@@ -284,6 +342,8 @@ class RMSprop(RMSProp):
         foreach: bool | None = None,
         maximize: bool = False,
         differentiable: bool = False,
+        *,
+        step_in_backward: bool = False,
     ) -> None:
         flags = {"capturable": capturable, "foreach": foreach, "differentiable": differentiable}
         _compat.check_torch_flags(flags)
@@ -298,6 +358,7 @@ class RMSprop(RMSProp):
         defaults |= {"alpha": hp.beta, **flags, "state_dtype": None, "float32_arithmetic": False}
         defaults["rounding"] = "pytorch"
         self._plans = {}
+        self._start_hooks(step_in_backward)
         Optimizer.__init__(self, params, defaults)
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
