@@ -234,6 +234,37 @@ def test_the_optimizer_sends_dense_tensors_to_the_kernel(monkeypatch):
         assert torch.equal(a, b)
 
 
+def test_stepping_inside_backward_equals_group_steps_on_the_kernel(monkeypatch):
+    """step_in_backward=True through the Triton kernel (one launch per parameter, from
+    its hook) equals ordinary group steps through it, bit for bit."""
+    calls = []
+    launch = _triton.Launch.__call__
+    monkeypatch.setattr(_triton.Launch, "__call__", lambda *a: calls.append(1) or launch(*a))
+    monkeypatch.setattr(rmsprop._dispatch, "GPU_DEVICE_TYPES", ("cpu",))
+    previous = _accel.set_enabled(False)  # CPU tensors to Triton rather than to Numba
+    try:
+        results = []
+        for in_backward in (False, True):
+            torch.manual_seed(0)
+            net = torch.nn.Sequential(torch.nn.Linear(6, 5), torch.nn.Tanh(), torch.nn.Linear(5, 2))
+            opt = rmsprop.torch.RMSProp(
+                net.parameters(), lr=1e-2, momentum=0.9, centered=True,
+                step_in_backward=in_backward,
+            )  # fmt: skip
+            x, y = torch.randn(4, 6), torch.randn(4, 2)
+            with np.errstate(all="ignore"):
+                for _ in range(4):
+                    opt.zero_grad()
+                    torch.nn.functional.mse_loss(net(x), y).backward()
+                    opt.step()
+            results.append([p.detach().clone() for p in net.parameters()])
+    finally:
+        _accel.set_enabled(previous)
+    assert len(calls) == 4 + 4 * 4  # a launch per group step, then one per parameter
+    for a, b in zip(*results, strict=True):
+        assert torch.equal(a, b)
+
+
 def test_what_the_kernel_does_not_take_goes_the_foreach_way():
     can = kernel_can_update
     dtypes = _triton.DTYPES
