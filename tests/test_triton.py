@@ -195,72 +195,69 @@ def test_bfloat16_rounds_to_nearest_even_where_the_interpreter_would_truncate():
     assert not torch.equal(v, truncated)  # the case above has teeth
 
 
-def test_the_optimizer_sends_dense_tensors_to_the_kernel(monkeypatch):
-    """rmsprop.torch.RMSProp with the kernel equals itself on the foreach path, bit for bit."""
+@pytest.fixture
+def kernel_calls(monkeypatch):
+    """CPU tensors go to the Triton kernel (not to Numba), under its interpreter; the
+    list its launches are counted in."""
     calls = []
     launch = _triton.Launch.__call__
     monkeypatch.setattr(_triton.Launch, "__call__", lambda *a: calls.append(1) or launch(*a))
     monkeypatch.setattr(rmsprop._dispatch, "GPU_DEVICE_TYPES", ("cpu",))
-    previous = _accel.set_enabled(False)  # CPU tensors to Triton rather than to Numba
-    try:
-        results = []
-        for enabled in (True, False):
-            was = _accel.set_triton_enabled(enabled)
-            torch.manual_seed(0)
-            net = torch.nn.Sequential(
-                torch.nn.Conv2d(3, 4, 3), torch.nn.Flatten(), torch.nn.Linear(4 * 5 * 5, 2)
-            ).to(memory_format=torch.channels_last)
-            frozen = net[2].bias
-            opt = rmsprop.torch.RMSProp(
-                [{"params": [net[0].weight, net[0].bias], "momentum": 0.9},
-                 {"params": [net[2].weight, frozen], "centered": True}],
-                preset="pytorch", lr=1e-2,
-            )  # fmt: skip
-            x, y = torch.randn(8, 3, 7, 7).to(memory_format=torch.channels_last), torch.randn(8, 2)
-            with np.errstate(all="ignore"):
-                for step in range(5):
-                    opt.zero_grad()
-                    torch.nn.functional.mse_loss(net(x), y).backward()
-                    if step == 2:
-                        frozen.grad = None  # a parameter without a gradient this step
-                    opt.step()
-            results.append([p.detach().clone() for p in net.parameters()])
-            _accel.set_triton_enabled(was)
-    finally:
-        _accel.set_enabled(previous)
+    previous = _accel.set_enabled(False)
+    yield calls
+    _accel.set_enabled(previous)
+
+
+def test_the_optimizer_sends_dense_tensors_to_the_kernel(kernel_calls):
+    """rmsprop.torch.RMSProp with the kernel equals itself on the foreach path, bit for bit."""
+    results = []
+    for enabled in (True, False):
+        was = _accel.set_triton_enabled(enabled)
+        torch.manual_seed(0)
+        net = torch.nn.Sequential(
+            torch.nn.Conv2d(3, 4, 3), torch.nn.Flatten(), torch.nn.Linear(4 * 5 * 5, 2)
+        ).to(memory_format=torch.channels_last)
+        frozen = net[2].bias
+        opt = rmsprop.torch.RMSProp(
+            [{"params": [net[0].weight, net[0].bias], "momentum": 0.9},
+             {"params": [net[2].weight, frozen], "centered": True}],
+            preset="pytorch", lr=1e-2,
+        )  # fmt: skip
+        x, y = torch.randn(8, 3, 7, 7).to(memory_format=torch.channels_last), torch.randn(8, 2)
+        with np.errstate(all="ignore"):
+            for step in range(5):
+                opt.zero_grad()
+                torch.nn.functional.mse_loss(net(x), y).backward()
+                if step == 2:
+                    frozen.grad = None  # a parameter without a gradient this step
+                opt.step()
+        results.append([p.detach().clone() for p in net.parameters()])
+        _accel.set_triton_enabled(was)
     assert net[0].weight.is_contiguous(memory_format=torch.channels_last)
-    assert len(calls) == 10  # two groups, five steps, kernel on
+    assert len(kernel_calls) == 10  # two groups, five steps, kernel on
     for a, b in zip(*results, strict=True):
         assert torch.equal(a, b)
 
 
-def test_stepping_inside_backward_equals_group_steps_on_the_kernel(monkeypatch):
+def test_stepping_inside_backward_equals_group_steps_on_the_kernel(kernel_calls):
     """step_in_backward=True through the Triton kernel (one launch per parameter, from
     its hook) equals ordinary group steps through it, bit for bit."""
-    calls = []
-    launch = _triton.Launch.__call__
-    monkeypatch.setattr(_triton.Launch, "__call__", lambda *a: calls.append(1) or launch(*a))
-    monkeypatch.setattr(rmsprop._dispatch, "GPU_DEVICE_TYPES", ("cpu",))
-    previous = _accel.set_enabled(False)  # CPU tensors to Triton rather than to Numba
-    try:
-        results = []
-        for in_backward in (False, True):
-            torch.manual_seed(0)
-            net = torch.nn.Sequential(torch.nn.Linear(6, 5), torch.nn.Tanh(), torch.nn.Linear(5, 2))
-            opt = rmsprop.torch.RMSProp(
-                net.parameters(), lr=1e-2, momentum=0.9, centered=True,
-                step_in_backward=in_backward,
-            )  # fmt: skip
-            x, y = torch.randn(4, 6), torch.randn(4, 2)
-            with np.errstate(all="ignore"):
-                for _ in range(4):
-                    opt.zero_grad()
-                    torch.nn.functional.mse_loss(net(x), y).backward()
-                    opt.step()
-            results.append([p.detach().clone() for p in net.parameters()])
-    finally:
-        _accel.set_enabled(previous)
-    assert len(calls) == 4 + 4 * 4  # a launch per group step, then one per parameter
+    results = []
+    for in_backward in (False, True):
+        torch.manual_seed(0)
+        net = torch.nn.Sequential(torch.nn.Linear(6, 5), torch.nn.Tanh(), torch.nn.Linear(5, 2))
+        opt = rmsprop.torch.RMSProp(
+            net.parameters(), lr=1e-2, momentum=0.9, centered=True,
+            step_in_backward=in_backward,
+        )  # fmt: skip
+        x, y = torch.randn(4, 6), torch.randn(4, 2)
+        with np.errstate(all="ignore"):
+            for _ in range(4):
+                opt.zero_grad()
+                torch.nn.functional.mse_loss(net(x), y).backward()
+                opt.step()
+        results.append([p.detach().clone() for p in net.parameters()])
+    assert len(kernel_calls) == 4 + 4 * 4  # a launch per group step, then one per parameter
     for a, b in zip(*results, strict=True):
         assert torch.equal(a, b)
 
