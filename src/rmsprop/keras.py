@@ -75,13 +75,11 @@ class RMSprop(keras.optimizers.RMSprop):  # type: ignore[misc]
         options = {key: kwargs.pop(key) for key in list(kwargs) if key in OPTION_NAMES}
         if "lr" in options:
             raise TypeError("give the learning rate as learning_rate, as Keras does")
-        schedule = learning_rate is not None and not isinstance(learning_rate, int | float)
-        if learning_rate is not None and not schedule:
-            options["lr"] = float(learning_rate)
-        elif schedule or "lr" not in (PRESETS.get(preset or "", {})):
-            options.setdefault("lr", 0.0)  # the schedule gives it (or the check below)
-        if learning_rate is None and "lr" not in (PRESETS.get(preset or "", {})):
+        if learning_rate is None and "lr" not in PRESETS.get(preset or "", {}):
             raise TypeError("learning_rate is required: the preset has no default")
+        schedule = learning_rate is not None and not isinstance(learning_rate, int | float)
+        if learning_rate is not None:  # a schedule gives the rate at each step
+            options["lr"] = 0.0 if schedule else float(learning_rate)
         hp = Hyperparameters.from_preset(preset, **options)
         keras_rule = preset == "keras" and _keras_rule(hp)
         super().__init__(
@@ -129,8 +127,7 @@ class RMSprop(keras.optimizers.RMSprop):  # type: ignore[misc]
             self._momentums[index] if hp.momentum else None,
             self._average_gradients[index] if hp.centered else None,
         )
-        options = types.SimpleNamespace(**hp.as_dict())
-        options.lr = ops.cast(learning_rate, variable.dtype)
+        options = types.SimpleNamespace(**self._options, lr=ops.cast(learning_rate, variable.dtype))
         correction: Any = 1.0
         if hp.bias_correction:
             step = ops.cast(self.iterations + 1, variable.dtype)

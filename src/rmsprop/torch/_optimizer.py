@@ -199,19 +199,13 @@ class RMSProp(Optimizer):
         """Step one parameter with its gradient, as a step of its group would (the
         hooks of ``step_in_backward=True`` call this)."""
         group = self.param_groups[self._group_of[id(p)]]
-        hp = _compat.group_hyperparameters(group)
-        torch_rounding = _compat.check_rounding(group, hp)
-        if cast(torch.Tensor, p.grad).is_sparse:
-            raise RuntimeError("rmsprop.torch.RMSProp does not support sparse gradients")
+        hp, torch_rounding = _checked_options(group, [p])
         _group.run(hp, group, [p], self._checked_states(group, hp, torch_rounding, [p]))
 
     def _prepare(self, index: int, group: dict[str, Any]) -> Callable[[], None]:
         """Check a group and create its missing state; its step, ready to run."""
-        hp = _compat.group_hyperparameters(group)
-        torch_rounding = _compat.check_rounding(group, hp)
         params = [p for p in group["params"] if p.grad is not None]
-        if any(cast(torch.Tensor, p.grad).is_sparse for p in params):
-            raise RuntimeError("rmsprop.torch.RMSProp does not support sparse gradients")
+        hp, torch_rounding = _checked_options(group, params)
         if not params:
             return _nothing
         kept = self._plans.get(index)
@@ -381,6 +375,18 @@ class RMSprop(RMSProp):
         for group, saved in zip(self.param_groups, flags, strict=True):
             group["alpha"] = group.pop("beta")
             group.update(saved)
+
+
+def _checked_options(
+    group: dict[str, Any], params: list[torch.Tensor]
+) -> tuple[Hyperparameters, bool]:
+    """A group's options, checked, and whether it takes PyTorch's rounding; its
+    parameters' gradients must be dense."""
+    hp = _compat.group_hyperparameters(group)
+    torch_rounding = _compat.check_rounding(group, hp)
+    if any(cast(torch.Tensor, p.grad).is_sparse for p in params):
+        raise RuntimeError("rmsprop.torch.RMSProp does not support sparse gradients")
+    return hp, torch_rounding
 
 
 def _nothing() -> None:
