@@ -268,3 +268,36 @@ def test_a_step_that_must_widen_or_copy_does_it_slice_by_slice(case):
     """Before: float64 copies of the whole parameter and state, 80+ bytes per element."""
     extra = extra_bytes(OPTIMIZER_MEMORY, case)
     assert extra < 16 * 2**20, f"{extra / 2**20:.1f} MiB"
+
+
+def test_state_is_views_of_one_aligned_array_per_dtype():
+    """The buffers created together are views of one array per dtype, each on a 64-byte
+    boundary, in C order; turning options on later adds buffers of the same kind, and a
+    loaded snapshot is copied into such an array."""
+    from rmsprop._flat import ALIGNMENT  # noqa: PLC0415
+
+    params = make(shapes=((3, 4), (5,), (), (7, 2)), dtype=np.float32)
+    params.append(np.asfortranarray(np.ones((3, 5))))
+    optimizer = rmsprop.RMSProp(params, lr=0.01, momentum=0.9)
+
+    def bases(key):
+        return {id(buffers[key].base) for buffers in optimizer._state}
+
+    def aligned(key):
+        return all(buffers[key].ctypes.data % ALIGNMENT == 0 for buffers in optimizer._state)
+
+    by_dtype = {}
+    for p, buffers in zip(params, optimizer._state, strict=True):
+        by_dtype.setdefault(p.dtype, set()).add(id(buffers["cache"].base))
+        assert buffers["cache"].flags.c_contiguous and buffers["cache"].shape == p.shape
+    assert all(len(ids) == 1 for ids in by_dtype.values()) and len(by_dtype) == 2
+    assert aligned("cache") and aligned("momentum_buffer")
+    optimizer.hyperparameters = optimizer.hyperparameters.replace(centered=True)
+    optimizer.step(gradients(params, 1)[0])
+    assert len(bases("grad_avg")) == 2 and aligned("grad_avg")
+    saved = optimizer.state_dict()
+    optimizer.load_state_dict(saved)
+    assert len(bases("cache")) == 2 and aligned("cache")
+    for buffers, kept in zip(optimizer._state, saved["state"], strict=True):
+        for key, value in kept.items():
+            assert np.array_equal(buffers[key], value) and buffers[key] is not value

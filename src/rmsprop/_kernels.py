@@ -355,6 +355,13 @@ class Launch:
                  base if a is None else address(a), base, square)
             )  # fmt: skip
         self._addresses = np.array(rows, dtype=np.int64).reshape(-1, 7)
+        self._every = len(self._keep) == len(members)
+        # The gradients' addresses at each call: torch's data_ptr by map where the
+        # members are tensors (a Python call per gradient costs more than the step of
+        # a small one).
+        self._address: Any = address
+        if members and not isinstance(members[0][0], np.ndarray):
+            self._address = type(members[0][0]).data_ptr
         self._sizes = np.array([_size(members[i][0]) for i in self._keep], dtype=np.int64)
         self._chunks, self._parts = work_table(self._sizes)
         self.elements = int(self._sizes.sum())
@@ -368,7 +375,8 @@ class Launch:
     def __call__(self, grads: Sequence[Any], hp: Hyperparameters, correction: float = 1.0) -> None:
         if not self.elements:
             return
-        self._addresses[:, 1] = [address(grads[i]) for i in self._keep]
+        kept = grads if self._every else [grads[i] for i in self._keep]
+        self._addresses[:, 1] = list(map(self._address, kept))
         args = (
             self._addresses, self._sizes, self._chunks, self._parts,
             hp.lr, hp.beta, hp.eps, hp.momentum, hp.weight_decay, correction,

@@ -6,7 +6,7 @@ from typing import Any, Final, Unpack
 import numpy as np
 import numpy.typing as npt
 
-from rmsprop import _accel
+from rmsprop import _accel, _flat
 from rmsprop._dispatch import Rule, kernel_kinds, update_arrays
 from rmsprop._options import Hyperparameters, Options
 from rmsprop._validation import describe, to_numpy
@@ -112,9 +112,9 @@ class RMSProp:
         """Start over: the average at ``initial_cache``, other buffers at 0, step count 0."""
         self._steps = 0
         self._launches.clear()
-        self._state = [{"cache": self._buffer(p, self._hp.initial_cache)} for p in self._params]
-        for p, buffers in zip(self._params, self._state, strict=True):
-            self._add_missing_buffers(p, buffers)
+        self._state = [{} for _ in self._params]
+        self._place([(i, "cache", self._hp.initial_cache) for i in range(len(self._params))])
+        self._add_missing_buffers()
 
     def step(self, grads: Sequence[Any]) -> None:
         """Update every parameter in place with its gradient (None skips a parameter).
@@ -145,11 +145,11 @@ class RMSProp:
         correction = hp.correction(self._steps + 1)
         kernels = _accel.kernels(work)
         rule = Rule.family(hp, correction, self._float32_arithmetic)
+        self._add_missing_buffers()
         groups: dict[tuple[Any, ...], list[int]] = {}
         for i, (p, g, buffers) in enumerate(zip(self._params, checked, self._state, strict=True)):
             if g is None:
                 continue
-            self._add_missing_buffers(p, buffers)
             kinds = None if kernels is None else kernel_kinds(p, g, list(buffers.values()))
             if kinds is None:  # the other paths, one array at a time
                 state = tuple(buffers.get(name) for name in BUFFERS)
@@ -218,7 +218,7 @@ class RMSProp:
                 f"state_dict holds state for {len(saved)} parameters, this optimizer has "
                 f"{len(self._params)}"
             )
-        state: list[dict[str, NDArray]] = []
+        restored: list[tuple[int, str, NDArray]] = []
         for i, (p, buffers) in enumerate(zip(self._params, saved, strict=True)):
             unknown = set(buffers) - set(BUFFERS)
             if unknown or "cache" not in buffers:
@@ -226,7 +226,6 @@ class RMSProp:
                     f"state_dict['state'][{i}] must hold 'cache' and optionally "
                     f"'momentum_buffer', 'grad_avg'; got {sorted(buffers)}"
                 )
-            restored = {}
             for key, value in buffers.items():
                 array = to_numpy(value, f"state_dict['state'][{i}][{key!r}]")
                 if array.shape != p.shape:
@@ -234,23 +233,38 @@ class RMSProp:
                         f"state_dict['state'][{i}][{key!r}] has shape {array.shape}, "
                         f"params[{i}] has {p.shape}"
                     )
-                restored[key] = array.astype(self._dtype(p), copy=True)
-            state.append(restored)
-        self._hp, self._steps, self._state = hp, int(steps), state
+                restored.append((i, key, array))
+        self._hp, self._steps = hp, int(steps)
+        self._state = [{} for _ in self._params]
+        self._place(restored)  # copies, into flat buffers
         self._launches.clear()
 
     def _dtype(self, p: NDArray) -> np.dtype[Any]:
         return self._state_dtype or p.dtype
 
-    def _buffer(self, p: NDArray, value: float) -> NDArray:
-        return np.full(p.shape, value, dtype=self._dtype(p))
-
-    def _add_missing_buffers(self, p: NDArray, buffers: dict[str, NDArray]) -> None:
+    def _add_missing_buffers(self) -> None:
         """Buffers that the options in force use but that do not exist yet start at 0."""
-        if self._hp.momentum and "momentum_buffer" not in buffers:
-            buffers["momentum_buffer"] = self._buffer(p, 0.0)
-        if self._hp.centered and "grad_avg" not in buffers:
-            buffers["grad_avg"] = self._buffer(p, 0.0)
+        wanted = [key for key, on in (("momentum_buffer", self._hp.momentum),
+                                      ("grad_avg", self._hp.centered)) if on]  # fmt: skip
+        self._place(
+            [(i, key, 0.0) for i, buffers in enumerate(self._state) for key in wanted
+             if key not in buffers]
+        )  # fmt: skip
+
+    def _place(self, requests: Sequence[tuple[int, str, float | NDArray]]) -> None:
+        """Create the buffers ``(parameter index, name, value or array to copy)`` as views
+        of one flat array per dtype (see :mod:`rmsprop._flat`), each in C order."""
+        by_dtype: dict[np.dtype[Any], list[tuple[int, str, float | NDArray]]] = {}
+        for request in sorted(requests, key=lambda r: BUFFERS.index(r[1])):
+            by_dtype.setdefault(self._dtype(self._params[request[0]]), []).append(request)
+        for dtype, members in by_dtype.items():
+            sizes = [self._params[i].size for i, _, _ in members]
+            offsets, total = _flat.layout(sizes, dtype.itemsize)
+            arena = _flat.numpy_buffer(total, dtype)
+            for (i, key, source), offset, size in zip(members, offsets, sizes, strict=True):
+                view = arena[offset : offset + size].reshape(self._params[i].shape)
+                view[...] = source
+                self._state[i][key] = view
 
 
 def _check_param(p: object, name: str) -> None:

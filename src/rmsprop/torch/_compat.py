@@ -83,11 +83,20 @@ def scalar(value: object) -> object:
 
 def group_hyperparameters(group: dict[str, Any]) -> Hyperparameters:
     """A group's options; a group of rmsprop.torch.RMSprop names ``beta`` ``alpha``."""
-    options: dict[str, Any] = {
-        name: scalar(group[name] if name != "beta" or "beta" in group else group["alpha"])
-        for name in OPTION_NAMES
-    }
-    return Hyperparameters(**options)
+    beta = "beta" if "beta" in group else "alpha"
+    values = tuple(scalar(group[name if name != "beta" else beta]) for name in OPTION_NAMES)
+    key = (tuple(map(type, values)), values)  # True and 1 are equal keys, not equal options
+    try:
+        hash(key)
+    except TypeError:  # a value no option takes: the check below says which
+        return _hyperparameters.__wrapped__(key)
+    return _hyperparameters(key)
+
+
+@functools.lru_cache(maxsize=64)
+def _hyperparameters(key: tuple[tuple[type, ...], tuple[Any, ...]]) -> Hyperparameters:
+    """The options of these values, checked once (every step asks; they seldom change)."""
+    return Hyperparameters(**dict(zip(OPTION_NAMES, key[1], strict=True)))
 
 
 def check_rounding(group: dict[str, Any], hp: Hyperparameters) -> bool:

@@ -5,6 +5,7 @@ signature). Their ``step`` checks every group, then runs each group's route
 """
 
 import functools
+import operator
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar, Unpack, cast
 
@@ -12,7 +13,7 @@ import torch
 from torch.optim import Optimizer
 
 from rmsprop._options import FamilyOptions, Hyperparameters
-from rmsprop.torch import _compat, _group
+from rmsprop.torch import _compat, _group, _state
 from rmsprop.torch._compat import STATE_KEYS, TORCH_FLAGS
 from rmsprop.torch._in_backward import Hooks
 from rmsprop.torch._plan import Plan
@@ -123,6 +124,7 @@ class RMSProp(Optimizer):
             "rounding": rounding,
         }
         self._plans: dict[int, Plan] = {}  # by group index: see rmsprop.torch._plan
+        self._seen = _Seen(None)
         self._start_hooks(step_in_backward)
         Optimizer.__init__(self, params, defaults)
 
@@ -140,6 +142,7 @@ class RMSProp(Optimizer):
         in_backward = state.pop("step_in_backward", None)
         super().__setstate__(state)
         self._plans = {}
+        self._seen = _Seen(None)
         if in_backward is None and hasattr(self, "_hooks"):
             return  # torch's load_state_dict, into this optimizer: its hooks stay
         self._start_hooks(bool(in_backward))
@@ -187,9 +190,13 @@ class RMSProp(Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        steps = [self._prepare(index, group) for index, group in enumerate(self.param_groups)]
+        same_state = self._seen.same(self.state)
+        steps = [
+            self._prepare(index, group, same_state) for index, group in enumerate(self.param_groups)
+        ]
         for run in steps:
             run()
+        self._seen = _Seen(self.state)
         if self._hooks is not None:
             self._hooks.stepped.clear()
         return loss
@@ -199,33 +206,38 @@ class RMSProp(Optimizer):
         """Step one parameter with its gradient, as a step of its group would (the
         hooks of ``step_in_backward=True`` call this)."""
         group = self.param_groups[self._group_of[id(p)]]
-        hp, torch_rounding = _checked_options(group, [p])
+        hp, torch_rounding = _checked_options(group)
+        _with_gradients([p])
         _group.run(hp, group, [p], self._checked_states(group, hp, torch_rounding, [p]))
 
-    def _prepare(self, index: int, group: dict[str, Any]) -> Callable[[], None]:
+    def _prepare(self, index: int, group: dict[str, Any], same_state: bool) -> Callable[[], None]:
         """Check a group and create its missing state; its step, ready to run."""
-        params = [p for p in group["params"] if p.grad is not None]
-        hp, torch_rounding = _checked_options(group, params)
+        hp, torch_rounding = _checked_options(group)
+        kept = self._plans.get(index)
+        found = None if kept is None else kept.gradients(group, hp, self.state, same_state)
+        if kept is not None and found is not None:  # the step before's launches still hold
+            params, grads = found
+            return functools.partial(_group.run_plan, kept, grads, hp, group, params, self.state)
+        params = _with_gradients(group["params"])
         if not params:
             return _nothing
-        kept = self._plans.get(index)
-        grads = None if kept is None else kept.gradients(group, params, hp, self.state)
-        if kept is None or grads is None:
-            states = self._checked_states(group, hp, torch_rounding, params)
-            kept = _group.plan(group, params, hp, states)
-            if kept is None:
-                self._plans.pop(index, None)
-                return functools.partial(_group.run, hp, group, params, states)
-            self._plans[index] = kept
-            grads = [cast(torch.Tensor, p.grad) for p in params]
+        states = self._checked_states(group, hp, torch_rounding, params)
+        kept = _group.plan(group, params, hp, states)
+        if kept is None:
+            self._plans.pop(index, None)
+            return functools.partial(_group.run, hp, group, params, states)
+        self._plans[index] = kept
+        grads = [cast(torch.Tensor, p.grad) for p in params]
         return functools.partial(_group.run_plan, kept, grads, hp, group, params, self.state)
 
     def _checked_states(
         self, group: dict[str, Any], hp: Hyperparameters, torch_rounding: bool, params: list[Any]
     ) -> list[dict[str, Any]]:
         """The state of each of ``params`` (created where missing), checked."""
+        states = [self.state[p] for p in params]
         dtype = None if torch_rounding else group["state_dtype"]
-        states = [self._state_for(p, hp, dtype) for p in params]
+        flat = not group.get("differentiable", False)
+        _state.add_missing(params, states, hp, dtype, flat=flat)
         for p, state in zip(params, states, strict=True):
             _compat.check_state_shapes(p, state)
         if torch_rounding and group.get("capturable", False):
@@ -256,43 +268,22 @@ class RMSProp(Optimizer):
         }
         _compat.check_saved_state(groups, self.param_groups, state)
         self._plans.clear()
+        self._seen = _Seen(None)  # nor keep the replaced state alive
         super().load_state_dict({**state_dict, "param_groups": groups, "state": state})
         # The base class casts floating state to each parameter's dtype: keep the
         # state_dtype of groups that have one, from the checkpoint's own values.
         saved_state = state_dict["state"]
         for group, saved_group in zip(self.param_groups, groups, strict=True):
-            if group["state_dtype"] is None:
-                continue
-            for p, index in zip(group["params"], saved_group["params"], strict=True):
-                for key, value in saved_state.get(index, {}).items():
-                    if key in STATE_KEYS:
-                        dtype = _compat.state_dtype(p, group["state_dtype"])
-                        self.state[p][key] = value.to(p.device, dtype)
-
-    def _state_for(
-        self, p: torch.Tensor, hp: Hyperparameters, state_dtype: torch.dtype | None
-    ) -> dict[str, Any]:
-        """The state of ``p``, with every buffer that the options in force use."""
-        state = self.state[p]
-        if (
-            state
-            and (not hp.momentum or "momentum_buffer" in state)
-            and (not hp.centered or "grad_avg" in state)
-        ):
-            return cast(dict[str, Any], state)  # every step but the first
-        dtype = _compat.state_dtype(p, state_dtype)
-        if not state:
-            # On the GPU the counters stay there (as with torch's fused and capturable
-            # optimizers): one launch steps them all, where CPU counters cost a
-            # dispatch each.
-            where = p.device if p.is_cuda else None
-            state["step"] = torch.tensor(0.0, dtype=torch.float32, device=where)
-            state["square_avg"] = _filled(p, dtype, hp.initial_cache)
-        if hp.momentum and "momentum_buffer" not in state:
-            state["momentum_buffer"] = _filled(p, dtype, 0.0)
-        if hp.centered and "grad_avg" not in state:
-            state["grad_avg"] = _filled(p, dtype, 0.0)
-        return cast(dict[str, Any], state)
+            if group["state_dtype"] is not None:
+                for p, index in zip(group["params"], saved_group["params"], strict=True):
+                    for key, value in saved_state.get(index, {}).items():
+                        if key in STATE_KEYS:
+                            dtype = _compat.state_dtype(p, group["state_dtype"])
+                            self.state[p][key] = value.to(p.device, dtype)
+            # Flat, as state created by a step (and no longer the checkpoint's tensors).
+            if not group.get("differentiable", False):
+                params = [p for p in group["params"] if p in self.state]
+                _state.rehome(params, [self.state[p] for p in params])
 
 
 class RMSprop(RMSProp):
@@ -352,6 +343,7 @@ class RMSprop(RMSProp):
         defaults |= {"alpha": hp.beta, **flags, "state_dtype": None, "float32_arithmetic": False}
         defaults["rounding"] = "pytorch"
         self._plans = {}
+        self._seen = _Seen(None)
         self._start_hooks(step_in_backward)
         Optimizer.__init__(self, params, defaults)
 
@@ -377,24 +369,40 @@ class RMSprop(RMSProp):
             group.update(saved)
 
 
-def _checked_options(
-    group: dict[str, Any], params: list[torch.Tensor]
-) -> tuple[Hyperparameters, bool]:
-    """A group's options, checked, and whether it takes PyTorch's rounding; its
-    parameters' gradients must be dense."""
+def _checked_options(group: dict[str, Any]) -> tuple[Hyperparameters, bool]:
+    """A group's options, checked, and whether it takes PyTorch's rounding."""
     hp = _compat.group_hyperparameters(group)
-    torch_rounding = _compat.check_rounding(group, hp)
-    if any(cast(torch.Tensor, p.grad).is_sparse for p in params):
+    return hp, _compat.check_rounding(group, hp)
+
+
+def _with_gradients(params: Iterable[torch.Tensor]) -> list[torch.Tensor]:
+    """The parameters that have a gradient, which must be dense."""
+    found = [p for p in params if p.grad is not None]
+    if any(cast(torch.Tensor, p.grad).is_sparse for p in found):
         raise RuntimeError("rmsprop.torch.RMSProp does not support sparse gradients")
-    return hp, torch_rounding
+    return found
+
+
+class _Seen:
+    """The optimizer's ``state`` as a step left it: which dict each parameter maps to,
+    compared by identity in C (looking each parameter up costs a Python ``__hash__``)."""
+
+    __slots__ = ("keys", "state", "values")
+
+    def __init__(self, state: Any) -> None:
+        self.state = state
+        self.keys = [] if state is None else list(state.keys())
+        self.values = [] if state is None else list(state.values())
+
+    def same(self, state: Any) -> bool:
+        """Whether ``state`` is this object and maps the same keys to the same dicts."""
+        return (
+            state is self.state
+            and len(state) == len(self.keys)
+            and all(map(operator.is_, state.keys(), self.keys))
+            and all(map(operator.is_, state.values(), self.values))
+        )
 
 
 def _nothing() -> None:
     """The step of a group without gradients."""
-
-
-def _filled(p: torch.Tensor, dtype: torch.dtype, value: float) -> torch.Tensor:
-    buffer = torch.zeros_like(p, dtype=dtype, memory_format=torch.preserve_format)
-    if value:
-        (torch.view_as_real(buffer) if buffer.is_complex() else buffer).fill_(value)
-    return buffer

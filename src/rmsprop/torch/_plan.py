@@ -3,14 +3,22 @@
 A group whose every parameter with a gradient goes to one fused kernel (and whose
 step needs no per-parameter host values: no bias correction, not PyTorch's
 differentiable or capturable functional) gets a :class:`Plan`: its launches,
-built once, one per (device, dtypes). A later step reuses it, skipping the
-per-parameter classification, when the group is the same dict with the same
-parameters having gradients and options of the same kind, and every parameter is
-still the tensor it was (address, shape, dtype), its state buffers the same
-tensors, and its gradient of its dtype and layout; anything else takes the general
-path, which builds a new plan. Only the gradients' addresses may change.
+built once, one per (device, dtypes), and where the launch's step counters are
+consecutive elements of one buffer (:mod:`rmsprop.torch._state`), one view that
+advances them all. A later step reuses it, skipping the per-parameter
+classification, when the group is the same dict with the same options and the
+same parameters, the same of them having gradients, every parameter still at its
+address, each gradient a plain dense tensor laid out as its parameter, and each
+state dict and buffer the one it was; anything else takes the general path, which
+builds a new plan. Only the gradients may be new tensors. These checks read every
+parameter, in C (``map`` over the group: about 0.5 µs a parameter here): none of
+them can be skipped without missing a change that PyTorch allows between steps
+(``p.data = ...`` frees the memory a launch would write; autograd replaces a
+gradient that another reference holds instead of accumulating into it).
 """
 
+import itertools
+import operator
 from typing import Any, cast
 
 import torch
@@ -19,6 +27,7 @@ from rmsprop._options import Hyperparameters
 from rmsprop.torch._backends import Backend, KernelUnavailableError, Launched, device_kind
 from rmsprop.torch._compat import STATE_KEYS
 from rmsprop.torch._foreach import PLAIN, count
+from rmsprop.torch._state import counter_run
 
 
 def plannable(group: dict[str, Any], hp: Hyperparameters) -> bool:
@@ -30,23 +39,48 @@ def plannable(group: dict[str, Any], hp: Hyperparameters) -> bool:
     )
 
 
+#: A tensor's gradient, address and layout, read in C by ``map`` (the checks of a
+#: kept plan run over every parameter at every step: a Python loop would cost more).
+_GRAD = operator.attrgetter("grad")
+_DATA_PTR = torch.Tensor.data_ptr
+_CONTIGUOUS = torch.Tensor.is_contiguous
+#: The buffers that options add to the state, and the option that adds each.
+_BUFFERS = (("momentum_buffer", "momentum"), ("grad_avg", "centered"))
+
+
 class Plan:
     """The launches of one group's step (see the module's docstring)."""
 
-    __slots__ = ("backend", "entries", "group", "launches", "options", "params")
+    __slots__ = (
+        "addresses", "backend", "buffers", "contiguous", "group", "launches", "members",
+        "options", "params", "states", "strides", "without",
+    )  # fmt: skip
 
     def __init__(
         self,
         backend: Backend,
         group: dict[str, Any],
-        params: list[torch.Tensor],
         hp: Hyperparameters,
-        entries: list[tuple[Any, ...]],
-        launches: list[tuple[Launched, list[int] | None, list[torch.Tensor]]],
+        members: list[int],
+        states: list[dict[str, Any]],
+        launches: list[tuple[Launched, list[int] | None, list[torch.Tensor], Any]],
     ) -> None:
-        self.backend, self.group, self.params = backend, group, params
-        self.entries, self.launches = entries, launches
+        self.backend, self.group, self.launches = backend, group, launches
         self.options = _options(group, hp)
+        self.params = list(group["params"])
+        #: Which of the group's parameters have a gradient (the plan's members), and not.
+        self.members = members
+        self.without = [p.grad is None for p in self.params]
+        memb = [self.params[i] for i in members]
+        self.addresses = [p.data_ptr() for p in memb]
+        self.states = states
+        #: The state the launches write, by key: (key, the buffer of each member).
+        used = ("step", "square_avg", *(k for k, on in _BUFFERS if getattr(hp, on)))
+        self.buffers = [(key, [state.get(key) for state in states]) for key in used]
+        self.contiguous = [p.is_contiguous() for p in memb]
+        #: Members laid out otherwise (dense): their index and strides, which their
+        #: gradients must share.
+        self.strides = [(i, p.stride()) for i, p in enumerate(memb) if not self.contiguous[i]]
 
     @classmethod
     def build(
@@ -59,11 +93,10 @@ class Plan:
     ) -> "Plan | None":
         """The plan of a group whose every parameter ``backend`` takes, or None."""
         kind = device_kind(params[0])
-        entries = []
         members: dict[tuple[Any, ...], list[int]] = {}
         for i, (p, state) in enumerate(zip(params, states, strict=True)):
             g = cast(torch.Tensor, p.grad)
-            buffers = [state.get(key) for key in STATE_KEYS]
+            buffers = _buffers(state)
             if (
                 type(p) not in PLAIN
                 or p.is_complex()
@@ -71,67 +104,80 @@ class Plan:
                 or not backend.takes(p, g, buffers, hp)
             ):
                 return None
-            stride = None if p.is_contiguous() else p.stride()
-            entries.append((p.data_ptr(), p.shape, p.dtype, g.dtype, stride, *buffers))
             key = (p.device, p.dtype, g.dtype, cast(torch.Tensor, buffers[0]).dtype)
             members.setdefault(key, []).append(i)
         launches = []
         for indices in members.values():
-            launch = backend.launch(
-                [(params[i], params[i].grad, [*entries[i][5:]]) for i in indices],
-                hp,
-                group["float32_arithmetic"],
-            )
+            chosen = [(params[i], params[i].grad, _buffers(states[i])) for i in indices]
+            launch = backend.launch(chosen, hp, group["float32_arithmetic"])
             steps = [states[i]["step"] for i in indices]
-            launches.append((launch, None if len(indices) == len(params) else indices, steps))
-        return cls(backend, group, params, hp, entries, launches)
+            every = None if len(indices) == len(params) else indices
+            launches.append((launch, every, steps, counter_run(steps)))
+        with_grad = {id(p) for p in params}
+        positions = [i for i, p in enumerate(group["params"]) if id(p) in with_grad]
+        return cls(backend, group, hp, positions, states, launches)
 
     def gradients(
-        self, group: dict[str, Any], params: list[torch.Tensor], hp: Hyperparameters, states: Any
-    ) -> list[torch.Tensor] | None:
-        """The gradients of ``params`` if this plan still holds for them, else None."""
+        self, group: dict[str, Any], hp: Hyperparameters, state: Any, same_state: bool
+    ) -> tuple[list[torch.Tensor], list[torch.Tensor]] | None:
+        """The parameters with a gradient and their gradients, if this plan still holds
+        for the group, else None.
+
+        Checked, over every parameter (in C, by ``map``): the group's parameters are the
+        same tensors at the same addresses, the same of them have a gradient, each
+        gradient is dense and laid out as its parameter, and each state buffer is still
+        the one the kernels write. A gradient may be a new tensor (after
+        ``zero_grad(set_to_none=True)``) anywhere in memory. ``same_state``: the
+        optimizer's ``state`` maps every parameter to the dict it mapped it to at the
+        end of the last step (then its dicts are not looked up again).
+        """
+        params = group["params"]
         if group is not self.group or len(params) != len(self.params):
             return None
         if self.options != _options(group, hp) or not self.backend.available():
             return None
-        grads = []
-        for p, q, (address, shape, dtype, grad_dtype, stride, v, b, a) in zip(
-            params, self.params, self.entries, strict=True
+        if not all(map(operator.is_, params, self.params)):
+            return None
+        grads = list(map(_GRAD, params))
+        if list(map(operator.is_, grads, itertools.repeat(None))) != self.without:
+            return None
+        if len(grads) != len(self.members):
+            grads = [grads[i] for i in self.members]
+            params = [params[i] for i in self.members]
+        if not (  # a sparse gradient is not contiguous, and has strides of 0
+            all(map(operator.is_, map(type, grads), itertools.repeat(torch.Tensor)))
+            and list(map(_CONTIGUOUS, grads)) == self.contiguous
+            and all(grads[i].stride() == stride for i, stride in self.strides)
+            and list(map(_DATA_PTR, params)) == self.addresses
         ):
-            g = cast(torch.Tensor, p.grad)
-            state = states[p]
-            if (
-                p is not q
-                or p.data_ptr() != address
-                or p.dtype != dtype
-                or p.shape != shape
-                or type(g) not in PLAIN
-                or g.dtype != grad_dtype
-                or not (
-                    p.is_contiguous() and g.is_contiguous()
-                    if stride is None
-                    else p.stride() == stride and g.stride() == stride
-                )
-                or state.get("square_avg") is not v
-                or state.get("momentum_buffer") is not b
-                or state.get("grad_avg") is not a
-            ):
+            return None
+        states = self.states
+        if not same_state and not all(map(operator.is_, map(state.__getitem__, params), states)):
+            return None
+        for key, kept in self.buffers:
+            if not all(map(operator.is_, map(dict.get, states, itertools.repeat(key)), kept)):
                 return None
-            grads.append(g)
-        return grads
+        return params, grads
 
     def run(self, grads: list[torch.Tensor], hp: Hyperparameters) -> list[int]:
         """The step: each launch, then its parameters' counters. Returns the indices of
         the parameters left to the fallback (a kernel that turned itself off)."""
         left: list[int] = []
-        for launch, indices, steps in self.launches:
+        for launch, indices, steps, run in self.launches:
             try:
                 launch(grads if indices is None else [grads[i] for i in indices], hp)
             except KernelUnavailableError:
                 left += range(len(grads)) if indices is None else indices
                 continue
-            count(steps)
+            if run is None:
+                count(steps)
+            else:
+                run.add_(1.0)  # the counters of the launch, one buffer
         return left
+
+
+def _buffers(state: dict[str, Any]) -> list[Any]:
+    return [state.get(key) for key in STATE_KEYS]
 
 
 def _options(group: dict[str, Any], hp: Hyperparameters) -> tuple[Any, ...]:

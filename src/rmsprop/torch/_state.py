@@ -1,0 +1,163 @@
+"""The state of the torch optimizers' parameters, allocated flat.
+
+The buffers created together (a group's first step, an option that adds a buffer, a
+loaded checkpoint) are views of one buffer per (device, dtype), each view starting
+on a cache line (:mod:`rmsprop._flat`) and laid out as its parameter (strides
+included, as ``torch.zeros_like`` would); the step counters created together are
+consecutive elements of one float32 buffer per device, so that a launch advances
+them with one operation (:func:`counter_run`). ``state_dict()`` holds these views
+as it held separate tensors: per-parameter tensors that ``torch.optim.RMSprop``
+loads (``torch.save`` writes a storage once, however many views it has).
+DTensors and other tensor subclasses keep buffers of their own type, one each.
+"""
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from rmsprop._dispatch import dense
+from rmsprop._flat import layout
+from rmsprop._options import Hyperparameters
+from rmsprop.torch._compat import STATE_KEYS, state_dtype
+from rmsprop.torch._foreach import PLAIN
+
+#: A buffer to create: (parameter, its state, key, dtype, a value to fill or a tensor to
+#: copy).
+Request = tuple[torch.Tensor, dict[str, Any], str, torch.dtype, float | torch.Tensor]
+
+
+def add_missing(
+    params: Sequence[torch.Tensor],
+    states: Sequence[dict[str, Any]],
+    hp: Hyperparameters,
+    dtype: torch.dtype | None,
+    *,
+    flat: bool = True,
+) -> None:
+    """Create what the state of each of ``params`` lacks for the options in force: a
+    new parameter's step counter and square average, and the momentum buffer and
+    gradient average where the options use them (in the group's ``state_dtype``,
+    or each parameter's dtype). ``flat=False``: one tensor each, as torch creates them
+    (autograd forbids writing with gradients on a view created without them, which is
+    what PyTorch's differentiable step does)."""
+    options = (("momentum_buffer", hp.momentum), ("grad_avg", hp.centered))
+    wanted = [key for key, used in options if used]
+    counters: list[dict[str, Any]] = []
+    devices: list[torch.device] = []
+    requests: list[Request] = []
+    for p, state in zip(params, states, strict=True):
+        kind = state_dtype(p, dtype)
+        if not state:
+            counters.append(state)
+            # On the GPU the counters stay there (as with torch's fused and capturable
+            # optimizers): one launch steps them all, where CPU counters cost a
+            # dispatch each.
+            devices.append(p.device if p.is_cuda else torch.device("cpu"))
+            requests.append((p, state, "square_avg", kind, hp.initial_cache))
+        requests += [(p, state, key, kind, 0.0) for key in wanted if key not in state]
+    if not flat:
+        for p, state, key, kind, value in requests:
+            state[key] = _like(p, kind, value)
+        for state, device in zip(counters, devices, strict=True):
+            state["step"] = torch.tensor(0.0, dtype=torch.float32, device=device)
+        return
+    _place(requests)
+    _place_counters(counters, [torch.zeros((), device=device) for device in devices])
+
+
+def rehome(params: Sequence[torch.Tensor], states: Sequence[dict[str, Any]]) -> None:
+    """Copy the buffers and counters of ``params`` (a loaded checkpoint's) into flat
+    buffers; what does not fit its parameter is left as it is (the step checks it)."""
+    requests: list[Request] = []
+    counters: list[dict[str, Any]] = []
+    for p, state in zip(params, states, strict=True):
+        if type(p) not in PLAIN:
+            continue
+        for key in STATE_KEYS:
+            t = state.get(key)
+            if type(t) is torch.Tensor and t.shape == p.shape and t.device == p.device:
+                requests.append((p, state, key, t.dtype, t))
+        step = state.get("step")
+        if type(step) is torch.Tensor and step.dim() == 0 and step.dtype == torch.float32:
+            counters.append(state)
+    _place(requests)
+    _place_counters(counters, [state["step"] for state in counters])
+
+
+def _place(requests: list[Request]) -> None:
+    """Create the requested buffers, as views of one buffer per (device, dtype); the
+    buffers of one key are neighbours (square averages first)."""
+    arenas: dict[tuple[torch.device, torch.dtype], list[Request]] = {}
+    for request in sorted(requests, key=lambda r: STATE_KEYS.index(r[2])):
+        p, state, key, dtype, source = request
+        if type(p) not in PLAIN:  # DTensors and other subclasses: their own buffers
+            state[key] = _like(p, dtype, source)
+            continue
+        arenas.setdefault((p.device, dtype), []).append(request)
+    for (device, dtype), members in arenas.items():
+        offsets, total = layout([p.numel() for p, *_ in members], dtype.itemsize)
+        arena = torch.zeros(total, dtype=dtype, device=device)
+        for (p, state, key, _, source), offset in zip(members, offsets, strict=True):
+            view = arena.as_strided(p.shape, _strides(p), offset)
+            if isinstance(source, torch.Tensor):
+                view.copy_(source)
+            elif source:
+                (torch.view_as_real(view) if view.is_complex() else view).fill_(source)
+            state[key] = view
+
+
+def _place_counters(states: list[dict[str, Any]], values: list[torch.Tensor]) -> None:
+    """Step counters with ``values``, as consecutive elements of one float32 buffer per
+    device (CUDA parameters keep theirs on their device, the others on the CPU)."""
+    by_device: dict[torch.device, list[int]] = {}
+    for i, value in enumerate(values):
+        by_device.setdefault(value.device, []).append(i)
+    for indices in by_device.values():
+        counters = torch.stack([values[i] for i in indices]).to(torch.float32)
+        for i, counter in zip(indices, counters.unbind(), strict=True):
+            states[i]["step"] = counter
+
+
+def counter_run(steps: list[torch.Tensor]) -> torch.Tensor | None:
+    """A view of exactly ``steps``, in order, where they are consecutive float32 elements
+    of one buffer (one ``add_`` then advances them all); else None."""
+    if not steps:
+        return None
+    first = steps[0]
+    start = first.storage_offset()
+    storage = first.untyped_storage().data_ptr()
+    for i, step in enumerate(steps):
+        if (
+            type(step) is not torch.Tensor
+            or step.dim() != 0
+            or step.dtype != torch.float32
+            or step.device != first.device
+            or step.untyped_storage().data_ptr() != storage
+            or step.storage_offset() != start + i
+        ):
+            return None
+    return first.as_strided((len(steps),), (1,), start)
+
+
+def _strides(p: torch.Tensor) -> tuple[int, ...]:
+    """The strides of ``p``'s state: ``p``'s own where they are dense (channels_last,
+    transposes), else contiguous, as ``torch.zeros_like`` chooses."""
+    if dense(p.shape, p.stride()):
+        return tuple(p.stride())
+    strides = []
+    size = 1
+    for extent in reversed(p.shape):
+        strides.append(size)
+        size *= extent
+    return tuple(reversed(strides))
+
+
+def _like(p: torch.Tensor, dtype: torch.dtype, source: float | torch.Tensor) -> torch.Tensor:
+    """One buffer of ``p``'s type and layout, filled with ``source``."""
+    if isinstance(source, torch.Tensor):
+        return source.to(dtype=dtype, copy=True)
+    buffer = torch.zeros_like(p, dtype=dtype, memory_format=torch.preserve_format)
+    if source:
+        (torch.view_as_real(buffer) if buffer.is_complex() else buffer).fill_(source)
+    return buffer
