@@ -13,7 +13,7 @@ import torch
 from torch.optim import Optimizer
 
 from rmsprop._options import FamilyOptions, Hyperparameters
-from rmsprop.torch import _compat, _group, _state
+from rmsprop.torch import _compat, _flatten, _group, _state
 from rmsprop.torch._compat import STATE_KEYS, TORCH_FLAGS
 from rmsprop.torch._in_backward import Hooks
 from rmsprop.torch._plan import Plan
@@ -167,6 +167,14 @@ class RMSProp(Optimizer):
             self.param_groups.pop()
             raise
         self._group_of.update((id(p), len(self.param_groups) - 1) for p in group["params"])
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Reset the gradients, as ``torch.optim.Optimizer.zero_grad`` does, except that
+        gradients in a flat buffer of :func:`rmsprop.torch.flatten_` are zeroed in place
+        and stay there (setting them to None would free nothing, and the next backward
+        would allocate them elsewhere): a parameter that a backward then does not reach
+        is stepped with a zero gradient, as with ``set_to_none=False``."""
+        _flatten.zero_kept(self, set_to_none)
 
     @_opaque_to_dynamo
     @torch.no_grad()

@@ -99,7 +99,7 @@ def _place(requests: list[Request]) -> None:
         offsets, total = layout([p.numel() for p, *_ in members], dtype.itemsize)
         arena = torch.zeros(total, dtype=dtype, device=device)
         for (p, state, key, _, source), offset in zip(members, offsets, strict=True):
-            view = arena.as_strided(p.shape, _strides(p), offset)
+            view = arena.as_strided(p.shape, strides(p), offset)
             if isinstance(source, torch.Tensor):
                 view.copy_(source)
             elif source:
@@ -140,7 +140,7 @@ def counter_run(steps: list[torch.Tensor]) -> torch.Tensor | None:
     return first.as_strided((len(steps),), (1,), start)
 
 
-def _strides(p: torch.Tensor) -> tuple[int, ...]:
+def strides(p: torch.Tensor) -> tuple[int, ...]:
     """The strides of ``p``'s state: ``p``'s own where they are dense (channels_last,
     transposes), else contiguous, as ``torch.zeros_like`` chooses."""
     if dense(p.shape, p.stride()):
