@@ -1,0 +1,185 @@
+"""Model-shaped steps against the flat roofline, and the host time of a step per tensor.
+
+Part 1, for ResNet-50's 161 and BERT-base's 199 parameter shapes (float32): one
+optimizer step of rmsprop.torch.RMSProp and rmsprop.RMSProp with float32 arithmetic
+(and, for reference, with the default rounding, bound by float64 arithmetic here), over
+
+- parameters and gradients allocated one by one, state as the optimizers make it
+  (flat: views of one buffer per dtype);
+- the same with the state one tensor per parameter (as before flat state);
+- parameters and gradients flattened by rmsprop.torch.flatten_ (torch), or allocated
+  by the caller as views of one array (NumPy arrays cannot be re-homed in place);
+
+beside the 5-stream roofline loop over flat NumPy arrays of the same size. Interleaved
+rounds in one process, one model at a time; medians with min and max, and each
+median's share of the roofline (roofline time / time).
+
+Part 2: the host time of ``step()`` over N parameters of 10 float32 values (the data
+take nanoseconds; what is timed is the per-tensor work), flattened and not, beside
+torch.optim.RMSprop.
+
+    .venv/bin/python benchmarks/bench_flat.py [--rounds 11] [--models resnet50,bert-base]
+"""
+
+import argparse
+import gc
+import math
+import statistics
+import time
+import timeit
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+import rmsprop
+import rmsprop.torch
+from rmsprop import bench
+from rmsprop.bench._peers import bert_base_shapes, resnet50_shapes
+
+MODELS = {"resnet50": ("ResNet-50", resnet50_shapes), "bert-base": ("BERT-base", bert_base_shapes)}
+LR, BETA = 1e-3, 0.9
+ROOFLINE = "roofline: 5-stream loop, flat"
+
+
+def _torch_params(shapes: list[tuple[int, ...]]) -> list[torch.nn.Parameter]:
+    generator = torch.Generator().manual_seed(0)
+    params = [torch.nn.Parameter(torch.randn(s, generator=generator)) for s in shapes]
+    for p in params:
+        p.grad = torch.randn(p.shape, generator=generator)
+    return params
+
+
+def _torch_step(
+    shapes: list[tuple[int, ...]], f32: bool, flat: bool = False, separate_state: bool = False
+) -> Callable[[], None]:
+    params = _torch_params(shapes)
+    if flat:
+        rmsprop.torch.flatten_(params)
+        generator = torch.Generator().manual_seed(1)
+        for p in params:
+            p.grad.copy_(torch.randn(p.shape, generator=generator))
+    opt = rmsprop.torch.RMSProp(params, lr=LR, beta=BETA, float32_arithmetic=f32)
+    opt.step()
+    if separate_state:  # one tensor per buffer and counter, as before flat state
+        for state in opt.state.values():
+            for key, value in state.items():
+                state[key] = value.clone()
+    opt.step()
+    return opt.step
+
+
+def _numpy_step(
+    shapes: list[tuple[int, ...]], f32: bool, flat: bool = False, separate_state: bool = False
+) -> Callable[[], None]:
+    rng = np.random.default_rng(0)
+    sizes = [math.prod(s) for s in shapes]
+    if flat:  # the caller's choice: parameters and gradients as views of one array each
+        whole = [rng.standard_normal(sum(sizes), dtype=np.float32) for _ in range(2)]
+        ends = np.cumsum(sizes)
+        params, grads = (
+            [a[end - n : end].reshape(s) for n, end, s in zip(sizes, ends, shapes, strict=True)]
+            for a in whole
+        )
+    else:
+        params = [rng.standard_normal(s, dtype=np.float32) for s in shapes]
+        grads = [rng.standard_normal(s, dtype=np.float32) for s in shapes]
+    opt = rmsprop.RMSProp(params, lr=LR, beta=BETA, float32_arithmetic=f32)
+    if separate_state:
+        for buffers in opt._state:
+            for key, value in buffers.items():
+                buffers[key] = value.copy()
+    opt.step(grads)
+    return lambda: opt.step(grads)
+
+
+def _roofline(elements: int) -> Callable[[], None]:
+    loop = bench.roofline_kernel()
+    arrays = [np.random.default_rng(k).standard_normal(elements, dtype=np.float32) for k in (0, 1)]
+    arrays.append(np.zeros(elements, np.float32))
+    return lambda: loop(*arrays)
+
+
+def _interleaved(steps: dict[str, Callable[[], None]], rounds: int) -> dict[str, list[float]]:
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    names = list(steps)
+    for r in range(rounds):
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            started = time.perf_counter()
+            steps[name]()
+            times[name].append(time.perf_counter() - started)
+    return times
+
+
+def models(chosen: list[str], rounds: int) -> None:
+    for key in chosen:
+        title, make_shapes = MODELS[key]
+        shapes = make_shapes()
+        elements = sum(math.prod(s) for s in shapes)
+        steps: dict[str, Callable[[], None]] = {ROOFLINE: _roofline(elements)}
+        label = "float32 arithmetic"
+        steps[f"torch, {label}: state flat"] = _torch_step(shapes, True)
+        steps[f"torch, {label}: state one tensor each"] = _torch_step(
+            shapes, True, separate_state=True
+        )
+        steps[f"torch, {label}: flatten_"] = _torch_step(shapes, True, flat=True)
+        steps[f"NumPy, {label}: state flat"] = _numpy_step(shapes, True)
+        steps[f"NumPy, {label}: state one array each"] = _numpy_step(
+            shapes, True, separate_state=True
+        )
+        steps[f"NumPy, {label}: parameters views of one array"] = _numpy_step(
+            shapes, True, flat=True
+        )
+        # The default rounding is bound by float64 arithmetic here, whatever the layout.
+        steps["torch, default rounding: state flat"] = _torch_step(shapes, False)
+        steps["torch, default rounding: flatten_"] = _torch_step(shapes, False, flat=True)
+        steps["NumPy, default rounding: state flat"] = _numpy_step(shapes, False)
+        times = _interleaved(steps, rounds)
+        roofline = statistics.median(times[ROOFLINE])
+        width = max(map(len, times))
+        heading = f"{title}: {len(shapes)} tensors, {elements:,} float32 values"
+        print(f"\n{heading}; ms, {rounds} rounds; share of the roofline")
+        for name, values in times.items():
+            median = statistics.median(values)
+            spread = f"({min(values) * 1e3:.2f} to {max(values) * 1e3:.2f})"
+            print(f"  {name:<{width}}  {median * 1e3:8.2f} {spread:>18}  {roofline / median:5.2f}")
+        del steps, times
+        gc.collect()
+
+
+def host(counts: list[int], rounds: int) -> None:
+    print(f"\nhost time of step() over N tensors of 10 float32 values, µs ({rounds} rounds)")
+    steps: dict[str, Callable[[], None]] = {}
+    for n in counts:
+        shapes = [(10,)] * n
+        steps[f"N={n:>5}  rmsprop.torch.RMSProp, float32 arithmetic"] = _torch_step(shapes, True)
+        steps[f"N={n:>5}  rmsprop.torch.RMSProp, float32 arithmetic, flatten_"] = _torch_step(
+            shapes, True, flat=True
+        )
+        optimizer = torch.optim.RMSprop(_torch_params(shapes), lr=LR, alpha=BETA, foreach=True)
+        optimizer.step()
+        steps[f"N={n:>5}  torch.optim.RMSprop (foreach)"] = optimizer.step
+    samples: dict[str, list[float]] = {name: [] for name in steps}
+    for _ in range(rounds):
+        for name, step in steps.items():
+            samples[name].append(timeit.timeit(step, number=20) / 20)
+    width = max(map(len, samples))
+    for name, values in samples.items():
+        spread = f"({min(values) * 1e6:.0f} to {max(values) * 1e6:.0f})"
+        print(f"  {name:<{width}}  {statistics.median(values) * 1e6:8.0f} {spread:>16}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=11)
+    parser.add_argument("--models", default="resnet50,bert-base")
+    parser.add_argument("--tensors", default="10,161,199,1000")
+    args = parser.parse_args()
+    rmsprop.load_kernels()
+    chosen = [m for m in args.models.split(",") if m]
+    models(chosen, args.rounds)
+    host([int(n) for n in args.tensors.split(",")], args.rounds)
+
+
+if __name__ == "__main__":
+    main()
