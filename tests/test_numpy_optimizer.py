@@ -301,3 +301,86 @@ def test_state_is_views_of_one_aligned_array_per_dtype():
     for buffers, kept in zip(optimizer._state, saved["state"], strict=True):
         for key, value in kept.items():
             assert np.array_equal(buffers[key], value) and buffers[key] is not value
+
+
+def _kept_launch_run(change, enabled):
+    """Five steps of an optimizer whose launches are kept from step 2, with ``change``
+    applied to the gradients of step 3; the parameters and the step count after."""
+    from rmsprop import _accel  # noqa: PLC0415
+
+    previous = _accel.set_enabled(enabled)
+    try:
+        params = make(shapes=((30, 40), (50,), (3, 4, 5)), dtype=np.float32)
+        optimizer = rmsprop.RMSProp(params, lr=0.01, momentum=0.5, bias_correction=True)
+        steps = gradients(params, 5, seed=4)
+        for k, grads in enumerate(steps):
+            optimizer.step(change(params, grads) if k == 3 else grads)
+            if k == 1 and enabled:
+                assert optimizer._kept is not None, "the launches are kept"
+        return params, optimizer
+    finally:
+        _accel.set_enabled(previous)
+
+
+def _other_layout(params, grads):
+    return [np.asfortranarray(grads[0]), *grads[1:]]
+
+
+def _none_gradient(params, grads):
+    return [grads[0], None, grads[2]]
+
+
+def _float64_gradient(params, grads):
+    return [grads[0].astype(np.float64), *grads[1:]]
+
+
+def _int32_gradient(params, grads):  # the same strides as float32
+    return [(grads[0] * 10).astype(np.int32), *grads[1:]]
+
+
+def _nested_list(params, grads):
+    return [grads[0], grads[1].tolist(), grads[2]]
+
+
+def _view_of_a_larger_array(params, grads):
+    wide = np.zeros((30, 80), np.float32)
+    wide[:, ::2] = grads[0]
+    return [wide[:, ::2], *grads[1:]]
+
+
+@pytest.mark.parametrize(
+    "change",
+    [lambda params, grads: grads, _other_layout, _none_gradient, _float64_gradient,
+     _int32_gradient, _nested_list, _view_of_a_larger_array],
+    ids=["same kind", "other layout", "None", "float64", "int32", "nested list", "strided view"],
+)  # fmt: skip
+def test_kept_launches_give_the_numpy_paths_numbers_whatever_the_gradients_become(change):
+    ours, optimizer = _kept_launch_run(change, True)
+    theirs, _ = _kept_launch_run(change, False)
+    for a, b in zip(ours, theirs, strict=True):
+        assert np.array_equal(a, b)
+    assert optimizer.steps == 5
+
+
+def test_kept_launches_still_refuse_a_gradient_that_overlaps_its_parameter():
+    params = make(shapes=((300,),), dtype=np.float32)
+    optimizer = rmsprop.RMSProp(params, lr=0.01)
+    for grads in gradients(params, 2):
+        optimizer.step(grads)
+    before = params[0].copy()
+    with pytest.raises(ValueError, match="shares memory"):
+        optimizer.step([params[0]])
+    assert np.array_equal(params[0], before) and optimizer.steps == 2
+
+
+def test_kept_launches_follow_changed_options():
+    ours, theirs = make(dtype=np.float32), make(dtype=np.float32)
+    optimizers = [rmsprop.RMSProp(ours, lr=0.01), rmsprop.RMSProp(theirs, lr=0.01)]
+    for k, grads in enumerate(gradients(ours, 5)):
+        if k == 3:
+            for optimizer in optimizers:
+                optimizer.hyperparameters = optimizer.hyperparameters.replace(momentum=0.9, lr=0.02)
+        optimizers[0].step(grads)
+        optimizers[1].step([g.tolist() for g in grads])  # never kept: converted each step
+    for a, b in zip(ours, theirs, strict=True):
+        assert np.array_equal(a, b)

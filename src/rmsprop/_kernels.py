@@ -21,6 +21,7 @@ Which arrays reach the kernel is decided in :mod:`rmsprop._dispatch`. This modul
 imports Numba: :mod:`rmsprop` imports it only through :mod:`rmsprop._accel`.
 """
 
+import ctypes
 import math
 import sys
 import types
@@ -376,7 +377,14 @@ class Launch:
         if not self.elements:
             return
         kept = grads if self._every else [grads[i] for i in self._keep]
-        self._addresses[:, 1] = list(map(self._address, kept))
+        self.run(list(map(self._address, kept)), hp, correction)
+
+    def run(self, addresses: Any, hp: Hyperparameters, correction: float = 1.0) -> None:
+        """The step with the gradients at ``addresses`` (of the non-empty members, in
+        order; the caller vouches for their dtype, layout and size)."""
+        if not self.elements:
+            return
+        self._addresses[:, 1] = addresses
         args = (
             self._addresses, self._sizes, self._chunks, self._parts,
             hp.lr, hp.beta, hp.eps, hp.momentum, hp.weight_decay, correction,
@@ -387,7 +395,12 @@ class Launch:
 
 def address(x: Any) -> int:
     """The address of a NumPy array's or a torch tensor's first element."""
-    return int(x.ctypes.data) if isinstance(x, np.ndarray) else int(x.data_ptr())
+    if not isinstance(x, np.ndarray):
+        return int(x.data_ptr())
+    try:  # a writable C-contiguous array's buffer: 0.3 µs, where ctypes.data takes 2
+        return ctypes.addressof(ctypes.c_char.from_buffer(x))  # type: ignore[arg-type]
+    except (TypeError, ValueError, BufferError):  # read-only, other layouts, empty
+        return int(x.ctypes.data)
 
 
 def _size(x: Any) -> int:
