@@ -15,8 +15,8 @@ rounds in one process, one model at a time; medians with min and max, and each
 median's share of the roofline (roofline time / time).
 
 Part 2: the host time of ``step()`` over N parameters of 10 float32 values (the data
-take nanoseconds; what is timed is the per-tensor work), flattened and not, beside
-torch.optim.RMSprop.
+take nanoseconds; what is timed is the per-tensor work): rmsprop.torch.RMSProp,
+flattened and not, and rmsprop.RMSProp, beside torch.optim.RMSprop.
 
     .venv/bin/python benchmarks/bench_flat.py [--rounds 11] [--models resnet50,bert-base]
 """
@@ -156,6 +156,7 @@ def host(counts: list[int], rounds: int) -> None:
         steps[f"N={n:>5}  rmsprop.torch.RMSProp, float32 arithmetic, flatten_"] = _torch_step(
             shapes, True, flat=True
         )
+        steps[f"N={n:>5}  rmsprop.RMSProp (NumPy), float32 arithmetic"] = _numpy_step(shapes, True)
         optimizer = torch.optim.RMSprop(_torch_params(shapes), lr=LR, alpha=BETA, foreach=True)
         optimizer.step()
         steps[f"N={n:>5}  torch.optim.RMSprop (foreach)"] = optimizer.step

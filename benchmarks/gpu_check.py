@@ -15,12 +15,14 @@ Runs from the source tree with the machine's own packages (PyTorch, Triton; NumP
 2. **Speed**: one optimizer step, timed with CUDA events in interleaved rounds
    (each round times every implementation once), medians with min and max, for
    flat tensors (float32, and bfloat16 parameters with float32 state) and the
-   ResNet-50 and BERT-base parameter sets; the roofline is a Triton kernel that
+   ResNet-50 and BERT-base parameter sets (allocated one by one, and flattened by
+   ``rmsprop.torch.flatten_``); the roofline is a Triton kernel that
    moves the same bytes and computes nothing (read p, g, v; write p, v).
 3. **Memory**: the peak of memory allocated during one step beyond what was
    allocated before it, against the parameters' bytes.
 4. **Costs**: the cold compile of each kernel, and the host time of one step
-   over 1,000 small tensors.
+   over 10, 161 (ResNet-50's count), 199 (BERT-base's) and 1,000 small tensors,
+   flattened by ``rmsprop.torch.flatten_`` and not.
 
 Writes ``gpu_check.json``, ``gpu_check.png`` and prints the tables.
 """
@@ -237,12 +239,14 @@ def check_every_option_combination() -> None:
 def check_optimizer_on_a_model() -> None:
     """rmsprop.torch.RMSProp with and without the kernel, 20 steps of a small network."""
     results = []
-    for enabled in (True, False):
+    for enabled, flat in ((True, False), (False, False), (True, True)):
         previous = _accel.set_triton_enabled(enabled)
         torch.manual_seed(0)
         net = torch.nn.Sequential(
             torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(392, 4)
         ).to(DEVICE, memory_format=torch.channels_last)
+        if flat:
+            rmsprop.torch.flatten_(net)
         opt = rmsprop.torch.RMSProp(net.parameters(), preset="pytorch", momentum=0.9, lr=1e-2)
         x, y = torch.randn(16, 3, 9, 9, device=DEVICE), torch.randn(16, 4, device=DEVICE)
         for _ in range(20):
@@ -251,11 +255,11 @@ def check_optimizer_on_a_model() -> None:
             opt.step()
         results.append([p.detach().clone() for p in net.parameters()])
         _accel.set_triton_enabled(previous)
-    identical = all(same(a, b) for a, b in zip(*results, strict=True))
-    REPORT["exactness"].append(
-        {"options": "20 steps of a channels_last CNN", "bit_identical": identical}
-    )
-    log(f"exact {'yes' if identical else 'NO '} optimizer, channels_last CNN, 20 steps")
+    for name, other in (("foreach path", results[1]), ("flatten_", results[2])):
+        identical = all(same(a, b) for a, b in zip(results[0], other, strict=True))
+        row = f"20 steps of a channels_last CNN, kernel against {name}"
+        REPORT["exactness"].append({"options": row, "bit_identical": identical})
+        log(f"exact {'yes' if identical else 'NO '} optimizer, {row}")
     save()
 
 
@@ -299,11 +303,12 @@ def peers(shapes: list[tuple[int, ...]], mixed: bool) -> dict[str, Callable[[], 
         grid = (triton.cdiv(n, block),)
         return lambda: _copy_kernel[grid](p, g, v, n, BLOCK=block)
 
-    def ours(**kw: Any) -> Callable[[], Any]:
+    def ours(flat: bool = False, **kw: Any) -> Callable[[], Any]:
         state = torch.float32 if mixed else None
-        opt = rmsprop.torch.RMSProp(
-            tensors(shapes, dtype), preset="pytorch", lr=LR, state_dtype=state, **kw
-        )
+        params = tensors(shapes, dtype)
+        if flat:  # gradients keep their values, copied into the flat buffer
+            rmsprop.torch.flatten_(params)
+        opt = rmsprop.torch.RMSProp(params, preset="pytorch", lr=LR, state_dtype=state, **kw)
         return opt.step
 
     def ours_foreach() -> Callable[[], Any]:
@@ -346,6 +351,13 @@ def peers(shapes: list[tuple[int, ...]], mixed: bool) -> dict[str, Callable[[], 
         "torch.optim.RMSprop (for-loop)": lambda: torch_rmsprop(foreach=False),
         "torch.optim.Adam (fused), for reference": adam,
     }
+    if len(shapes) > 1:  # model sets: parameters and gradients in one buffer each
+        factories["rmsprop.torch.RMSProp (Triton, float64 arithmetic), flatten_"] = lambda: ours(
+            flat=True
+        )
+        factories["rmsprop.torch.RMSProp (Triton, float32 arithmetic), flatten_"] = lambda: ours(
+            flat=True, float32_arithmetic=True
+        )
     if len(shapes) == 1 and n <= (1 << 24):
         factories["rmsprop.torch.RMSProp (foreach path, no Triton)"] = ours_foreach
     if not (ON_CPU or ARGS.no_compile or mixed or len(shapes) > 170):  # BERT: minutes
@@ -456,15 +468,23 @@ def costs() -> None:
         _triton.update(group, hp, **({"chunk": 1 << 14, "block": 1 << 14} if ON_CPU else {}))
     sync()
     REPORT["costs"]["triton kernel cold compile, s"] = time.perf_counter() - started
-    # Host time of one step over 1,000 small tensors (what the Python side costs).
-    small = [(100,)] * (50 if ARGS.quick else 1000)
-    for name, make in (
+
+    # Host time of one step over N small tensors (what the Python side costs): the time
+    # step() takes to return, the device not waited for.
+    def flattened(params: list[Any]) -> Any:
+        rmsprop.torch.flatten_(params)
+        return rmsprop.torch.RMSProp(params, preset="pytorch", lr=LR)
+
+    makers = (
         ("rmsprop.torch.RMSProp", lambda p: rmsprop.torch.RMSProp(p, preset="pytorch", lr=LR)),
+        ("rmsprop.torch.RMSProp, flatten_", flattened),
         ("torch.optim.RMSprop (foreach)", lambda p: torch.optim.RMSprop(p, lr=LR, foreach=True)),
         ("torch.optim.Adam (fused)", lambda p: torch.optim.Adam(p, lr=LR, fused=True)),
-    ):
+    )
+    counts = (10, 50) if ARGS.quick else (10, 161, 199, 1000)
+    for count, (name, make) in itertools.product(counts, makers):
         try:
-            opt = make(tensors(small, torch.float32))
+            opt = make(tensors([(100,)] * count, torch.float32))
         except Exception as error:
             log(f"   skipped {name}: {error}")
             continue
@@ -477,7 +497,7 @@ def costs() -> None:
             opt.step()
             samples.append(time.perf_counter() - started)
             sync()
-        REPORT["costs"][f"host time per step, {len(small)} tensors: {name}, us"] = (
+        REPORT["costs"][f"host time per step, {count} tensors: {name}, us"] = (
             statistics.median(samples) * 1e6
         )
     # Host time of one launch, through Triton's JIT and straight to the compiled kernel.
