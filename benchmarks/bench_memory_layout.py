@@ -50,10 +50,9 @@ def main() -> None:
 
     def launch(tensors: list[list[torch.Tensor]], float32: bool) -> Callable[[], None]:
         p, g, v = tensors
-        rows = [(x.data_ptr(), y.data_ptr(), 0, 0, x.numel()) for x, y in zip(p, v, strict=True)]
-        run = kernels.Launch(rows, ("float32",) * 3, hp, float32_arithmetic=float32)
-        grads = [x.data_ptr() for x in g]
-        return lambda: run(grads, hp)
+        members = [(x, y, [w, None, None]) for x, y, w in zip(p, g, v, strict=True)]
+        run = kernels.Launch(members, hp, float32_arithmetic=float32)
+        return lambda: run(g, hp)
 
     roofline = bench.roofline_kernel()
     steps = {
@@ -84,34 +83,30 @@ def main() -> None:
         print(f"  {name:<{width}}  {median * 1e3:7.2f} {spread:>18}  {roof / median:5.0%}")
 
     print("arithmetic alone (2^18 elements in cache, scaled to the model), ms")
-    for kinds in (("float32",) * 3, ("bfloat16", "bfloat16", "float32")):
+    for dtype in (torch.float32, torch.bfloat16):
         for float32 in (False, True):
-            per_element = in_cache(kernels, hp, kinds, float32, args.rounds)
-            label = f"{kinds[0]} parameters, {'float32' if float32 else 'float64'} arithmetic"
+            per_element = in_cache(kernels, hp, dtype, float32, args.rounds)
+            name = str(dtype).removeprefix("torch.")
+            label = f"{name} parameters, {'float32' if float32 else 'float64'} arithmetic"
             print(f"  {label:<{width}}  {per_element * total * 1e3:7.2f}")
 
 
 def in_cache(
-    kernels: Any, hp: Hyperparameters, kinds: tuple[str, ...], float32: bool, rounds: int
+    kernels: Any, hp: Hyperparameters, dtype: torch.dtype, float32: bool, rounds: int
 ) -> float:
-    """Seconds per element of one launch over 2^18 elements that stay in cache (median)."""
+    """Seconds per element of one launch over 2^18 elements that stay in cache (median):
+    parameters and gradients of ``dtype``, the square average in float32."""
     n = 1 << 18
-    rng = np.random.default_rng(0)
-    values = rng.standard_normal((2, n), dtype=np.float32)
-    if kinds[0] == "bfloat16":  # the upper halves of the float32 values
-        p, g = (np.ascontiguousarray(x.view(np.uint16)[1::2]) for x in values)
-    else:
-        p, g = values
-    v = np.zeros(n, np.float32)
-    run = kernels.Launch(
-        [(p.ctypes.data, v.ctypes.data, 0, 0, n)], kinds, hp, float32_arithmetic=float32
-    )
-    run([g.ctypes.data], hp)
+    generator = torch.Generator().manual_seed(0)
+    p, g = (torch.randn(n, generator=generator).to(dtype) for _ in range(2))
+    v = torch.zeros(n)
+    run = kernels.Launch([(p, g, [v, None, None])], hp, float32_arithmetic=float32)
+    run([g], hp)
     times = []
     for _ in range(rounds):
         started = time.perf_counter()
         for _ in range(20):
-            run([g.ctypes.data], hp)
+            run([g], hp)
         times.append((time.perf_counter() - started) / 20 / n)
     return statistics.median(times)
 
