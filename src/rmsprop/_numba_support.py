@@ -67,10 +67,12 @@ def cached_kernel(function: Any, key: tuple[Any, ...], **options: Any) -> Any:
 
 
 def jit(function: Any) -> Any:
-    """A helper of the kernels, compiled and inlined into their IR: as separately
-    compiled calls they keep LLVM from vectorizing serial loops (measured: 2.8 against
-    0.35 ns per element)."""
-    return njit(function, error_model="numpy", inline="always")
+    """A helper of the kernels, compiled on its own; LLVM inlines it into the loops
+    that call it. (Numba's ``inline="always"`` once made serial loops vectorize, 2.8
+    against 0.35 ns per element; with Numba 0.68 the loops run as fast without it,
+    1.75 against 1.74 ns per element for float32 data over 2^18 elements, and each
+    kernel build compiles in 10 to 25 % less time.)"""
+    return njit(function, error_model="numpy")
 
 
 def _pointer_of(typingctx: Any, address: Any, dtype: Any) -> Any:
