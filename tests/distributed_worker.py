@@ -83,6 +83,21 @@ def run_ddp(rank, results):
     )
 
 
+def run_ddp_flat(rank, results):
+    """flatten_ before DDP: DDP copies the averaged gradients into the flat buffer, where
+    they stay (1.0 in ``ddp_flat_kept`` when every gradient is a view of it at the end)."""
+    from rmsprop.torch._flatten import is_flat_gradient  # noqa: PLC0415
+
+    plain = make_model()
+    rmsprop.torch.flatten_(plain)
+    model = torch.nn.parallel.DistributedDataParallel(plain)
+    optimizer = rmsprop.torch.RMSProp(model.parameters(), **OPTIONS)
+    train(model, optimizer, batches(), rank)
+    ref_model, _ = reference()
+    results["ddp_flat"] = difference(list(model.parameters()), list(ref_model.parameters()))
+    results["ddp_flat_kept"] = float(all(is_flat_gradient(p.grad) for p in model.parameters()))
+
+
 def run_zero(rank, results):
     from torch.distributed.optim import ZeroRedundancyOptimizer  # noqa: PLC0415
 
@@ -179,6 +194,7 @@ def worker(rank, port, result_file, directory, failing_rank):
             raise RuntimeError(f"rank {rank} fails on purpose")
         results = {}
         run_ddp(rank, results)
+        run_ddp_flat(rank, results)
         run_zero(rank, results)
         run_fsdp2(rank, results)
         run_checkpoint(rank, results, directory)

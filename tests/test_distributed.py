@@ -45,11 +45,15 @@ def results(tmp_path_factory):
 
 @pytest.mark.parametrize(
     "run",
-    ["ddp", "ddp_state", "zero", "zero_state", "fsdp2", "fsdp2_state", "checkpoint"],
+    ["ddp", "ddp_state", "ddp_flat", "zero", "zero_state", "fsdp2", "fsdp2_state", "checkpoint"],
 )
 def test_two_ranks_match_one_process(results, run):
     """Max |distributed - single| / max |single| over params (and state, *_state)."""
     assert results[run] <= 1e-6
+
+
+def test_ddp_averages_into_the_gradients_of_a_flattened_model(results):
+    assert results["ddp_flat_kept"] == 1.0
 
 
 def test_a_failing_rank_fails_the_run_instead_of_hanging(tmp_path):
