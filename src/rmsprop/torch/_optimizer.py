@@ -125,6 +125,7 @@ class RMSProp(Optimizer):
         }
         self._plans: dict[int, Plan] = {}  # by group index: see rmsprop.torch._plan
         self._seen = _Seen(None)
+        self._kept_steps = 0  # group steps that ran a kept plan (then no state was created)
         self._start_hooks(step_in_backward)
         Optimizer.__init__(self, params, defaults)
 
@@ -143,6 +144,7 @@ class RMSProp(Optimizer):
         super().__setstate__(state)
         self._plans = {}
         self._seen = _Seen(None)
+        self._kept_steps = 0  # group steps that ran a kept plan (then no state was created)
         if in_backward is None and hasattr(self, "_hooks"):
             return  # torch's load_state_dict, into this optimizer: its hooks stay
         self._start_hooks(bool(in_backward))
@@ -199,12 +201,14 @@ class RMSProp(Optimizer):
             with torch.enable_grad():
                 loss = closure()
         same_state = self._seen.same(self.state)
+        kept = self._kept_steps
         steps = [
             self._prepare(index, group, same_state) for index, group in enumerate(self.param_groups)
         ]
         for run in steps:
             run()
-        self._seen = _Seen(self.state)
+        if not same_state or self._kept_steps - kept != len(steps):  # state may have grown
+            self._seen = _Seen(self.state)
         if self._hooks is not None:
             self._hooks.stepped.clear()
         return loss
@@ -224,6 +228,7 @@ class RMSProp(Optimizer):
         kept = self._plans.get(index)
         found = None if kept is None else kept.gradients(group, hp, self.state, same_state)
         if kept is not None and found is not None:  # the step before's launches still hold
+            self._kept_steps += 1
             params, grads = found
             return functools.partial(_group.run_plan, kept, grads, hp, group, params, self.state)
         params = _with_gradients(group["params"])
@@ -352,6 +357,7 @@ class RMSprop(RMSProp):
         defaults["rounding"] = "pytorch"
         self._plans = {}
         self._seen = _Seen(None)
+        self._kept_steps = 0  # group steps that ran a kept plan (then no state was created)
         self._start_hooks(step_in_backward)
         Optimizer.__init__(self, params, defaults)
 
