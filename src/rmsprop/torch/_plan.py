@@ -12,10 +12,10 @@ address, each gradient a plain dense tensor laid out as its parameter, and each
 state dict and buffer the one it was; anything else takes the general path, which
 builds a new plan. Only the gradients may be new tensors. These checks read every
 parameter, in C (``map`` over the group: about 0.5 µs a parameter here, of a
-step's 0.7): none of
-them can be skipped without missing a change that PyTorch allows between steps
-(``p.data = ...`` frees the memory a launch would write; autograd replaces a
-gradient that another reference holds instead of accumulating into it).
+step's 0.7): none of them can be skipped without missing a change that PyTorch
+allows between steps (``p.data = ...`` frees the memory a launch would write;
+autograd replaces a gradient instead of accumulating into it under
+``backward(create_graph=True)``).
 """
 
 import itertools
