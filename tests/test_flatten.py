@@ -228,3 +228,32 @@ def test_a_copied_flattened_model_and_optimizer_train_as_the_originals():
             optimizer.step()
     for a, b in zip(net.parameters(), twin.parameters(), strict=True):
         assert torch.equal(a, b)
+
+
+def test_a_gradient_that_autograd_replaces_is_the_one_stepped():
+    """``backward(create_graph=True)`` makes autograd replace each gradient instead of
+    accumulating into the flat buffer; the next step reads the new gradients."""
+    import warnings  # noqa: PLC0415
+
+    nets = [_net(), _net()]
+    flatten_(nets[0])
+    opts = [
+        rmsprop.torch.RMSprop(nets[0].parameters(), lr=1e-2),
+        torch.optim.RMSprop(nets[1].parameters(), lr=1e-2),
+    ]
+    x, y = _batch()
+    for step in range(4):
+        for net, opt in zip(nets, opts, strict=True):
+            opt.zero_grad()
+            loss = torch.nn.functional.mse_loss(net(x), y)
+            with warnings.catch_warnings():  # the reference cycle create_graph warns of
+                warnings.simplefilter("ignore", UserWarning)
+                loss.backward(create_graph=step == 2)
+            if step == 2:
+                assert not any(is_flat_gradient(p.grad) for p in net.parameters())
+            opt.step()
+            if step == 2:
+                for p in net.parameters():  # break the cycle
+                    p.grad = p.grad.detach()
+    for a, b in zip(nets[0].parameters(), nets[1].parameters(), strict=True):
+        assert torch.equal(a, b)
