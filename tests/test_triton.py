@@ -448,7 +448,7 @@ def test_compiled_kernels_are_launched_directly_with_every_argument_in_order(mon
     ((grid, args),) = launches
     assert grid == (2, 1, 1)
     assert len(args) == len(_triton._family_kernel.arg_names)
-    assert args[-2:] == (SMALL["chunk"], SMALL["block"])
+    assert args[-3:] == (SMALL["chunk"], SMALL["block"], False)  # not stochastic
 
 
 def test_a_triton_whose_launcher_differs_falls_back_to_the_jit(monkeypatch):

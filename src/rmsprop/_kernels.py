@@ -36,7 +36,7 @@ import numpy.typing as npt
 from numba import njit, prange
 from numba.extending import intrinsic
 
-from rmsprop import _options, _rule
+from rmsprop import _options, _random, _rule
 from rmsprop._kinds import NUMPY_KINDS, Member, float32_work, storage_kind
 from rmsprop._numba_support import (
     GROUP_CHUNK,
@@ -60,7 +60,7 @@ _Options: Any = cast(Any, namedtuple)("_Options", OPTION_NAMES)
 
 
 #: The version of what a kernel compiles: the rule, its options and the helpers here.
-_SOURCE_VERSION: Final = source_version(_rule, _options, sys.modules[__name__])
+_SOURCE_VERSION: Final = source_version(_rule, _options, _random, sys.modules[__name__])
 
 
 def _cache_key(
@@ -138,6 +138,72 @@ _bits_of_float64: Any = _bitcast_to(numba.types.int64, numba.types.float64)
 
 #: How a group kernel stores values: as they are, or as 16 bits it converts itself.
 NATIVE, BFLOAT16, FLOAT16, FLOAT16_ONCE = 0, 1, 2, 3
+#: The state kind of bfloat16 buffers written with stochastic rounding.
+STOCHASTIC: Final = "bfloat16 stochastic"
+
+#: rmsprop._random's bits for the kernels, in uint64 arithmetic (Numba types Python ints
+#: as int64, and int64 mixed with uint64 as float64): inlined by Numba, so that LLVM
+#: vectorizes the loop around them. Tested bit for bit against the definition.
+_MASK16 = np.uint64(0xFFFF)
+_GAMMA = np.uint64(_random.GAMMA)
+_MIX1, _MIX2 = np.uint64(_random.MIX1), np.uint64(_random.MIX2)
+_30, _27, _31, _16 = np.uint64(30), np.uint64(27), np.uint64(31), np.uint64(16)
+
+
+def _inline(function: Any) -> Any:
+    return njit(function, error_model="numpy", inline="always")
+
+
+@_inline
+def _mix(z: Any) -> Any:
+    """:func:`rmsprop._random.mix` on a uint64."""
+    z = (z ^ (z >> _30)) * _MIX1
+    z = (z ^ (z >> _27)) * _MIX2
+    return z ^ (z >> _31)
+
+
+@jit
+def _start(seed: Any, step: Any, stream: Any) -> Any:
+    """:func:`rmsprop._random.start` on uint64s."""
+    z = _mix(np.uint64(seed) + _GAMMA)
+    z = _mix(z + np.uint64(step) * _GAMMA)
+    return _mix(z + np.uint64(stream) * _GAMMA)
+
+
+@jit
+def _stream(addresses: Any, t: int) -> Any:
+    """Where row ``t``'s random sequence starts: from its step (its counter's next), its
+    stream and the seed, columns 7 to 9."""
+    step = np.int64(carray(pointer(addresses[t, 7], np.float32), 1)[0]) + 1
+    return _start(addresses[t, 9], step, addresses[t, 8])
+
+
+@_inline
+def _store_stochastic(
+    v: Any, b: Any, a: Any, i: int, j: int, new: Any, begin: Any, used: Any
+) -> None:
+    """Element ``i`` (``j`` of its buffer) of the new state, rounded stochastically to
+    bfloat16 with the 16-bit words of the element's draw from the sequence starting at
+    ``begin``; ``used``: whether the momentum buffer and the gradient average are
+    (constants of the kernel, once inlined)."""
+    bits = _mix(begin + (np.uint64(j) + np.uint64(1)) * _GAMMA)
+    v[i] = _stochastic_bfloat16(new.cache, bits & _MASK16)
+    if used[0]:
+        b[i] = _stochastic_bfloat16(new.momentum_buffer, (bits >> _16) & _MASK16)
+    if used[1]:
+        a[i] = _stochastic_bfloat16(new.grad_avg, (bits >> np.uint64(32)) & _MASK16)
+
+
+@_inline
+def _stochastic_bfloat16(x: Any, random: Any) -> Any:
+    """``x`` rounded to float32 (to nearest), then to bfloat16 stochastically with 16
+    ``random`` bits (a uint64 below 2^16), as :func:`rmsprop._random.round_bfloat16`
+    rounds: its bits (a NaN stays a quiet NaN of its sign)."""
+    bits = np.uint64(_bits_of_float32(np.float32(x)))
+    nan = (bits & np.uint64(0x7FFFFFFF)) > np.uint64(0x7F800000)
+    quiet = (bits >> _16) | np.uint64(0x0040)
+    rounded = (bits + random) >> _16
+    return np.uint16(quiet if nan else rounded)
 
 
 @jit
@@ -259,7 +325,13 @@ def _group_kernel(
     ) = switches  # fmt: skip
     storage = {"float32": np.float32, "float64": np.float64}
     codes = {"float32": NATIVE, "float64": NATIVE, "bfloat16": BFLOAT16,
-             "float16": FLOAT16_ONCE, "float16 via float32": FLOAT16}  # fmt: skip
+             "float16": FLOAT16_ONCE, "float16 via float32": FLOAT16,
+             STOCHASTIC: BFLOAT16}  # fmt: skip
+    # bfloat16 state written with stochastic rounding: the random words of element j of
+    # row t are its draw (rmsprop._random) from the sequence of (seed, step, stream),
+    # which columns 7 (the address of the row's float32 step counter, whose next step
+    # this is), 8 and 9 of the address table give.
+    stochastic = kinds[2] == STOCHASTIC
     p_type, g_type, s_type = (storage.get(kind, np.uint16) for kind in kinds)
     p_code, g_code, s_code = (codes[kind] for kind in kinds)
     p_size, g_size, s_size = (np.dtype(storage.get(kind, np.uint16)).itemsize for kind in kinds)
@@ -310,6 +382,8 @@ def _group_kernel(
                     decoupled, maximize, bias_correction,
                 )  # fmt: skip
                 step_correction = work(correction)
+                # Stochastic rounding: where the row's random sequence starts.
+                begin = _stream(addresses, t) if stochastic else np.uint64(0)
                 for i in range(count):
                     state = _rule.State(
                         read_s(v[i], s_code),
@@ -321,6 +395,10 @@ def _group_kernel(
                         step_correction,
                     )  # fmt: skip
                     store_p(p_new, i, new_p, p_code)
+                    if stochastic:
+                        used = (momentum_on, centered)
+                        _store_stochastic(v_new, b, a, i, first + i, new, begin, used)
+                        continue
                     store_s(v_new, i, new.cache, s_code)
                     if momentum_on:
                         store_s(b, i, new.momentum_buffer, s_code)
@@ -340,10 +418,20 @@ class Launch:
     laid out alike and of one size. Called with one gradient per member (empty
     members included), the hyperparameters (of the options it was built for) and the
     bias correction of the step (see :meth:`Hyperparameters.correction`).
+
+    ``stochastic``: bfloat16 state written with stochastic rounding, given each
+    member's float32 step counter (a 0-d tensor or array, kept alive by the caller;
+    read at each call, whose step is the next), each member's random stream, and the
+    seed (see :mod:`rmsprop._random`).
     """
 
     def __init__(
-        self, members: Sequence[Member], hp: Hyperparameters, *, float32_arithmetic: bool = False
+        self,
+        members: Sequence[Member],
+        hp: Hyperparameters,
+        *,
+        float32_arithmetic: bool = False,
+        stochastic: tuple[Sequence[Any], Sequence[int], int] | None = None,
     ) -> None:
         self.options = hp.switches
         self._keep = [i for i, (p, _, _) in enumerate(members) if _size(p)]
@@ -356,6 +444,11 @@ class Launch:
                  base if a is None else address(a), base, square)
             )  # fmt: skip
         self._addresses = np.array(rows, dtype=np.int64).reshape(-1, 7)
+        if stochastic is not None:  # each member's step counter, stream and the seed
+            counters, streams, seed = stochastic
+            extra = [(address(counters[i]), streams[i], seed) for i in self._keep]
+            columns = np.array(extra, dtype=np.int64).reshape(-1, 3)
+            self._addresses = np.ascontiguousarray(np.hstack([self._addresses, columns]))
         self._every = len(self._keep) == len(members)
         # The gradients' addresses at each call: torch's data_ptr by map where the
         # members are tensors (a Python call per gradient costs more than the step of
@@ -370,6 +463,10 @@ class Launch:
         kinds = (storage_kind(p.dtype), storage_kind(g.dtype), storage_kind(v.dtype))
         if None in kinds:
             raise TypeError(f"no storage kind for {p.dtype}, {g.dtype} or {v.dtype}")
+        if stochastic is not None:
+            if kinds[2] != "bfloat16":
+                raise TypeError(f"stochastic rounding writes bfloat16 state, not {v.dtype}")
+            kinds = (kinds[0], kinds[1], STOCHASTIC)
         self._kinds = cast(tuple[str, str, str], kinds)
         self._float32 = float32_work(self._kinds, float32_arithmetic)
 

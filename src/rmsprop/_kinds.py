@@ -36,7 +36,9 @@ TORCH_KINDS: Final = {
     "torch.float64": "float64",
 }
 #: Kinds and dtype names whose values a float32 holds exactly.
-_FLOAT32_EXACT: Final = frozenset({"float16", "float16 via float32", "bfloat16", "float32"})
+_FLOAT32_EXACT: Final = frozenset(
+    {"float16", "float16 via float32", "bfloat16", "bfloat16 stochastic", "float32"}
+)
 
 
 def dtype_name(dtype: Any) -> str:

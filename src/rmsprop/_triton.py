@@ -105,6 +105,35 @@ def _write(pointer, offsets, mask, x, MASKED: tl.constexpr):  # type: ignore[no-
 
 
 @triton.jit
+def _mix(z):  # type: ignore[no-untyped-def]
+    """:func:`rmsprop._random.mix` on uint64 blocks."""
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EB
+    return z ^ (z >> 31)
+
+
+@triton.jit
+def _start(seed, step, stream):  # type: ignore[no-untyped-def]
+    """:func:`rmsprop._random.start` on uint64 scalars."""
+    z = _mix(seed + 0x9E3779B97F4A7C15)
+    z = _mix(z + step * 0x9E3779B97F4A7C15)
+    return _mix(z + stream * 0x9E3779B97F4A7C15)
+
+
+@triton.jit
+def _write_stochastic(pointer, offsets, mask, x, random, MASKED: tl.constexpr):  # type: ignore[no-untyped-def]
+    """Round ``x`` to float32, then to bfloat16 (stored as uint16) stochastically with 16
+    ``random`` bits (:func:`rmsprop._random.round_bfloat16`)."""
+    bits = x.to(tl.float32).to(tl.uint32, bitcast=True)
+    nan = (bits & 0x7FFFFFFF) > 0x7F800000
+    y = tl.where(nan, (bits >> 16) | 0x0040, (bits + random.to(tl.uint32)) >> 16).to(tl.uint16)
+    if MASKED:
+        tl.store(pointer + offsets, y, mask=mask)
+    else:
+        tl.store(pointer + offsets, y)
+
+
+@triton.jit
 def _mul_add(x, y, z, FUSED: tl.constexpr):  # type: ignore[no-untyped-def]
     """``x * y + z``: rounded once (as CUDA compiles it, a fused multiply-add) or twice."""
     if FUSED:
@@ -151,15 +180,18 @@ def _torch_rule(  # type: ignore[no-untyped-def]
 
 @triton.jit
 def _block(  # type: ignore[no-untyped-def]
-    pp, gp, vp, bp, ap, offsets, mask, h0, h1, h2, h3, h4, h5, h6,
+    pp, gp, vp, bp, ap, offsets, mask, h0, h1, h2, h3, h4, h5, h6, step, stream, seed,
     WORK: tl.constexpr, MASKED: tl.constexpr,
     MAXIMIZE: tl.constexpr, CENTERED: tl.constexpr, EPS_IN_SQRT: tl.constexpr,
     NESTEROV: tl.constexpr, LR_IN_MOMENTUM: tl.constexpr, DECOUPLED: tl.constexpr,
     MOMENTUM: tl.constexpr, DECAY: tl.constexpr, BIAS_CORRECTION: tl.constexpr,
     ORDER: tl.constexpr, SMALL_WEIGHT: tl.constexpr, FUSED: tl.constexpr,
+    STOCHASTIC: tl.constexpr,
 ):  # fmt: skip
     """Read one block, apply the rule (or torch's order of it), write the results back.
-    ``h0`` to ``h6`` are the hyperparameter values in float64 (see :func:`_hyper`)."""
+    ``h0`` to ``h6`` are the hyperparameter values in float64 (see :func:`_hyper`);
+    ``STOCHASTIC``: the state is bfloat16 rounded stochastically with the element's
+    draw from the random sequence starting at ``step`` (rmsprop._random)."""
     p = _read(pp, offsets, mask, MASKED, WORK)
     g = _read(gp, offsets, mask, MASKED, WORK)
     v = _read(vp, offsets, mask, MASKED, WORK)
@@ -182,11 +214,19 @@ def _block(  # type: ignore[no-untyped-def]
             h6.to(WORK), MAXIMIZE, CENTERED, MOMENTUM, DECAY, SMALL_WEIGHT, FUSED,
         )  # fmt: skip
     _write(pp, offsets, mask, p, MASKED)
-    _write(vp, offsets, mask, v, MASKED)
-    if MOMENTUM:
-        _write(bp, offsets, mask, b, MASKED)
-    if CENTERED:
-        _write(ap, offsets, mask, a, MASKED)
+    if STOCHASTIC:  # ``step`` holds where the tensor's random sequence starts
+        bits = _mix(step + (offsets.to(tl.uint64) + 1) * 0x9E3779B97F4A7C15)
+        _write_stochastic(vp, offsets, mask, v, bits & 0xFFFF, MASKED)
+        if MOMENTUM:
+            _write_stochastic(bp, offsets, mask, b, (bits >> 16) & 0xFFFF, MASKED)
+        if CENTERED:
+            _write_stochastic(ap, offsets, mask, a, (bits >> 32) & 0xFFFF, MASKED)
+    else:
+        _write(vp, offsets, mask, v, MASKED)
+        if MOMENTUM:
+            _write(bp, offsets, mask, b, MASKED)
+        if CENTERED:
+            _write(ap, offsets, mask, a, MASKED)
 
 
 @triton.jit
@@ -198,19 +238,32 @@ def _family_kernel(  # type: ignore[no-untyped-def]
     MOMENTUM: tl.constexpr, DECAY: tl.constexpr, BIAS_CORRECTION: tl.constexpr,
     ORDER: tl.constexpr, SMALL_WEIGHT: tl.constexpr, FUSED: tl.constexpr,
     ALIGNED: tl.constexpr, CHUNK_SIZE: tl.constexpr, BLOCK_SIZE: tl.constexpr,
+    STOCHASTIC: tl.constexpr = False,
 ):  # fmt: skip
     """One program per chunk: ``chunks[2k], chunks[2k + 1]`` are its tensor and first element.
 
     ``addresses[5t:5t + 5]`` are tensor t's parameter, gradient, square average,
     momentum buffer and gradient average (unused ones repeat the parameter's);
     ``sizes[t]`` its element count; ``hyper`` the hyperparameter values in float64
-    (see :func:`_hyper`).
+    (see :func:`_hyper`). ``STOCHASTIC``: rows of 8, whose last three are the address
+    of the tensor's float32 step counter (this step is its next), its random stream
+    and the seed; the state is bfloat16 rounded stochastically.
     """
+    ROW: tl.constexpr = 8 if STOCHASTIC else 5
     chunk = tl.program_id(0).to(tl.int64)
     tensor = tl.load(chunks + 2 * chunk)
     first = tl.load(chunks + 2 * chunk + 1)
     size = tl.load(sizes + tensor)
-    row = addresses + 5 * tensor
+    row = addresses + ROW * tensor
+    step = 0
+    stream = 0
+    seed = 0
+    if STOCHASTIC:  # where this tensor's random sequence starts, in ``step``
+        counter = tl.load(row + 5).to(tl.pointer_type(tl.float32))
+        this = (tl.load(counter).to(tl.int64) + 1).to(tl.uint64)
+        stream = tl.load(row + 6).to(tl.uint64)
+        seed = tl.load(row + 7).to(tl.uint64)
+        step = _start(seed, this, stream)
     pp = tl.load(row).to(tl.pointer_type(P))
     gp = tl.load(row + 1).to(tl.pointer_type(G))
     vp = tl.load(row + 2).to(tl.pointer_type(S))
@@ -237,15 +290,17 @@ def _family_kernel(  # type: ignore[no-untyped-def]
         )
         if base + BLOCK_SIZE <= size:
             _block(
-                pp, gp, vp, bp, ap, offsets, None, h0, h1, h2, h3, h4, h5, h6, WORK, False,
-                MAXIMIZE, CENTERED, EPS_IN_SQRT, NESTEROV, LR_IN_MOMENTUM, DECOUPLED,
-                MOMENTUM, DECAY, BIAS_CORRECTION, ORDER, SMALL_WEIGHT, FUSED,
+                pp, gp, vp, bp, ap, offsets, None, h0, h1, h2, h3, h4, h5, h6, step, stream,
+                seed, WORK, False, MAXIMIZE, CENTERED, EPS_IN_SQRT, NESTEROV, LR_IN_MOMENTUM,
+                DECOUPLED, MOMENTUM, DECAY, BIAS_CORRECTION, ORDER, SMALL_WEIGHT, FUSED,
+                STOCHASTIC,
             )  # fmt: skip
         elif base < size:
             _block(
-                pp, gp, vp, bp, ap, offsets, offsets < size, h0, h1, h2, h3, h4, h5, h6, WORK, True,
-                MAXIMIZE, CENTERED, EPS_IN_SQRT, NESTEROV, LR_IN_MOMENTUM, DECOUPLED,
-                MOMENTUM, DECAY, BIAS_CORRECTION, ORDER, SMALL_WEIGHT, FUSED,
+                pp, gp, vp, bp, ap, offsets, offsets < size, h0, h1, h2, h3, h4, h5, h6, step,
+                stream, seed, WORK, True, MAXIMIZE, CENTERED, EPS_IN_SQRT, NESTEROV,
+                LR_IN_MOMENTUM, DECOUPLED, MOMENTUM, DECAY, BIAS_CORRECTION, ORDER, SMALL_WEIGHT,
+                FUSED, STOCHASTIC,
             )  # fmt: skip
 
 
@@ -295,6 +350,7 @@ class Launch:
         chunk: int = CHUNK,
         block: int = BLOCK,
         warps: int = WARPS,
+        stochastic: tuple[Sequence[torch.Tensor], Sequence[int], int] | None = None,
     ) -> None:
         self._keep = [i for i, (p, _, _) in enumerate(members) if p.numel()]
         p, g, buffers = members[self._keep[0] if self._keep else 0]
@@ -303,18 +359,28 @@ class Launch:
         self._switches = _options(hp)
         self._rows: list[int] = []  # per member: p, g (0 until called), v, b, a
         sizes: list[int] = []
+        pointers: list[int] = []
         for i in self._keep:
             p, _, (v, b, a) = members[i]
             base = p.data_ptr()
-            self._rows += (
+            row = [
                 base,
                 0,
                 v.data_ptr(),
                 base if b is None else b.data_ptr(),
                 base if a is None else a.data_ptr(),
-            )
+            ]
+            pointers += row
+            if stochastic is not None:  # the step counter, the stream, the seed
+                counters, streams, seed = stochastic
+                row += [counters[i].data_ptr(), streams[i], seed]
+            self._rows += row
             sizes.append(p.numel())
-        self._aligned = all(address % ALIGNMENT == 0 for address in self._rows)
+        self._width = 5 if stochastic is None else 8
+        self._stochastic = stochastic is not None
+        if self._stochastic and state_dtype != torch.bfloat16:
+            raise TypeError(f"stochastic rounding writes bfloat16 state, not {state_dtype}")
+        self._aligned = all(address % ALIGNMENT == 0 for address in pointers)
         counts = torch.tensor(sizes, dtype=torch.int64).add_(chunk - 1).floor_divide_(chunk)
         owner = torch.repeat_interleave(torch.arange(len(sizes)), counts)
         firsts = torch.cumsum(counts, 0) - counts
@@ -349,12 +415,14 @@ class Launch:
         found = self._addresses.get(pointers)
         if found is None:
             rows = list(self._rows)
-            rows[1::5] = pointers
+            rows[1 :: self._width] = pointers
             aligned = self._aligned and all(address % ALIGNMENT == 0 for address in pointers)
             found = (_upload(torch.tensor(rows, dtype=torch.int64), self.device), aligned)
             _remember(self._addresses, pointers, found)  # a few layouts of the gradients
         addresses, aligned = found
-        constants = (*self._dtypes, *self._switches, *self._order, aligned, *self._sizing)
+        constants = (
+            *self._dtypes, *self._switches, *self._order, aligned, *self._sizing, self._stochastic,
+        )  # fmt: skip
         hyper = _hyper(hp, correction, self.device, self._order[0], self._dtypes[0])
         args = (addresses, self._sizes, self._chunks, hyper, *constants)
         with (

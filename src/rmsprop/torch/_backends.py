@@ -85,14 +85,25 @@ class Backend:
         return not self.fallible or _accel.triton() is not None
 
     def launch(
-        self, members: Sequence[Member], hp: Hyperparameters, float32_arithmetic: bool
+        self,
+        members: Sequence[Member],
+        hp: Hyperparameters,
+        float32_arithmetic: bool,
+        stochastic: Any = None,
     ) -> Launched:
         """A launch over ``members``; a fallible kernel's failures (now or when called)
-        turn it off and raise :exc:`KernelUnavailableError` before any write."""
+        turn it off and raise :exc:`KernelUnavailableError` before any write.
+        ``stochastic``: the state rounded stochastically to bfloat16 (the family's
+        kernels only, see :class:`rmsprop._kernels.Launch`)."""
+        options: dict[str, Any] = {"float32_arithmetic": float32_arithmetic}
+        if stochastic is not None:
+            if self.name not in ("numba", "triton"):
+                raise RuntimeError(f"state_bits=16 runs on the family's kernels, not {self.name}")
+            options["stochastic"] = stochastic
         if not self.fallible:
-            return self.make(members, hp, float32_arithmetic=float32_arithmetic)
+            return self.make(members, hp, **options)
         try:
-            launched = self.make(members, hp, float32_arithmetic=float32_arithmetic)
+            launched = self.make(members, hp, **options)
         except Exception as error:
             raise _turned_off(error) from error
 

@@ -119,9 +119,40 @@ def check_rounding(group: dict[str, Any], hp: Hyperparameters) -> bool:
     return True
 
 
+def check_state_bits(group: dict[str, Any], params: Any = ()) -> None:
+    """Check a group's ``state_bits`` and ``seed``: 32 (the state in ``state_dtype``), or
+    16 (bfloat16 written with stochastic rounding from the ``seed``'s random streams, by
+    the fused kernels: real plain tensors, the family's rounding); and ``params``."""
+    bits, seed = group.get("state_bits", 32), group.get("seed", 0)
+    if bits not in (16, 32) or isinstance(bits, bool):
+        raise ValueError(f"state_bits must be 16 or 32, got {bits!r}")
+    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**63:
+        raise ValueError(f"seed must be an integer from 0 to 2**63 - 1, got {seed!r}")
+    if bits == 32:
+        return
+    if group["rounding"] != "once" or group["state_dtype"] not in (None, torch.bfloat16):
+        raise ValueError(
+            "state_bits=16 keeps the state in bfloat16, rounded stochastically: it takes "
+            "rounding='once' and no other state_dtype"
+        )
+    for p in params:
+        if p.is_complex() or type(p) not in (torch.Tensor, torch.nn.Parameter):
+            raise RuntimeError(
+                "state_bits=16 runs on the family's kernels (Numba on the CPU, Triton on "
+                f"CUDA), which take real plain tensors; got a {p.dtype} {type(p).__name__}"
+            )
+
+
+def group_state_dtype(group: dict[str, Any]) -> torch.dtype | None:
+    """The dtype a group asks its state in: bfloat16 for ``state_bits=16``, else its
+    ``state_dtype`` (None: each parameter's own)."""
+    return torch.bfloat16 if group.get("state_bits", 32) == 16 else group["state_dtype"]
+
+
 def check_group(group: dict[str, Any]) -> None:
     """Check a new group's options and parameters (``TypeError``/``ValueError``)."""
     check_rounding(group, group_hyperparameters(group))
+    check_state_bits(group, group["params"])
     dtype = group["state_dtype"]
     if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
         raise TypeError(f"state_dtype must be a floating torch.dtype or None, got {dtype!r}")
@@ -226,7 +257,7 @@ def saved_groups(state_dict: dict[str, Any], current: list[dict[str, Any]]) -> l
             group |= TORCH_RULE | {"beta": saved["alpha"]}
         for name, default in OPTION_DEFAULTS.items():
             group.setdefault(name, default)
-        for name in ("state_dtype", "float32_arithmetic", "rounding"):
+        for name in ("state_dtype", "float32_arithmetic", "rounding", "state_bits", "seed"):
             group.setdefault(name, now[name])
         groups.append(group)
     for group in groups:

@@ -24,7 +24,11 @@ from rmsprop.torch._plan import Plan, plannable
 
 
 def plan(
-    group: dict[str, Any], params: list[torch.Tensor], hp: Hyperparameters, states: list[Any]
+    group: dict[str, Any],
+    params: list[torch.Tensor],
+    hp: Hyperparameters,
+    states: list[Any],
+    streams: list[int],
 ) -> Plan | None:
     """A plan for the group, where its whole step can be one kept set of launches."""
     if not plannable(group, hp):
@@ -33,7 +37,7 @@ def plan(
     if chosen is None:
         return None
     try:
-        return Plan.build(chosen, group, params, hp, states)
+        return Plan.build(chosen, group, params, hp, states, streams)
     except KernelUnavailableError:
         return None
 
@@ -53,7 +57,11 @@ def run_plan(
 
 
 def run(
-    hp: Hyperparameters, group: dict[str, Any], params: list[torch.Tensor], states: list[Any]
+    hp: Hyperparameters,
+    group: dict[str, Any],
+    params: list[torch.Tensor],
+    states: list[Any],
+    streams: list[int],
 ) -> None:
     """The general route: each parameter to its device's kernel where it takes it, the
     rest to the fallback."""
@@ -78,9 +86,16 @@ def run(
         members.append(member)
         steps.append(state["step"])
         indices.append(i)
+    if rest and group.get("state_bits", 32) == 16:
+        raise RuntimeError(
+            "state_bits=16 runs on the family's kernels (Numba on the CPU, Triton on CUDA), "
+            "which take dense tensors laid out alike: some of these are not, or the kernel "
+            "is not there; nothing was updated"
+        )
     for (correction, *_), (chosen, members, steps, indices) in fused.items():
         try:
-            launch = chosen.launch(members, hp, group["float32_arithmetic"])
+            stochastic = _stochastic(group, steps, [streams[i] for i in indices])
+            launch = chosen.launch(members, hp, group["float32_arithmetic"], stochastic)
             launch([g for _, g, _ in members], hp, correction)
         except KernelUnavailableError:
             rest += indices
@@ -88,6 +103,14 @@ def run(
         count(steps)
     if rest:
         _fallback(hp, group, [params[i] for i in rest], [states[i] for i in rest])
+
+
+def _stochastic(
+    group: dict[str, Any], steps: list[torch.Tensor], streams: list[int]
+) -> tuple[list[torch.Tensor], list[int], int] | None:
+    """What a launch needs to round the state stochastically (``state_bits=16``): each
+    member's step counter and stream, and the group's seed; None otherwise."""
+    return (steps, streams, group["seed"]) if group.get("state_bits", 32) == 16 else None
 
 
 def _member(p: torch.Tensor, state: dict[str, Any], torch_rounding: bool) -> Member:

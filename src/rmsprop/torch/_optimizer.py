@@ -78,6 +78,16 @@ class RMSProp(Optimizer):
             confirms that it reproduces this torch, everything else by PyTorch's
             own functional RMSProp. Needs PyTorch's rule (the ``"pytorch"``
             preset's options) and the state in the parameters' dtype.
+        state_bits: 32 (default): the state in ``state_dtype``; 16: the state in
+            bfloat16, each value rounded stochastically (up or down with the
+            probabilities that make its expected value the float32 value), from
+            random bits that depend only on ``seed``, the step, the parameter's place
+            in the optimizer and the element: the same on the CPU and on CUDA, and
+            after a checkpoint. Half the memory of float32 state, without the bias
+            that rounding to nearest adds once updates fall below bfloat16's
+            resolution. Runs on the fused kernels (Numba, Triton); tensors they do
+            not take (views with gaps, other devices) are refused.
+        seed: the random streams of ``state_bits=16`` (default 0).
         step_in_backward: step each parameter inside ``backward()`` as soon as
             its gradient is complete, and free the gradient (peak memory without
             the gradients of the whole model); ``step()`` then only ends the
@@ -107,6 +117,8 @@ class RMSProp(Optimizer):
         float32_arithmetic: bool = False,
         rounding: str = "once",
         step_in_backward: bool = False,
+        state_bits: int = 32,
+        seed: int = 0,
         **options: Unpack[FamilyOptions],
     ) -> None:
         given: dict[str, Any] = dict(options)
@@ -122,6 +134,8 @@ class RMSProp(Optimizer):
             "state_dtype": state_dtype,
             "float32_arithmetic": float32_arithmetic,
             "rounding": rounding,
+            "state_bits": state_bits,
+            "seed": seed,
         }
         self._plans: dict[int, Plan] = {}  # by group index: see rmsprop.torch._plan
         self._seen = _Seen(None)
@@ -156,6 +170,7 @@ class RMSProp(Optimizer):
     def _start_hooks(self, step_in_backward: bool) -> None:
         self._hooks = Hooks(self) if step_in_backward else None
         self._group_of: dict[int, int] = {}  # id(param) -> group index
+        self._places: tuple[list[Any], dict[int, int]] | None = None  # see _streams
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         """Add a group; its options are checked now (and again at each step)."""
@@ -220,7 +235,8 @@ class RMSProp(Optimizer):
         group = self.param_groups[self._group_of[id(p)]]
         hp, torch_rounding = _checked_options(group)
         _with_gradients([p])
-        _group.run(hp, group, [p], self._checked_states(group, hp, torch_rounding, [p]))
+        states = self._checked_states(group, hp, torch_rounding, [p])
+        _group.run(hp, group, [p], states, self._streams(group, [p]))
 
     def _prepare(self, index: int, group: dict[str, Any], same_state: bool) -> Callable[[], None]:
         """Check a group and create its missing state; its step, ready to run."""
@@ -235,20 +251,38 @@ class RMSProp(Optimizer):
         if not params:
             return _nothing
         states = self._checked_states(group, hp, torch_rounding, params)
-        kept = _group.plan(group, params, hp, states)
+        streams = self._streams(group, params)
+        kept = _group.plan(group, params, hp, states, streams)
         if kept is None:
             self._plans.pop(index, None)
-            return functools.partial(_group.run, hp, group, params, states)
+            return functools.partial(_group.run, hp, group, params, states, streams)
         self._plans[index] = kept
         grads = [cast(torch.Tensor, p.grad) for p in params]
         return functools.partial(_group.run_plan, kept, grads, hp, group, params, self.state)
+
+    def _streams(self, group: dict[str, Any], params: list[torch.Tensor]) -> list[int]:
+        """The random stream of each of ``params`` where the group rounds its state
+        stochastically (``state_bits=16``): its place among all the optimizer's
+        parameters, as ``state_dict()`` numbers them; else zeros. The places are kept
+        while every parameter asked for is still found at its place (one parameter a
+        call with ``step_in_backward``: no walk over them all each time)."""
+        if group.get("state_bits", 32) != 16:
+            return [0] * len(params)
+        places = self._places
+        if places is None or not all(
+            places[1].get(id(p), -1) >= 0 and places[0][places[1][id(p)]] is p for p in params
+        ):
+            every = [q for g in self.param_groups for q in g["params"]]
+            places = self._places = (every, {id(q): k for k, q in enumerate(every)})
+        return [places[1][id(p)] for p in params]
 
     def _checked_states(
         self, group: dict[str, Any], hp: Hyperparameters, torch_rounding: bool, params: list[Any]
     ) -> list[dict[str, Any]]:
         """The state of each of ``params`` (created where missing), checked."""
+        _compat.check_state_bits(group, params)
         states = [self.state[p] for p in params]
-        dtype = None if torch_rounding else group["state_dtype"]
+        dtype = None if torch_rounding else _compat.group_state_dtype(group)
         flat = not group.get("differentiable", False)
         _state.add_missing(params, states, hp, dtype, flat=flat)
         for p, state in zip(params, states, strict=True):
@@ -287,11 +321,11 @@ class RMSProp(Optimizer):
         # state_dtype of groups that have one, from the checkpoint's own values.
         saved_state = state_dict["state"]
         for group, saved_group in zip(self.param_groups, groups, strict=True):
-            if group["state_dtype"] is not None:
+            if _compat.group_state_dtype(group) is not None:
                 for p, index in zip(group["params"], saved_group["params"], strict=True):
                     for key, value in saved_state.get(index, {}).items():
                         if key in STATE_KEYS:
-                            dtype = _compat.state_dtype(p, group["state_dtype"])
+                            dtype = _compat.state_dtype(p, _compat.group_state_dtype(group))
                             self.state[p][key] = value.to(p.device, dtype)
             # Flat, as state created by a step (and no longer the checkpoint's tensors).
             if not group.get("differentiable", False):
@@ -354,6 +388,7 @@ class RMSprop(RMSProp):
         )  # fmt: skip
         defaults = {name: value for name, value in hp.as_dict().items() if name != "beta"}
         defaults |= {"alpha": hp.beta, **flags, "state_dtype": None, "float32_arithmetic": False}
+        defaults |= {"state_bits": 32, "seed": 0}
         defaults["rounding"] = "pytorch"
         self._plans = {}
         self._seen = _Seen(None)
@@ -386,7 +421,9 @@ class RMSprop(RMSProp):
 def _checked_options(group: dict[str, Any]) -> tuple[Hyperparameters, bool]:
     """A group's options, checked, and whether it takes PyTorch's rounding."""
     hp = _compat.group_hyperparameters(group)
-    return hp, _compat.check_rounding(group, hp)
+    torch_rounding = _compat.check_rounding(group, hp)
+    _compat.check_state_bits(group)
+    return hp, torch_rounding
 
 
 def _with_gradients(params: Iterable[torch.Tensor]) -> list[torch.Tensor]:

@@ -91,6 +91,7 @@ class Plan:
         params: list[torch.Tensor],
         hp: Hyperparameters,
         states: list[dict[str, Any]],
+        streams: list[int],
     ) -> "Plan | None":
         """The plan of a group whose every parameter ``backend`` takes, or None."""
         kind = device_kind(params[0])
@@ -110,8 +111,11 @@ class Plan:
         launches = []
         for indices in members.values():
             chosen = [(params[i], params[i].grad, _buffers(states[i])) for i in indices]
-            launch = backend.launch(chosen, hp, group["float32_arithmetic"])
             steps = [states[i]["step"] for i in indices]
+            stochastic = None
+            if group.get("state_bits", 32) == 16:
+                stochastic = (steps, [streams[i] for i in indices], group["seed"])
+            launch = backend.launch(chosen, hp, group["float32_arithmetic"], stochastic)
             every = None if len(indices) == len(params) else indices
             launches.append((launch, every, steps, counter_run(steps)))
         with_grad = {id(p) for p in params}
@@ -184,4 +188,7 @@ def _buffers(state: dict[str, Any]) -> list[Any]:
 def _options(group: dict[str, Any], hp: Hyperparameters) -> tuple[Any, ...]:
     """What a plan's kernels were chosen and compiled for, beyond its tensors (torch's
     order also compiles in which of lerp_'s formulas ``beta`` selects)."""
-    return (hp.switches, abs(1.0 - hp.beta) < 0.5, group["float32_arithmetic"], group["rounding"])
+    return (
+        hp.switches, abs(1.0 - hp.beta) < 0.5, group["float32_arithmetic"], group["rounding"],
+        group.get("state_bits", 32), group.get("seed", 0),
+    )  # fmt: skip

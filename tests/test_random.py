@@ -1,0 +1,135 @@
+"""rmsprop._random: SplitMix64 draws and stochastic rounding, the same bits everywhere.
+
+The draws against SplitMix64's known outputs, then the one definition run by Python
+ints and NumPy uint64 arrays against the kernels' copies (Numba's, and the Triton
+kernel's under its interpreter), bit for bit over many (seed, step, stream,
+element). Stochastic rounding: every float32 rounds to one of its two bfloat16
+neighbours, with the mean of all 2^16 draws equal to the float32 value exactly; NaN,
+infinities, zeros, subnormals and the largest finite values handled.
+"""
+
+import numpy as np
+import pytest
+
+from rmsprop._random import draw, round_bfloat16, start
+
+try:  # the Triton kernel's copy, looked up by the interpreter in this module's globals
+    from rmsprop import _triton
+except ImportError:  # no torch or no Triton: its test skips
+    _triton = None
+
+#: The first outputs of SplitMix64 seeded with 0 (its state advanced by GAMMA first).
+KNOWN = [0xE220A8397B1DCDAF, 0x6E789E6AA1B965F4, 0x06C45D188009454F]
+
+
+def test_mix_gives_splitmix64s_known_outputs():
+    assert [draw(0, j) for j in range(3)] == KNOWN
+
+
+def _cases(n=4096, seed=0):
+    rng = np.random.default_rng(seed)
+    cases = rng.integers(0, 2**63, size=(4, n), dtype=np.uint64)  # seed, step, stream, j
+    cases[:, :3] = [[0, 2**63 - 1, 1]] * 4  # edges
+    return cases
+
+
+def _python(cases):
+    return np.array(
+        [draw(start(int(s), int(t), int(m)), int(j)) for s, t, m, j in cases.T], dtype=np.uint64
+    )
+
+
+def test_numpy_arrays_give_pythons_bits():
+    cases = _cases(512)
+    got = draw(start(cases[0], cases[1], cases[2]), cases[3])
+    assert got.dtype == np.uint64 and np.array_equal(got, _python(cases))
+
+
+def test_the_numba_kernels_copy_gives_the_same_bits():
+    numba = pytest.importorskip("numba")
+    from rmsprop import _kernels  # noqa: PLC0415
+
+    @numba.njit
+    def many(cases, out):
+        for i in range(cases.shape[1]):
+            begin = _kernels._start(cases[0, i], cases[1, i], cases[2, i])
+            out[i] = _kernels._mix(begin + (cases[3, i] + np.uint64(1)) * _kernels._GAMMA)
+        return out
+
+    cases = _cases()
+    assert np.array_equal(many(cases, np.zeros(cases.shape[1], np.uint64)), _python(cases))
+
+
+def test_the_triton_kernels_copy_gives_the_same_bits():
+    """The Triton kernel's ``_start`` and ``_mix`` under its interpreter (the tests'
+    conftest sets TRITON_INTERPRET=1)."""
+    torch = pytest.importorskip("torch")
+    triton = pytest.importorskip("triton")
+    if _triton is None:
+        pytest.skip("rmsprop._triton does not load here")
+    kernel = _triton_draws(triton)
+    cases = _cases(256)
+    source = torch.from_numpy(cases.view(np.int64)).contiguous()
+    out = torch.zeros(256, dtype=torch.int64)
+    for i in range(256):  # scalar seed, step, stream per program, as in the kernel
+        kernel[(1,)](source, out, i, 256)
+    assert np.array_equal(out.numpy().view(np.uint64), _python(cases))
+
+
+def _triton_draws(triton):
+    import triton.language as tl  # noqa: PLC0415
+
+    @triton.jit
+    def kernel(cases, out, i, n):
+        seed = tl.load(cases + i).to(tl.uint64)
+        step = tl.load(cases + n + i).to(tl.uint64)
+        stream = tl.load(cases + 2 * n + i).to(tl.uint64)
+        j = tl.load(cases + 3 * n + i).to(tl.uint64)
+        begin = _triton._start(seed, step, stream)
+        bits = _triton._mix(begin + (j + 1) * 0x9E3779B97F4A7C15)
+        tl.store(out + i, bits.to(tl.int64, bitcast=True))
+
+    return kernel
+
+
+# --- stochastic rounding -------------------------------------------------------------------
+
+
+def _bfloat16_value(bits):
+    return (np.asarray(bits, np.uint32) << 16).view(np.float32).astype(np.float64)
+
+
+def _all_draws(values):
+    """The bfloat16 bits of each float32 value for each of the 2^16 random draws."""
+    bits = np.asarray(values, np.float32).view(np.uint32).astype(np.int64)[:, None]
+    random = np.arange(1 << 16, dtype=np.int64)[None, :]
+    return round_bfloat16(bits, random, np.where)
+
+
+def test_each_value_rounds_to_a_neighbour_and_its_mean_is_the_value_exactly():
+    rng = np.random.default_rng(2)
+    values = np.concatenate([
+        rng.standard_normal(64) * 10.0 ** rng.integers(-30, 30, 64),
+        [0.0, -0.0, 1.0, -1.0, 1.0 + 2**-8, 3.0 - 2**-20, 1e-40, -1e-42, 2**-126, 3.3895e38],
+    ]).astype(np.float32)  # fmt: skip
+    draws = _all_draws(values)
+    for value, bits in zip(values, draws, strict=True):
+        below = np.float32(value).view(np.uint32) >> 16
+        assert set(np.unique(bits)) <= {int(below), int(below) + 1}
+        exact = float(np.float32(value))
+        mean = _bfloat16_value(bits).mean() if np.isfinite(_bfloat16_value(bits)).all() else None
+        if mean is not None:
+            assert mean == exact, value  # 2^16 draws sum exactly in float64
+
+
+def test_special_values_round_as_expected():
+    values = np.array([np.inf, -np.inf, np.nan, -np.nan], np.float32)
+    draws = _all_draws(values)
+    assert (draws[0] == 0x7F80).all() and (draws[1] == 0xFF80).all()
+    nan = _bfloat16_value(draws[2:].ravel())
+    assert np.isnan(nan).all()
+    signalling = np.array([0x7F800001, 0xFF800001], np.uint32).view(np.float32)
+    assert np.isnan(_bfloat16_value(_all_draws(signalling).ravel())).all()
+    largest = np.array([np.finfo(np.float32).max], np.float32)
+    rounded = _bfloat16_value(_all_draws(largest).ravel())
+    assert set(np.unique(rounded)) == {3.3895313892515355e38, np.inf}
