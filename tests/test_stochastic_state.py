@@ -258,3 +258,24 @@ def test_the_optimizer_on_the_triton_kernel_equals_it_on_the_cpu_kernel(monkeypa
             _accel.set_enabled(previous)
     for a, b in zip(*results, strict=True):
         assert torch.equal(a, b)
+
+
+def test_a_small_model_in_a_fresh_process_loads_the_kernels_it_needs():
+    """Below the size that loads Numba for speed (rmsprop._accel), stochastic rounding
+    still needs the kernels: a tiny model steps instead of being refused."""
+    import subprocess  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+
+    code = (
+        "import torch, rmsprop.torch\n"
+        "w = torch.nn.Parameter(torch.ones(7))\n"
+        "opt = rmsprop.torch.RMSProp([w], lr=0.1, state_bits=16, step_in_backward=True)\n"
+        "(w * torch.arange(7.0)).sum().backward()\n"
+        "opt.step()\n"
+        "print(opt.state[w]['square_avg'].dtype, float(w[1]) < 1.0)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["torch.bfloat16", "True"]

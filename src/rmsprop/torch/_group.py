@@ -9,6 +9,7 @@ for ``rounding="pytorch"``. Each parameter's ``step`` counter advances right aft
 it is written.
 """
 
+import sys
 from typing import Any, cast
 
 import torch
@@ -33,7 +34,7 @@ def plan(
     """A plan for the group, where its whole step can be one kept set of launches."""
     if not plannable(group, hp):
         return None
-    chosen = backend(device_kind(params[0]), group["rounding"], sum(p.numel() for p in params))
+    chosen = backend(device_kind(params[0]), group["rounding"], _worth(group, params))
     if chosen is None:
         return None
     try:
@@ -67,7 +68,7 @@ def run(
     rest to the fallback."""
     torch_rounding = group["rounding"] == "pytorch"
     kernels = not (group.get("differentiable", False) or group.get("capturable", False))
-    elements = sum(p.numel() for p in params)
+    elements = _worth(group, params)
     backends: dict[str, Backend | None] = {}
     fused: dict[tuple[Any, ...], tuple[Backend, list[Member], list[torch.Tensor], list[int]]] = {}
     rest: list[int] = []
@@ -103,6 +104,12 @@ def run(
         count(steps)
     if rest:
         _fallback(hp, group, [params[i] for i in rest], [states[i] for i in rest])
+
+
+def _worth(group: dict[str, Any], params: list[torch.Tensor]) -> int:
+    """The size that decides whether to load Numba for this group (rmsprop._accel): its
+    elements, or any size where only the kernels can round the state stochastically."""
+    return sys.maxsize if group.get("state_bits", 32) == 16 else sum(p.numel() for p in params)
 
 
 def _stochastic(
