@@ -356,6 +356,8 @@ cases = {
     "torch's order, float64": {"ORDER": 1, "FUSED": True, "P": tl.float64, "G": tl.float64,
                                "S": tl.float64, "CENTERED": True, "SMALL_WEIGHT": True,
                                "DECAY": True},
+    "bfloat16 state rounded stochastically": {"S": tl.uint16, "MOMENTUM": True,
+                                              "CENTERED": True, "STOCHASTIC": True},
 }
 kernel = _triton._family_kernel
 pointers = {"addresses": "*i64", "sizes": "*i64", "chunks": "*i64", "hyper": "*fp64"}
@@ -368,6 +370,7 @@ for name, constants in cases.items():
         "LR_IN_MOMENTUM": False, "DECOUPLED": False, "MOMENTUM": False, "DECAY": False,
         "BIAS_CORRECTION": False, "ORDER": 0, "SMALL_WEIGHT": False, "FUSED": False,
         "ALIGNED": True, "CHUNK_SIZE": _triton.CHUNK, "BLOCK_SIZE": _triton.BLOCK,
+        "STOCHASTIC": False,
     } | constants
     attrs = {(i,): [["tt.divisibility", 16]] for i in range(4)}
     for arch in (80, 90):
@@ -407,7 +410,8 @@ def compiled():
 AOT_CASES = [f"{case}, sm_{arch}" for case in (
     "seed rule, float32, float64 arithmetic", "everything, float32", "bfloat16 with float32 state",
     "float32 arithmetic", "float64 data", "unaligned", "torch's order, float32",
-    "torch's order, float64") for arch in (80, 90)]  # fmt: skip
+    "torch's order, float64", "bfloat16 state rounded stochastically")
+    for arch in (80, 90)]  # fmt: skip
 
 
 @pytest.mark.parametrize("case", AOT_CASES)
