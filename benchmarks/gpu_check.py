@@ -16,8 +16,10 @@ Runs from the source tree with the machine's own packages (PyTorch, Triton; NumP
    (each round times every implementation once), medians with min and max, for
    flat tensors (float32, and bfloat16 parameters with float32 state) and the
    ResNet-50 and BERT-base parameter sets (allocated one by one, and flattened by
-   ``rmsprop.torch.flatten_``); the roofline is a Triton kernel that
-   moves the same bytes and computes nothing (read p, g, v; write p, v).
+   ``rmsprop.torch.flatten_``; and with ``state_bits=16``: bfloat16 state rounded
+   stochastically, 16 bytes per element where the roofline moves 20); the roofline is
+   a Triton kernel that moves the same bytes and computes nothing (read p, g, v;
+   write p, v).
 3. **Memory**: the peak of memory allocated during one step beyond what was
    allocated before it, against the parameters' bytes.
 4. **Costs**: the cold compile of each kernel, and the host time of one step
@@ -194,6 +196,41 @@ FLAGS = ("maximize", "centered", "eps_in_sqrt", "nesterov", "lr_in_momentum",
          "decoupled_weight_decay", "momentum", "weight_decay", "bias_correction")  # fmt: skip
 
 
+def check_stochastic_state() -> None:
+    """bfloat16 state rounded stochastically (``state_bits=16``): the Triton kernel on the
+    device against the Numba kernel on CPU copies of the same tensors, bit for bit (the
+    draws of rmsprop._random, the same rounding)."""
+    from rmsprop import _kernels  # noqa: PLC0415 - Numba: the CPU reference
+
+    sizes = [1, 17, 1000] if ARGS.quick else [1, 17, 1000, 16384 + 3, 1 << 20]
+    sizing = {"chunk": 1 << 14, "block": 1 << 14} if ON_CPU else {}
+    for options in ({}, {"momentum": 0.9, "centered": True, "weight_decay": 0.1}):
+        hp = Hyperparameters.from_preset("pytorch", lr=LR, **options)
+        on_device = members(sizes, torch.float32, torch.bfloat16, seed=11)
+        on_cpu = [(p.cpu(), g.cpu(), [b.cpu() for b in s]) for p, g, s in on_device]
+        counters = [torch.tensor(float(k), device=DEVICE) for k in range(len(on_device))]
+        streams = list(range(len(on_device)))
+        with np.errstate(all="ignore"):
+            _triton.Launch(on_device, hp, stochastic=(counters, streams, 1234), **sizing)(
+                [g for _, g, _ in on_device], hp
+            )
+            cpu_counters = [c.cpu() for c in counters]
+            _kernels.Launch(on_cpu, hp, stochastic=(cpu_counters, streams, 1234))(
+                [g for _, g, _ in on_cpu], hp
+            )
+        sync()
+        identical = all(
+            same(a.cpu(), b) if a.dtype != torch.bfloat16
+            else torch.equal(a.cpu().view(torch.int16), b.view(torch.int16))
+            for (p, _, s), (q, _, t) in zip(on_device, on_cpu, strict=True)
+            for a, b in zip((p, *s), (q, *t), strict=True)
+        )  # fmt: skip
+        row = f"state_bits=16 (stochastic bfloat16 state), {options or 'the seed rule'}"
+        REPORT["exactness"].append({"options": row, "bit_identical": identical})
+        log(f"exact {'yes' if identical else 'NO '} {row}, Triton against the CPU kernel")
+    save()
+
+
 def check_every_option_combination() -> None:
     """Every option combination (the tests run a covering set under the interpreter), in
     float64 and float32 arithmetic, against the foreach path: bit for bit."""
@@ -351,6 +388,10 @@ def peers(shapes: list[tuple[int, ...]], mixed: bool) -> dict[str, Callable[[], 
         "torch.optim.RMSprop (for-loop)": lambda: torch_rmsprop(foreach=False),
         "torch.optim.Adam (fused), for reference": adam,
     }
+    if not mixed:  # float32 parameters, their state in bfloat16 rounded stochastically
+        factories["rmsprop.torch.RMSProp (Triton, float32 arithmetic), state_bits=16"] = lambda: (
+            ours(float32_arithmetic=True, state_bits=16)
+        )
     if len(shapes) > 1:  # model sets: parameters and gradients in one buffer each
         factories["rmsprop.torch.RMSProp (Triton, float64 arithmetic), flatten_"] = lambda: ours(
             flat=True
@@ -620,7 +661,8 @@ def main() -> None:
     if ARGS.quick:
         models = {"three tensors": [(3, 5), (7,), (2, 3, 4)]}
     sections: list[Callable[[], None]] = [
-        check_exactness, check_every_option_combination, check_optimizer_on_a_model, costs,
+        check_exactness, check_every_option_combination, check_optimizer_on_a_model,
+        check_stochastic_state, costs,
     ]  # fmt: skip
     for n in flat:
         sections.append(lambda n=n: bench(f"flat {n:.0e} float32", [(n,)], mixed=False))
