@@ -22,12 +22,13 @@ flattened and not, and rmsprop.RMSProp, beside torch.optim.RMSprop.
 """
 
 import argparse
+import functools
 import gc
 import math
 import statistics
-import time
 import timeit
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -35,11 +36,11 @@ import torch
 import rmsprop
 import rmsprop.torch
 from rmsprop import bench
-from rmsprop.bench._peers import bert_base_shapes, resnet50_shapes
+from rmsprop.bench import ROOFLINE
+from rmsprop.bench._peers import _roofline, bert_base_shapes, resnet50_shapes
 
 MODELS = {"resnet50": ("ResNet-50", resnet50_shapes), "bert-base": ("BERT-base", bert_base_shapes)}
 LR, BETA = 1e-3, 0.9
-ROOFLINE = "roofline: 5-stream loop, flat"
 
 
 def _torch_params(shapes: list[tuple[int, ...]]) -> list[torch.nn.Parameter]:
@@ -50,16 +51,21 @@ def _torch_params(shapes: list[tuple[int, ...]]) -> list[torch.nn.Parameter]:
     return params
 
 
-def _torch_step(
-    shapes: list[tuple[int, ...]], f32: bool, flat: bool = False, separate_state: bool = False
+def torch_step(
+    shapes: list[tuple[int, ...]],
+    f32: bool,
+    flat: bool = False,
+    separate_state: bool = False,
+    **options: Any,
 ) -> Callable[[], None]:
+    """A step of rmsprop.torch.RMSProp over parameters of ``shapes``, after two steps."""
     params = _torch_params(shapes)
     if flat:
         rmsprop.torch.flatten_(params)
         generator = torch.Generator().manual_seed(1)
         for p in params:
             p.grad.copy_(torch.randn(p.shape, generator=generator))
-    opt = rmsprop.torch.RMSProp(params, lr=LR, beta=BETA, float32_arithmetic=f32)
+    opt = rmsprop.torch.RMSProp(params, lr=LR, beta=BETA, float32_arithmetic=f32, **options)
     opt.step()
     if separate_state:  # one tensor per buffer and counter, as before flat state
         for state in opt.state.values():
@@ -93,22 +99,15 @@ def _numpy_step(
     return lambda: opt.step(grads)
 
 
-def _roofline(elements: int) -> Callable[[], None]:
-    loop = bench.roofline_kernel()
-    arrays = [np.random.default_rng(k).standard_normal(elements, dtype=np.float32) for k in (0, 1)]
-    arrays.append(np.zeros(elements, np.float32))
-    return lambda: loop(*arrays)
-
-
-def _interleaved(steps: dict[str, Callable[[], None]], rounds: int) -> dict[str, list[float]]:
-    times: dict[str, list[float]] = {name: [] for name in steps}
-    names = list(steps)
-    for r in range(rounds):
-        for name in names[r % len(names) :] + names[: r % len(names)]:
-            started = time.perf_counter()
-            steps[name]()
-            times[name].append(time.perf_counter() - started)
-    return times
+def report(heading: str, results: list[bench.Result]) -> None:
+    """Medians in ms with min and max, and each one's share of the first (the roofline)."""
+    roofline = results[0].median
+    width = max(len(r.name) for r in results)
+    print(f"\n{heading}; ms, {len(results[0].times)} rounds; share of the roofline")
+    for r in results:
+        spread = f"({min(r.times) * 1e3:.2f} to {max(r.times) * 1e3:.2f})"
+        share = roofline / r.median
+        print(f"  {r.name:<{width}}  {r.median * 1e3:8.2f} {spread:>18}  {share:5.2f}")
 
 
 def models(chosen: list[str], rounds: int) -> None:
@@ -116,34 +115,30 @@ def models(chosen: list[str], rounds: int) -> None:
         title, make_shapes = MODELS[key]
         shapes = make_shapes()
         elements = sum(math.prod(s) for s in shapes)
-        steps: dict[str, Callable[[], None]] = {ROOFLINE: _roofline(elements)}
+        step = functools.partial
         label = "float32 arithmetic"
-        steps[f"torch, {label}: state flat"] = _torch_step(shapes, True)
-        steps[f"torch, {label}: state one tensor each"] = _torch_step(
-            shapes, True, separate_state=True
-        )
-        steps[f"torch, {label}: flatten_"] = _torch_step(shapes, True, flat=True)
-        steps[f"NumPy, {label}: state flat"] = _numpy_step(shapes, True)
-        steps[f"NumPy, {label}: state one array each"] = _numpy_step(
-            shapes, True, separate_state=True
-        )
-        steps[f"NumPy, {label}: parameters views of one array"] = _numpy_step(
-            shapes, True, flat=True
-        )
-        # The default rounding is bound by float64 arithmetic here, whatever the layout.
-        steps["torch, default rounding: state flat"] = _torch_step(shapes, False)
-        steps["torch, default rounding: flatten_"] = _torch_step(shapes, False, flat=True)
-        steps["NumPy, default rounding: state flat"] = _numpy_step(shapes, False)
-        times = _interleaved(steps, rounds)
-        roofline = statistics.median(times[ROOFLINE])
-        width = max(map(len, times))
-        heading = f"{title}: {len(shapes)} tensors, {elements:,} float32 values"
-        print(f"\n{heading}; ms, {rounds} rounds; share of the roofline")
-        for name, values in times.items():
-            median = statistics.median(values)
-            spread = f"({min(values) * 1e3:.2f} to {max(values) * 1e3:.2f})"
-            print(f"  {name:<{width}}  {median * 1e3:8.2f} {spread:>18}  {roofline / median:5.2f}")
-        del steps, times
+        factories: dict[str, Callable[[], Callable[[], None]]] = {
+            ROOFLINE: step(_roofline, elements, "float32"),
+            f"torch, {label}: state flat": step(torch_step, shapes, True),
+            f"torch, {label}: state one tensor each": step(
+                torch_step, shapes, True, separate_state=True
+            ),
+            f"torch, {label}: flatten_": step(torch_step, shapes, True, flat=True),
+            f"NumPy, {label}: state flat": step(_numpy_step, shapes, True),
+            f"NumPy, {label}: state one array each": step(
+                _numpy_step, shapes, True, separate_state=True
+            ),
+            f"NumPy, {label}: parameters views of one array": step(
+                _numpy_step, shapes, True, flat=True
+            ),
+            # The default rounding is bound by float64 arithmetic here, whatever the layout.
+            "torch, default rounding: state flat": step(torch_step, shapes, False),
+            "torch, default rounding: flatten_": step(torch_step, shapes, False, flat=True),
+            "NumPy, default rounding: state flat": step(_numpy_step, shapes, False),
+        }
+        results = bench.measure(factories, elements, "float32", rounds, lambda: None)
+        report(f"{title}: {len(shapes)} tensors, {elements:,} float32 values", results)
+        del results
         gc.collect()
 
 
@@ -152,8 +147,8 @@ def host(counts: list[int], rounds: int) -> None:
     steps: dict[str, Callable[[], None]] = {}
     for n in counts:
         shapes = [(10,)] * n
-        steps[f"N={n:>5}  rmsprop.torch.RMSProp, float32 arithmetic"] = _torch_step(shapes, True)
-        steps[f"N={n:>5}  rmsprop.torch.RMSProp, float32 arithmetic, flatten_"] = _torch_step(
+        steps[f"N={n:>5}  rmsprop.torch.RMSProp, float32 arithmetic"] = torch_step(shapes, True)
+        steps[f"N={n:>5}  rmsprop.torch.RMSProp, float32 arithmetic, flatten_"] = torch_step(
             shapes, True, flat=True
         )
         steps[f"N={n:>5}  rmsprop.RMSProp (NumPy), float32 arithmetic"] = _numpy_step(shapes, True)

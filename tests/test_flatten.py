@@ -18,13 +18,15 @@ from rmsprop.torch import flatten_, unflatten_  # noqa: E402
 from rmsprop.torch._flatten import is_flat_gradient  # noqa: E402
 
 
-def _net(seed=0, layout=torch.contiguous_format):
+def _net(seed=0, layout=torch.contiguous_format, flat=False):
     torch.manual_seed(seed)
     net = torch.nn.Sequential(
         torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.ReLU(),
         torch.nn.Flatten(), torch.nn.Linear(4 * 4 * 4, 5),
-    )  # fmt: skip
-    return net.to(memory_format=layout)
+    ).to(memory_format=layout)  # fmt: skip
+    if flat:
+        flatten_(net)
+    return net
 
 
 def _batch(seed=1):
@@ -67,9 +69,7 @@ def test_flatten_keeps_each_parameter_and_puts_it_in_one_buffer(layout):
 def test_training_a_flattened_model_equals_training_it_as_it_was():
     results = []
     for flat in (False, True):
-        net = _net()
-        if flat:
-            flatten_(net)
+        net = _net(flat=flat)
         _train(net, lambda ps: rmsprop.torch.RMSProp(ps, preset="pytorch", momentum=0.9))
         results.append([p.detach().clone() for p in net.parameters()])
     for a, b in zip(*results, strict=True):
@@ -106,9 +106,7 @@ def test_model_zero_grad_drops_flat_gradients_and_training_stays_right():
     elsewhere, and the optimizer steps those (as it would without flatten_)."""
     results = []
     for flat in (False, True):
-        net = _net()
-        if flat:
-            flatten_(net)
+        net = _net(flat=flat)
         opt = _train(
             net, lambda ps: rmsprop.torch.RMSProp(ps, lr=1e-2), zero=lambda o, n: n.zero_grad()
         )
@@ -138,9 +136,7 @@ def test_unflatten_gives_each_parameter_and_gradient_its_own_memory():
 def test_a_group_added_after_flatten_trains_like_one_that_was_never_flattened():
     results = []
     for flat in (False, True):
-        net = _net()
-        if flat:
-            flatten_(net)
+        net = _net(flat=flat)
         params = list(net.parameters())
         opt = rmsprop.torch.RMSProp(params[:2], preset="pytorch", lr=1e-2)
         x, y = _batch()
