@@ -36,7 +36,7 @@ import numpy.typing as npt
 from numba import njit, prange
 from numba.extending import intrinsic
 
-from rmsprop import _options, _random, _rule
+from rmsprop import _blockwise, _options, _random, _rule
 from rmsprop._kinds import NUMPY_KINDS, Member, float32_work, storage_kind
 from rmsprop._numba_support import (
     GROUP_CHUNK,
@@ -60,7 +60,9 @@ _Options: Any = cast(Any, namedtuple)("_Options", OPTION_NAMES)
 
 
 #: The version of what a kernel compiles: the rule, its options and the helpers here.
-_SOURCE_VERSION: Final = source_version(_rule, _options, _random, sys.modules[__name__])
+_SOURCE_VERSION: Final = source_version(
+    _rule, _options, _random, _blockwise, sys.modules[__name__]
+)
 
 
 def _cache_key(
@@ -140,6 +142,9 @@ _bits_of_float64: Any = _bitcast_to(numba.types.int64, numba.types.float64)
 NATIVE, BFLOAT16, FLOAT16, FLOAT16_ONCE = 0, 1, 2, 3
 #: The state kind of bfloat16 buffers written with stochastic rounding.
 STOCHASTIC: Final = "bfloat16 stochastic"
+#: The state kind of 8-bit blockwise buffers (rmsprop._blockwise): one-byte codes and a
+#: float32 scale per block, written with stochastic rounding.
+BLOCKWISE: Final = "8-bit blockwise"
 
 #: rmsprop._random's bits for the kernels, in uint64 arithmetic (Numba types Python ints
 #: as int64, and int64 mixed with uint64 as float64): inlined by Numba, so that LLVM
@@ -204,6 +209,57 @@ def _stochastic_bfloat16(x: Any, random: Any) -> Any:
     quiet = (bits >> _16) | np.uint64(0x0040)
     rounded = (bits + random) >> _16
     return np.uint16(quiet if nan else rounded)
+
+
+_20, _40 = np.uint64(_blockwise.RANDOM_BITS), np.uint64(2 * _blockwise.RANDOM_BITS)
+_MASK20 = np.uint64(_blockwise.RANDOM_MASK)
+_LIMIT = _blockwise.LIMIT
+_QBLOCK = _blockwise.BLOCK
+
+
+@_inline
+def _decode8(c: Any, factor: Any, signed: bool) -> Any:
+    """The float64 value of code ``c`` of a block whose scale times ``2**shift`` is
+    ``factor`` (:func:`rmsprop._blockwise.decode`)."""
+    magnitude = np.uint32(c & np.uint8(0x7F)) if signed else np.uint32(c)
+    nan = np.uint32(0x7F) if signed else np.uint32(0xFF)
+    x = np.float64(_float32_of_bits(magnitude << np.uint32(20))) * factor
+    if signed and c & np.uint8(0x80):
+        x = -x
+    return np.nan if magnitude == nan else x
+
+
+@_inline
+def _encode8(x: Any, inverse: Any, random: Any, signed: bool) -> Any:
+    """The code of ``x`` in a block whose ``2**-(shift + T)`` is ``inverse``, rounded
+    with 20 ``random`` bits (:func:`rmsprop._blockwise.encode`)."""
+    magnitude = abs(np.float64(x))
+    scaled = np.float32(magnitude * inverse) if magnitude <= _LIMIT else np.float32(0.0)
+    code = (np.uint64(_bits_of_float32(scaled)) + random) >> _20
+    if not magnitude <= _LIMIT:  # NaN, infinite or too large
+        code = np.uint64(0x7F) if signed else np.uint64(0xFF)
+    if signed and x < 0:
+        code |= np.uint64(0x80)
+    return np.uint8(code)
+
+
+@_inline
+def _largest(m: Any, x: Any) -> Any:
+    """The running largest finite magnitude of a block (:data:`rmsprop._blockwise.LIMIT`
+    at most), with ``x``."""
+    magnitude = abs(np.float64(x))
+    return magnitude if magnitude <= _LIMIT and magnitude > m else m
+
+
+@jit
+def _block_exponent(largest: float) -> int:
+    """:func:`rmsprop._blockwise.block_exponent` of one block."""
+    bits = _bits_of_float64(largest)
+    field = (bits >> 52) & 0x7FF
+    exponent = field - 1023 + (1 if (bits & ((1 << 52) - 1)) > (3 << 50) else 0)
+    if field == 0 or exponent < _blockwise.T_MIN:
+        return _blockwise.T_MIN
+    return exponent
 
 
 @jit
@@ -331,10 +387,17 @@ def _group_kernel(
     # row t are its draw (rmsprop._random) from the sequence of (seed, step, stream),
     # which columns 7 (the address of the row's float32 step counter, whose next step
     # this is), 8 and 9 of the address table give.
-    stochastic = kinds[2] == STOCHASTIC
+    # 8-bit blockwise state (rmsprop._blockwise): one-byte codes, and the float32 scales
+    # of the square average, momentum buffer and gradient average at columns 10 to 12;
+    # stochastic too, and every chunk starts on a block.
+    blockwise = kinds[2] == BLOCKWISE
+    stochastic = kinds[2] in (STOCHASTIC, BLOCKWISE)
+    storage[BLOCKWISE] = np.uint8
+    codes[BLOCKWISE] = NATIVE  # decoded by the blockwise loop itself
     p_type, g_type, s_type = (storage.get(kind, np.uint16) for kind in kinds)
     p_code, g_code, s_code = (codes[kind] for kind in kinds)
     p_size, g_size, s_size = (np.dtype(storage.get(kind, np.uint16)).itemsize for kind in kinds)
+    unsigned, signed = _blockwise.UNSIGNED.shift, _blockwise.SIGNED.shift
     cache_key = _cache_key(switches, parallel, float32, kinds, into)
     # The arithmetic of this build: float32 registers (float32_arithmetic), or float64.
     work = np.float32 if float32 else np.float64
@@ -384,6 +447,62 @@ def _group_kernel(
                 step_correction = work(correction)
                 # Stochastic rounding: where the row's random sequence starts.
                 begin = _stream(addresses, t) if stochastic else np.uint64(0)
+                if blockwise:  # each block: decode, the rule, the block's scales, encode
+                    blocks = (count + _QBLOCK - 1) // _QBLOCK
+                    at = first // _QBLOCK * 4
+                    sv = carray(pointer(addresses[t, 10] + at, np.float32), blocks)
+                    sb = carray(pointer(addresses[t, 11] + at, np.float32), blocks)
+                    sa = carray(pointer(addresses[t, 12] + at, np.float32), blocks)
+                    nv = np.empty(_QBLOCK, np.float64)
+                    nb = np.empty(_QBLOCK, np.float64)
+                    na = np.empty(_QBLOCK, np.float64)
+                    for q in range(blocks):
+                        lo = q * _QBLOCK
+                        n = min(_QBLOCK, count - lo)
+                        fv = np.float64(sv[q]) * math.ldexp(1.0, unsigned)
+                        fb = np.float64(sb[q]) * math.ldexp(1.0, signed) if momentum_on else 0.0
+                        fa = np.float64(sa[q]) * math.ldexp(1.0, signed) if centered else 0.0
+                        mv = mb = ma = 0.0
+                        for k in range(n):
+                            i = lo + k
+                            state = _rule.State(
+                                work(_decode8(v[i], fv, False)),
+                                work(_decode8(b[i], fb, True)) if momentum_on else zero,
+                                work(_decode8(a[i], fa, True)) if centered else zero,
+                            )
+                            new_p, new = family(
+                                read_p(p[i], p_code), read_g(g[i], g_code), state, options,
+                                sqrt, clamp, step_correction,
+                            )  # fmt: skip
+                            store_p(p, i, new_p, p_code)
+                            nv[k] = new.cache
+                            mv = _largest(mv, new.cache)
+                            if momentum_on:
+                                nb[k] = new.momentum_buffer
+                                mb = _largest(mb, new.momentum_buffer)
+                            if centered:
+                                na[k] = new.grad_avg
+                                ma = _largest(ma, new.grad_avg)
+                        tv = _block_exponent(mv)
+                        tb = _block_exponent(mb)
+                        ta = _block_exponent(ma)
+                        sv[q] = np.float32(math.ldexp(1.0, tv))
+                        iv = math.ldexp(1.0, -unsigned - tv)
+                        ib = math.ldexp(1.0, -signed - tb)
+                        ia = math.ldexp(1.0, -signed - ta)
+                        if momentum_on:
+                            sb[q] = np.float32(math.ldexp(1.0, tb))
+                        if centered:
+                            sa[q] = np.float32(math.ldexp(1.0, ta))
+                        for k in range(n):
+                            j = np.uint64(first + lo + k) + np.uint64(1)
+                            bits = _mix(begin + j * _GAMMA)
+                            v[lo + k] = _encode8(nv[k], iv, bits & _MASK20, False)
+                            if momentum_on:
+                                b[lo + k] = _encode8(nb[k], ib, (bits >> _20) & _MASK20, True)
+                            if centered:
+                                a[lo + k] = _encode8(na[k], ia, (bits >> _40) & _MASK20, True)
+                    continue
                 for i in range(count):
                     state = _rule.State(
                         read_s(v[i], s_code),
@@ -432,6 +551,7 @@ class Launch:
         *,
         float32_arithmetic: bool = False,
         stochastic: tuple[Sequence[Any], Sequence[int], int] | None = None,
+        scales: Sequence[Sequence[Any]] | None = None,
     ) -> None:
         self.options = hp.switches
         self._keep = [i for i, (p, _, _) in enumerate(members) if _size(p)]
@@ -449,6 +569,16 @@ class Launch:
             extra = [(address(counters[i]), streams[i], seed) for i in self._keep]
             columns = np.array(extra, dtype=np.int64).reshape(-1, 3)
             self._addresses = np.ascontiguousarray(np.hstack([self._addresses, columns]))
+        if scales is not None:  # 8-bit blockwise: each member's three buffers' scales
+            if stochastic is None:
+                raise TypeError("8-bit blockwise state is written with stochastic rounding")
+            found = [[s for s in scales[i] if s is not None][0] for i in self._keep]
+            extra = [
+                [address(found[k] if s is None else s) for s in scales[i]]
+                for k, i in enumerate(self._keep)
+            ]
+            columns = np.array(extra, dtype=np.int64).reshape(-1, 3)
+            self._addresses = np.ascontiguousarray(np.hstack([self._addresses, columns]))
         self._every = len(self._keep) == len(members)
         # The gradients' addresses at each call: torch's data_ptr by map where the
         # members are tensors (a Python call per gradient costs more than the step of
@@ -461,9 +591,13 @@ class Launch:
         self.elements = int(self._sizes.sum())
         p, g, (v, _, _) = members[self._keep[0]] if self._keep else members[0]
         kinds = (storage_kind(p.dtype), storage_kind(g.dtype), storage_kind(v.dtype))
+        if scales is not None:
+            if str(v.dtype).removeprefix("torch.") != "uint8":
+                raise TypeError(f"8-bit blockwise state is stored as uint8 codes, not {v.dtype}")
+            kinds = (kinds[0], kinds[1], BLOCKWISE)
         if None in kinds:
             raise TypeError(f"no storage kind for {p.dtype}, {g.dtype} or {v.dtype}")
-        if stochastic is not None:
+        if stochastic is not None and scales is None:
             if kinds[2] != "bfloat16":
                 raise TypeError(f"stochastic rounding writes bfloat16 state, not {v.dtype}")
             kinds = (kinds[0], kinds[1], STOCHASTIC)

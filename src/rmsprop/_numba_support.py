@@ -40,6 +40,9 @@ GROUP_CHUNK: Final = 1 << 14
 #: a launch is cut into at least SPLIT chunks of at least MIN_CHUNK elements each.
 MIN_CHUNK: Final = 1 << 10
 SPLIT: Final = 16
+#: Chunks are multiples of this many elements, so that every chunk starts a cache line
+#: and a block of 8-bit state (rmsprop._blockwise.BLOCK, whose scale it writes alone).
+ALIGN: Final = 256
 #: Parts of a group launch's chunks, of balanced element counts: a parallel loop over
 #: the parts gives each of T threads (T dividing PARTS: 1 to 6, 8, 10, 12, 15, 16, ...)
 #: the same work within one chunk. A loop over the chunks themselves gave one thread
@@ -107,7 +110,7 @@ def work_table(sizes: NDArray, largest: int = GROUP_CHUNK) -> tuple[NDArray, NDA
     elements as whole chunks allow.
     """
     total = int(sizes.sum())
-    chunk = min(largest, max(MIN_CHUNK, -(-total // SPLIT // 64) * 64))
+    chunk = min(largest, max(MIN_CHUNK, -(-total // SPLIT // ALIGN) * ALIGN))
     counts = (sizes + chunk - 1) // chunk
     owner = np.repeat(np.arange(sizes.size, dtype=np.int64), counts)
     firsts = np.cumsum(counts) - counts
