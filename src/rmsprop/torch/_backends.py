@@ -69,6 +69,8 @@ class Backend:
     reproduces: Callable[[Hyperparameters, torch.dtype, torch.device], bool] | None = None
     #: Triton: a failure turns the kernel off (KernelUnavailableError) instead of raising.
     fallible: bool = False
+    #: The family's kernels: low-bit state (8-bit codes, stochastic rounding) too.
+    codes: bool = False
 
     def takes(
         self, p: torch.Tensor, g: torch.Tensor, buffers: Sequence[Any], hp: Hyperparameters
@@ -76,7 +78,9 @@ class Backend:
         """Whether this kernel updates ``p`` (see :func:`kernel_can_update`)."""
         return (
             device_kind(p) in self.device_types
-            and kernel_can_update((p.dtype,) if self.one_dtype else self.dtypes, p, g, buffers)
+            and kernel_can_update(
+                (p.dtype,) if self.one_dtype else self.dtypes, p, g, buffers, self.codes
+            )
             and (self.reproduces is None or self.reproduces(hp, p.dtype, p.device))
         )
 
@@ -89,17 +93,18 @@ class Backend:
         members: Sequence[Member],
         hp: Hyperparameters,
         float32_arithmetic: bool,
-        stochastic: Any = None,
+        **low: Any,
     ) -> Launched:
         """A launch over ``members``; a fallible kernel's failures (now or when called)
         turn it off and raise :exc:`KernelUnavailableError` before any write.
-        ``stochastic``: the state rounded stochastically to bfloat16 (the family's
-        kernels only, see :class:`rmsprop._kernels.Launch`)."""
+        ``low``: ``stochastic`` (the state rounded stochastically) and ``scales`` (8-bit
+        blockwise codes), for the family's kernels only (see
+        :class:`rmsprop._kernels.Launch`)."""
         options: dict[str, Any] = {"float32_arithmetic": float32_arithmetic}
-        if stochastic is not None:
-            if self.name not in ("numba", "triton"):
-                raise RuntimeError(f"state_bits=16 runs on the family's kernels, not {self.name}")
-            options["stochastic"] = stochastic
+        if low:
+            if not self.codes:
+                raise RuntimeError(f"low-bit state runs on the family's kernels, not {self.name}")
+            options |= low
         if not self.fallible:
             return self.make(members, hp, **options)
         try:
@@ -129,7 +134,7 @@ def _triton(order: str, elements: int) -> Backend | None:
         return None
     gpu = _dispatch.GPU_DEVICE_TYPES
     if order == "once":
-        return Backend("triton", module.Launch, gpu, FAMILY_DTYPES, fallible=True)
+        return Backend("triton", module.Launch, gpu, FAMILY_DTYPES, fallible=True, codes=True)
     launch = functools.partial(module.Launch, order=module.TORCH)
     return Backend(
         "triton, torch's order", launch, gpu, TORCH_ORDER_DTYPES, one_dtype=True,
@@ -142,7 +147,7 @@ def _numba(order: str, elements: int) -> Backend | None:
     if kernels is None:
         return None
     if order == "once":
-        return Backend("numba", kernels.Launch, ("cpu",), FAMILY_DTYPES)
+        return Backend("numba", kernels.Launch, ("cpu",), FAMILY_DTYPES, codes=True)
     from rmsprop import _torch_kernel  # noqa: PLC0415 - imports Numba
 
     if _torch_kernel.VML_SQRT is None:  # a torch without MKL's square root
@@ -172,17 +177,26 @@ def backend(kind: str, rounding: str, elements: int) -> Backend | None:
 
 
 def kernel_can_update(
-    dtypes: tuple[torch.dtype, ...], p: torch.Tensor, g: torch.Tensor, buffers: Sequence[Any]
+    dtypes: tuple[torch.dtype, ...],
+    p: torch.Tensor,
+    g: torch.Tensor,
+    buffers: Sequence[Any],
+    codes: bool = False,
 ) -> bool:
     """Whether a fused kernel applies: plain dense tensors of one device and layout.
 
     The parameter and the gradient each have one of ``dtypes``, the state buffers
-    share one; all have the parameter's shape and are contiguous, or dense with
-    the same strides (so that element i of each one's memory is the same
-    element). The kernel trusts these sizes: this check keeps it in bounds.
+    share one (or are 8-bit codes, where the kernel takes ``codes``: their scales
+    are checked with the state); all have the parameter's shape and are
+    contiguous, or dense with the same strides (so that element i of each one's
+    memory is the same element). The kernel trusts these sizes: this check keeps
+    it in bounds.
     """
     v, b, a = buffers
-    if v is None or p.dtype not in dtypes or g.dtype not in dtypes or v.dtype not in dtypes:
+    coded = codes and v is not None and v.dtype == torch.uint8
+    if v is None or p.dtype not in dtypes or g.dtype not in dtypes:
+        return False
+    if v.dtype not in dtypes and not coded:
         return False
     # torch keeps a gradient of its parameter's shape and device; the state is checked.
     shape, device, state_dtype = p.shape, p.device, v.dtype

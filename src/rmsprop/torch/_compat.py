@@ -11,6 +11,7 @@ from typing import Any, Final, cast
 
 import torch
 
+from rmsprop import _blockwise
 from rmsprop._options import OPTION_NAMES, Hyperparameters
 
 #: Per-parameter state, named as torch.optim.RMSprop names it (rmsprop.RMSProp's BUFFERS).
@@ -124,29 +125,37 @@ def check_state_bits(group: dict[str, Any], params: Any = ()) -> None:
     16 (bfloat16 written with stochastic rounding from the ``seed``'s random streams, by
     the fused kernels: real plain tensors, the family's rounding); and ``params``."""
     bits, seed = group.get("state_bits", 32), group.get("seed", 0)
-    if bits not in (16, 32) or isinstance(bits, bool):
-        raise ValueError(f"state_bits must be 16 or 32, got {bits!r}")
+    if bits not in (8, 16, 32) or isinstance(bits, bool):
+        raise ValueError(f"state_bits must be 8, 16 or 32, got {bits!r}")
     if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**63:
         raise ValueError(f"seed must be an integer from 0 to 2**63 - 1, got {seed!r}")
     if bits == 32:
         return
-    if group["rounding"] != "once" or group["state_dtype"] not in (None, torch.bfloat16):
+    own = torch.bfloat16 if bits == 16 else torch.float32
+    if group["rounding"] != "once" or group["state_dtype"] not in (None, own):
+        kind = (
+            "bfloat16" if bits == 16 else "8-bit blockwise codes (float32 for small tensors)"
+        )
         raise ValueError(
-            "state_bits=16 keeps the state in bfloat16, rounded stochastically: it takes "
+            f"state_bits={bits} keeps the state in {kind}, rounded stochastically: it takes "
             "rounding='once' and no other state_dtype"
         )
     for p in params:
         if p.is_complex() or type(p) not in (torch.Tensor, torch.nn.Parameter):
             raise RuntimeError(
-                "state_bits=16 runs on the family's kernels (Numba on the CPU, Triton on "
+                f"state_bits={bits} runs on the family's kernels (Numba on the CPU, Triton on "
                 f"CUDA), which take real plain tensors; got a {p.dtype} {type(p).__name__}"
             )
 
 
 def group_state_dtype(group: dict[str, Any]) -> torch.dtype | None:
-    """The dtype a group asks its state in: bfloat16 for ``state_bits=16``, else its
-    ``state_dtype`` (None: each parameter's own)."""
-    return torch.bfloat16 if group.get("state_bits", 32) == 16 else group["state_dtype"]
+    """The dtype a group asks its state in: bfloat16 for ``state_bits=16``, float32 for
+    ``state_bits=8`` (the tensors too small for codes), else its ``state_dtype`` (None:
+    each parameter's own)."""
+    bits = group.get("state_bits", 32)
+    if bits == 32:
+        return group["state_dtype"]  # type: ignore[no-any-return]
+    return torch.bfloat16 if bits == 16 else torch.float32
 
 
 def check_group(group: dict[str, Any]) -> None:
@@ -191,6 +200,13 @@ def check_state_shapes(p: torch.Tensor, state: dict[str, Any]) -> None:
             raise RuntimeError(
                 f"the {key} of a parameter on {p.device} is on {buffer.device}; nothing was updated"
             )
+        if buffer.dtype == torch.uint8 and f"{key}_scale" in state:  # 8-bit codes
+            from rmsprop.torch._lowbit import check  # noqa: PLC0415 - imports this module
+
+            wrong = check(p, state, key)
+            if wrong is not None:
+                raise RuntimeError(f"the state of a parameter: {wrong}; nothing was updated")
+            continue
         if not (buffer.is_floating_point() or buffer.is_complex()):
             raise RuntimeError(
                 f"the {key} of a parameter has dtype {buffer.dtype}; nothing was updated"
@@ -295,11 +311,30 @@ def check_saved_state(
                         f"state of parameter {index}: {key} has shape {tuple(value.shape)}, "
                         f"the parameter has shape {tuple(p.shape)}"
                     )
+                if value.dtype == torch.uint8 and f"{key}_scale" in values:
+                    _check_saved_scales(index, key, p, values[f"{key}_scale"])
+                    continue
                 if not (value.is_floating_point() or value.is_complex()):
                     raise TypeError(
                         f"state of parameter {index}: {key} has dtype {value.dtype}, "
                         "expected a floating-point dtype"
                     )
+
+
+def _check_saved_scales(index: Any, key: str, p: torch.Tensor, scales: Any) -> None:
+    """Raise unless a checkpoint's scales of 8-bit codes fit their parameter: one float32
+    power of two per block of 256 (rmsprop._blockwise)."""
+    blocks = _blockwise.blocks(p.numel())
+    if not isinstance(scales, torch.Tensor) or scales.shape != (blocks,):
+        raise ValueError(
+            f"state of parameter {index}: {key}_scale must be a tensor of {blocks} block "
+            f"scales, got {getattr(scales, 'shape', type(scales).__name__)}"
+        )
+    if scales.dtype != torch.float32 or not _blockwise.check_scales(scales.cpu().numpy()):
+        raise ValueError(
+            f"state of parameter {index}: {key}_scale must hold float32 powers of two from "
+            "2**-149 to 2**127"
+        )
 
 
 def with_torch_keys(group: dict[str, Any]) -> dict[str, Any]:

@@ -16,7 +16,7 @@ import torch
 
 from rmsprop._kinds import Member, dtype_name, float32_work
 from rmsprop._options import Hyperparameters
-from rmsprop.torch import _foreach
+from rmsprop.torch import _foreach, _lowbit
 from rmsprop.torch._backends import Backend, KernelUnavailableError, backend, device_kind
 from rmsprop.torch._compat import STATE_KEYS, torch_functional
 from rmsprop.torch._dtensor import local
@@ -87,16 +87,19 @@ def run(
         members.append(member)
         steps.append(state["step"])
         indices.append(i)
-    if rest and group.get("state_bits", 32) == 16:
+    if any(_lowbit.needs_kernel(group, states[i]) for i in rest):
+        bits = group["state_bits"]
         raise RuntimeError(
-            "state_bits=16 runs on the family's kernels (Numba on the CPU, Triton on CUDA), "
-            "which take dense tensors laid out alike: some of these are not, or the kernel "
-            "is not there; nothing was updated"
+            f"state_bits={bits} runs on the family's kernels (Numba on the CPU, Triton on "
+            "CUDA), which take dense tensors laid out alike: some of these are not, or the "
+            "kernel is not there; nothing was updated"
         )
     for (correction, *_), (chosen, members, steps, indices) in fused.items():
         try:
-            stochastic = _stochastic(group, steps, [streams[i] for i in indices])
-            launch = chosen.launch(members, hp, group["float32_arithmetic"], stochastic)
+            low = _lowbit.launch_options(
+                group, [states[i] for i in indices], steps, [streams[i] for i in indices]
+            )
+            launch = chosen.launch(members, hp, group["float32_arithmetic"], **low)
             launch([g for _, g, _ in members], hp, correction)
         except KernelUnavailableError:
             rest += indices
@@ -108,16 +111,9 @@ def run(
 
 def _worth(group: dict[str, Any], params: list[torch.Tensor]) -> int:
     """The size that decides whether to load Numba for this group (rmsprop._accel): its
-    elements, or any size where only the kernels can round the state stochastically."""
-    return sys.maxsize if group.get("state_bits", 32) == 16 else sum(p.numel() for p in params)
-
-
-def _stochastic(
-    group: dict[str, Any], steps: list[torch.Tensor], streams: list[int]
-) -> tuple[list[torch.Tensor], list[int], int] | None:
-    """What a launch needs to round the state stochastically (``state_bits=16``): each
-    member's step counter and stream, and the group's seed; None otherwise."""
-    return (steps, streams, group["seed"]) if group.get("state_bits", 32) == 16 else None
+    elements, or any size where only the kernels can write its state (state_bits 8, 16)."""
+    low = group.get("state_bits", 32) != 32
+    return sys.maxsize if low else sum(p.numel() for p in params)
 
 
 def _member(p: torch.Tensor, state: dict[str, Any], torch_rounding: bool) -> Member:

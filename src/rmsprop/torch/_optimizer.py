@@ -13,7 +13,7 @@ import torch
 from torch.optim import Optimizer
 
 from rmsprop._options import FamilyOptions, Hyperparameters
-from rmsprop.torch import _compat, _flatten, _group, _state
+from rmsprop.torch import _compat, _flatten, _group, _lowbit, _state
 from rmsprop.torch._compat import STATE_KEYS, TORCH_FLAGS
 from rmsprop.torch._in_backward import Hooks
 from rmsprop.torch._plan import Plan
@@ -266,7 +266,7 @@ class RMSProp(Optimizer):
         parameters, as ``state_dict()`` numbers them; else zeros. The places are kept
         while every parameter asked for is still found at its place (one parameter a
         call with ``step_in_backward``: no walk over them all each time)."""
-        if group.get("state_bits", 32) != 16:
+        if group.get("state_bits", 32) == 32:
             return [0] * len(params)
         places = self._places
         if places is None or not all(
@@ -284,7 +284,8 @@ class RMSProp(Optimizer):
         states = [self.state[p] for p in params]
         dtype = None if torch_rounding else _compat.group_state_dtype(group)
         flat = not group.get("differentiable", False)
-        _state.add_missing(params, states, hp, dtype, flat=flat)
+        _lowbit.conform(params, states, group)
+        _state.add_missing(params, states, hp, dtype, flat=flat, bits=_lowbit.group_bits(group))
         for p, state in zip(params, states, strict=True):
             _compat.check_state_shapes(p, state)
         if torch_rounding and group.get("capturable", False):
@@ -317,19 +318,27 @@ class RMSProp(Optimizer):
         self._plans.clear()
         self._seen = _Seen(None)  # nor keep the replaced state alive
         super().load_state_dict({**state_dict, "param_groups": groups, "state": state})
-        # The base class casts floating state to each parameter's dtype: keep the
-        # state_dtype of groups that have one, from the checkpoint's own values.
+        # The base class casts all state but the step to each parameter's dtype: keep
+        # the state_dtype of groups that have one, 8-bit codes and their float32
+        # scales, from the checkpoint's own values.
         saved_state = state_dict["state"]
+        scale_keys = set(_lowbit.SCALE_KEYS.values())
         for group, saved_group in zip(self.param_groups, groups, strict=True):
-            if _compat.group_state_dtype(group) is not None:
-                for p, index in zip(group["params"], saved_group["params"], strict=True):
-                    for key, value in saved_state.get(index, {}).items():
-                        if key in STATE_KEYS:
-                            dtype = _compat.state_dtype(p, _compat.group_state_dtype(group))
-                            self.state[p][key] = value.to(p.device, dtype)
+            wanted = _compat.group_state_dtype(group)
+            for p, index in zip(group["params"], saved_group["params"], strict=True):
+                for key, value in saved_state.get(index, {}).items():
+                    if not isinstance(value, torch.Tensor):
+                        continue
+                    if key in scale_keys:
+                        self.state[p][key] = value.to(p.device, torch.float32)
+                    elif key in STATE_KEYS and value.dtype == torch.uint8:
+                        self.state[p][key] = value.to(p.device)
+                    elif key in STATE_KEYS and wanted is not None:
+                        self.state[p][key] = value.to(p.device, _compat.state_dtype(p, wanted))
+            params = [p for p in group["params"] if p in self.state]
+            _lowbit.conform(params, [self.state[p] for p in params], group)
             # Flat, as state created by a step (and no longer the checkpoint's tensors).
             if not group.get("differentiable", False):
-                params = [p for p in group["params"] if p in self.state]
                 _state.rehome(params, [self.state[p] for p in params])
 
 

@@ -27,6 +27,7 @@ import torch
 from rmsprop._options import Hyperparameters
 from rmsprop.torch._backends import Backend, KernelUnavailableError, Launched, device_kind
 from rmsprop.torch._compat import STATE_KEYS
+from rmsprop.torch import _lowbit
 from rmsprop.torch._foreach import PLAIN, count
 from rmsprop.torch._state import counter_run
 
@@ -76,7 +77,9 @@ class Plan:
         self.addresses = [p.data_ptr() for p in memb]
         self.states = states
         #: The state the launches write, by key: (key, the buffer of each member).
-        used = ("step", "square_avg", *(k for k, on in _BUFFERS if getattr(hp, on)))
+        used = ["step", "square_avg", *(k for k, on in _BUFFERS if getattr(hp, on))]
+        if any(map(_lowbit.is_coded, states)):  # and the scales of 8-bit codes
+            used += [_lowbit.SCALE_KEYS[key] for key in used[1:]]
         self.buffers = [(key, [state.get(key) for state in states]) for key in used]
         self.contiguous = [p.is_contiguous() for p in memb]
         #: Members laid out otherwise (dense): their index and strides, which their
@@ -112,10 +115,10 @@ class Plan:
         for indices in members.values():
             chosen = [(params[i], params[i].grad, _buffers(states[i])) for i in indices]
             steps = [states[i]["step"] for i in indices]
-            stochastic = None
-            if group.get("state_bits", 32) == 16:
-                stochastic = (steps, [streams[i] for i in indices], group["seed"])
-            launch = backend.launch(chosen, hp, group["float32_arithmetic"], stochastic)
+            low = _lowbit.launch_options(
+                group, [states[i] for i in indices], steps, [streams[i] for i in indices]
+            )
+            launch = backend.launch(chosen, hp, group["float32_arithmetic"], **low)
             every = None if len(indices) == len(params) else indices
             launches.append((launch, every, steps, counter_run(steps)))
         with_grad = {id(p) for p in params}

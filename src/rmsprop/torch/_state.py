@@ -12,15 +12,20 @@ DTensors and other tensor subclasses keep buffers of their own type, one each.
 """
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Final
 
 import torch
 
+from rmsprop import _blockwise
 from rmsprop._dispatch import dense
 from rmsprop._flat import layout
 from rmsprop._options import Hyperparameters
+from rmsprop.torch import _lowbit
 from rmsprop.torch._compat import STATE_KEYS, state_dtype
 from rmsprop.torch._foreach import PLAIN
+
+#: The buffers, in the order they are placed (the keys of a kind neighbours).
+_ORDER: Final = (*STATE_KEYS, *_lowbit.SCALE_KEYS.values())
 
 #: A buffer to create: (parameter, its state, key, dtype, a value to fill or a tensor to
 #: copy).
@@ -34,31 +39,43 @@ def add_missing(
     dtype: torch.dtype | None,
     *,
     flat: bool = True,
+    bits: int = 32,
 ) -> None:
     """Create what the state of each of ``params`` lacks for the options in force: a
     new parameter's step counter and square average, and the momentum buffer and
     gradient average where the options use them (in the group's ``state_dtype``,
     or each parameter's dtype). ``flat=False``: one tensor each, as torch creates them
     (autograd forbids writing with gradients on a view created without them, which is
-    what PyTorch's differentiable step does)."""
+    what PyTorch's differentiable step does). ``bits=8``: parameters that take 8-bit
+    blockwise state get codes and scales (:mod:`rmsprop.torch._lowbit`), the others
+    float32 buffers."""
     options = (("momentum_buffer", hp.momentum), ("grad_avg", hp.centered))
     wanted = [key for key, used in options if used]
     counters: list[dict[str, Any]] = []
     devices: list[torch.device] = []
     requests: list[Request] = []
     for p, state in zip(params, states, strict=True):
-        kind = state_dtype(p, dtype)
+        kind = torch.float32 if bits == 8 else state_dtype(p, dtype)
+        coded = _lowbit.blockwise(p, bits)
+        missing = [key for key in wanted if key not in state]
         if not state:
             counters.append(state)
             # On the GPU the counters stay there (as with torch's fused and capturable
             # optimizers): one launch steps them all, where CPU counters cost a
             # dispatch each.
             devices.append(p.device if p.is_cuda else torch.device("cpu"))
-            requests.append((p, state, "square_avg", kind, hp.initial_cache))
-        requests += [(p, state, key, kind, 0.0) for key in wanted if key not in state]
+            missing.insert(0, "square_avg")
+        for key in missing:
+            value = hp.initial_cache if key == "square_avg" else 0.0
+            if not coded:
+                requests.append((p, state, key, kind, value))
+                continue
+            code, scale = _lowbit.fill(value, key)
+            requests.append((p, state, key, torch.uint8, float(code)))
+            requests.append((p, state, _lowbit.SCALE_KEYS[key], torch.float32, scale))
     if not flat:
         for p, state, key, kind, value in requests:
-            state[key] = _like(p, kind, value)
+            state[key] = _like(p, kind, value, key)
         for state, device in zip(counters, devices, strict=True):
             state["step"] = torch.tensor(0.0, dtype=torch.float32, device=device)
         return
@@ -74,9 +91,9 @@ def rehome(params: Sequence[torch.Tensor], states: Sequence[dict[str, Any]]) -> 
     for p, state in zip(params, states, strict=True):
         if type(p) not in PLAIN:
             continue
-        for key in STATE_KEYS:
+        for key in _ORDER:
             t = state.get(key)
-            if type(t) is torch.Tensor and t.shape == p.shape and t.device == p.device:
+            if type(t) is torch.Tensor and t.shape == _shape(p, key)[0] and t.device == p.device:
                 requests.append((p, state, key, t.dtype, t))
         step = state.get("step")
         if type(step) is torch.Tensor and step.dim() == 0 and step.dtype == torch.float32:
@@ -89,17 +106,20 @@ def _place(requests: list[Request]) -> None:
     """Create the requested buffers, as views of one buffer per (device, dtype); the
     buffers of one key are neighbours (square averages first)."""
     arenas: dict[tuple[torch.device, torch.dtype], list[Request]] = {}
-    for request in sorted(requests, key=lambda r: STATE_KEYS.index(r[2])):
+    for request in sorted(requests, key=lambda r: _ORDER.index(r[2])):
         p, state, key, dtype, source = request
         if type(p) not in PLAIN:  # DTensors and other subclasses: their own buffers
-            state[key] = _like(p, dtype, source)
+            state[key] = _like(p, dtype, source, key)
             continue
         arenas.setdefault((p.device, dtype), []).append(request)
     for (device, dtype), members in arenas.items():
-        offsets, total = layout([p.numel() for p, *_ in members], dtype.itemsize)
+        shapes = [_shape(p, key) for p, _, key, _, _ in members]
+        offsets, total = layout([_elements(shape) for shape, _ in shapes], dtype.itemsize)
         arena = torch.zeros(total, dtype=dtype, device=device)
-        for (p, state, key, _, source), offset in zip(members, offsets, strict=True):
-            view = arena.as_strided(p.shape, strides(p), offset)
+        for (p, state, key, _, source), (shape, stride), offset in zip(
+            members, shapes, offsets, strict=True
+        ):
+            view = arena.as_strided(shape, stride, offset)
             if isinstance(source, torch.Tensor):
                 view.copy_(source)
             elif source:
@@ -153,10 +173,26 @@ def strides(p: torch.Tensor) -> tuple[int, ...]:
     return tuple(reversed(strides))
 
 
-def _like(p: torch.Tensor, dtype: torch.dtype, source: float | torch.Tensor) -> torch.Tensor:
+def _shape(p: torch.Tensor, key: str) -> tuple[torch.Size, tuple[int, ...]]:
+    """The shape and strides of the buffer ``key`` of ``p``'s state: ``p``'s, or for
+    the scales of 8-bit codes, one per block."""
+    if key in STATE_KEYS:
+        return p.shape, strides(p)
+    return torch.Size([_blockwise.blocks(p.numel())]), (1,)
+
+
+def _elements(shape: torch.Size) -> int:
+    return shape.numel()
+
+
+def _like(
+    p: torch.Tensor, dtype: torch.dtype, source: float | torch.Tensor, key: str
+) -> torch.Tensor:
     """One buffer of ``p``'s type and layout, filled with ``source``."""
     if isinstance(source, torch.Tensor):
         return source.to(dtype=dtype, copy=True)
+    if key not in STATE_KEYS:  # scales
+        return torch.full(_shape(p, key)[0], source, dtype=dtype, device=p.device)
     buffer = torch.zeros_like(p, dtype=dtype, memory_format=torch.preserve_format)
     if source:
         (torch.view_as_real(buffer) if buffer.is_complex() else buffer).fill_(source)
