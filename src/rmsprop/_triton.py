@@ -41,7 +41,7 @@ import triton
 import triton.language as tl
 from triton.compiler import CompiledKernel
 
-from rmsprop import _torch_probe
+from rmsprop import _blockwise, _torch_probe
 from rmsprop._kinds import Member, dtype_name, float32_work
 from rmsprop._options import Hyperparameters
 from rmsprop._triton_rule import div_rn, family_update, sqrt_rn
@@ -71,6 +71,7 @@ _STORAGE: Final = {
     torch.float64: tl.float64,
     torch.bfloat16: tl.uint16,  # the upper half of a float32, converted by hand
     torch.float16: tl.float16,
+    torch.uint8: tl.uint8,  # 8-bit blockwise codes (rmsprop._blockwise)
 }
 
 
@@ -84,6 +85,16 @@ def _read(pointer, offsets, mask, MASKED: tl.constexpr, WORK: tl.constexpr):  # 
     if x.dtype == tl.uint16:
         x = (x.to(tl.uint32) << 16).to(tl.float32, bitcast=True)
     return x.to(WORK)
+
+
+@triton.jit
+def _load(pointer, offsets, mask, MASKED: tl.constexpr):  # type: ignore[no-untyped-def]
+    """Load a block as it is stored."""
+    if MASKED:
+        x = tl.load(pointer + offsets, mask=mask, other=0)
+    else:
+        x = tl.load(pointer + offsets)
+    return x
 
 
 @triton.jit
@@ -134,6 +145,63 @@ def _write_stochastic(pointer, offsets, mask, x, random, MASKED: tl.constexpr): 
 
 
 @triton.jit
+def _decode8(c, scale, FACTOR: tl.constexpr, SIGNED: tl.constexpr):  # type: ignore[no-untyped-def]
+    """The float64 values of 8-bit codes ``c`` of a block of ``scale`` (float32);
+    ``FACTOR``: 2**shift of the code (:func:`rmsprop._blockwise.decode`)."""
+    c = c.to(tl.uint32)
+    if SIGNED:
+        magnitude = c & 0x7F
+        nan = magnitude == 0x7F
+    else:
+        magnitude = c
+        nan = magnitude == 0xFF
+    x = (magnitude << 20).to(tl.float32, bitcast=True).to(tl.float64) * (
+        scale.to(tl.float64) * FACTOR
+    )
+    if SIGNED:
+        x = tl.where((c & 0x80) != 0, -x, x)
+    return tl.where(nan, float("nan"), x)
+
+
+@triton.jit
+def _limit():  # type: ignore[no-untyped-def]
+    """rmsprop._blockwise.LIMIT, 1.75 * 2**127, as float64 (beyond float32's range)."""
+    return tl.full((), 0x47EC000000000000, tl.int64).to(tl.float64, bitcast=True)
+
+
+@triton.jit
+def _power_of_two(exponent):  # type: ignore[no-untyped-def]
+    """2**exponent as float64, for exponents of float64's normal range."""
+    return ((exponent + 1023).to(tl.int64) << 52).to(tl.float64, bitcast=True)
+
+
+@triton.jit
+def _write8(pointer, scales, block, offsets, mask, x, random, SHIFT: tl.constexpr, SIGNED: tl.constexpr, MASKED: tl.constexpr):  # type: ignore[no-untyped-def]
+    """Encode one block of ``x`` (:func:`rmsprop._blockwise.encode`, rounded with 20
+    ``random`` bits each): its scale to ``scales[block]``, its codes."""
+    magnitude = tl.abs(x.to(tl.float64))
+    finite = magnitude <= _limit()
+    if MASKED:
+        finite = finite & mask
+    largest = tl.max(tl.where(finite, magnitude, 0.0), axis=0)
+    bits = largest.to(tl.int64, bitcast=True)
+    field = (bits >> 52) & 0x7FF
+    exponent = field - 1023 + tl.where((bits & 0xFFFFFFFFFFFFF) > (3 << 50), 1, 0)
+    exponent = tl.where((field == 0) | (exponent < -149), -149, exponent)
+    tl.store(scales + block, _power_of_two(exponent).to(tl.float32))
+    scaled = (tl.where(finite, magnitude, 0.0) * _power_of_two(-SHIFT - exponent)).to(tl.float32)
+    code = (scaled.to(tl.uint32, bitcast=True) + random.to(tl.uint32)) >> 20
+    if SIGNED:
+        code = tl.where(finite, code, 0x7F) | tl.where(x < 0, 0x80, 0)
+    else:
+        code = tl.where(finite, code, 0xFF)
+    if MASKED:
+        tl.store(pointer + offsets, code.to(tl.uint8), mask=mask)
+    else:
+        tl.store(pointer + offsets, code.to(tl.uint8))
+
+
+@triton.jit
 def _mul_add(x, y, z, FUSED: tl.constexpr):  # type: ignore[no-untyped-def]
     """``x * y + z``: rounded once (as CUDA compiles it, a fused multiply-add) or twice."""
     if FUSED:
@@ -181,26 +249,41 @@ def _torch_rule(  # type: ignore[no-untyped-def]
 @triton.jit
 def _block(  # type: ignore[no-untyped-def]
     pp, gp, vp, bp, ap, offsets, mask, h0, h1, h2, h3, h4, h5, h6, step, stream, seed,
+    svp, sbp, sap, quant,
     WORK: tl.constexpr, MASKED: tl.constexpr,
     MAXIMIZE: tl.constexpr, CENTERED: tl.constexpr, EPS_IN_SQRT: tl.constexpr,
     NESTEROV: tl.constexpr, LR_IN_MOMENTUM: tl.constexpr, DECOUPLED: tl.constexpr,
     MOMENTUM: tl.constexpr, DECAY: tl.constexpr, BIAS_CORRECTION: tl.constexpr,
     ORDER: tl.constexpr, SMALL_WEIGHT: tl.constexpr, FUSED: tl.constexpr,
-    STOCHASTIC: tl.constexpr,
+    STOCHASTIC: tl.constexpr, BLOCKWISE: tl.constexpr,
 ):  # fmt: skip
     """Read one block, apply the rule (or torch's order of it), write the results back.
     ``h0`` to ``h6`` are the hyperparameter values in float64 (see :func:`_hyper`);
     ``STOCHASTIC``: the state is bfloat16 rounded stochastically with the element's
-    draw from the random sequence starting at ``step`` (rmsprop._random)."""
+    draw from the random sequence starting at ``step`` (rmsprop._random);
+    ``BLOCKWISE``: the state is 8-bit codes (rmsprop._blockwise), this block is block
+    ``quant`` of their scales at ``svp``, ``sbp``, ``sap``, and rounded stochastically."""
     p = _read(pp, offsets, mask, MASKED, WORK)
     g = _read(gp, offsets, mask, MASKED, WORK)
-    v = _read(vp, offsets, mask, MASKED, WORK)
+    if BLOCKWISE:
+        v = _decode8(_load(vp, offsets, mask, MASKED), tl.load(svp + quant), 2.0**96, False)
+        v = v.to(WORK)
+    else:
+        v = _read(vp, offsets, mask, MASKED, WORK)
     b = v
     a = v
     if MOMENTUM:
-        b = _read(bp, offsets, mask, MASKED, WORK)
+        if BLOCKWISE:
+            b = _decode8(_load(bp, offsets, mask, MASKED), tl.load(sbp + quant), 2.0**112, True)
+            b = b.to(WORK)
+        else:
+            b = _read(bp, offsets, mask, MASKED, WORK)
     if CENTERED:
-        a = _read(ap, offsets, mask, MASKED, WORK)
+        if BLOCKWISE:
+            a = _decode8(_load(ap, offsets, mask, MASKED), tl.load(sap + quant), 2.0**112, True)
+            a = a.to(WORK)
+        else:
+            a = _read(ap, offsets, mask, MASKED, WORK)
     if ORDER == 0:  # the rule generated from rmsprop._rule (rmsprop._triton_rule)
         p, v, b, a = family_update(
             p, g, v, b, a, h0, h1, h2, h3, h4, h5, WORK,
@@ -214,7 +297,14 @@ def _block(  # type: ignore[no-untyped-def]
             h6.to(WORK), MAXIMIZE, CENTERED, MOMENTUM, DECAY, SMALL_WEIGHT, FUSED,
         )  # fmt: skip
     _write(pp, offsets, mask, p, MASKED)
-    if STOCHASTIC:  # ``step`` holds where the tensor's random sequence starts
+    if BLOCKWISE:  # ``step`` holds where the tensor's random sequence starts
+        bits = _mix(step + (offsets.to(tl.uint64) + 1) * 0x9E3779B97F4A7C15)
+        _write8(vp, svp, quant, offsets, mask, v, bits & 0xFFFFF, 96, False, MASKED)
+        if MOMENTUM:
+            _write8(bp, sbp, quant, offsets, mask, b, (bits >> 20) & 0xFFFFF, 112, True, MASKED)
+        if CENTERED:
+            _write8(ap, sap, quant, offsets, mask, a, (bits >> 40) & 0xFFFFF, 112, True, MASKED)
+    elif STOCHASTIC:  # ``step`` holds where the tensor's random sequence starts
         bits = _mix(step + (offsets.to(tl.uint64) + 1) * 0x9E3779B97F4A7C15)
         _write_stochastic(vp, offsets, mask, v, bits & 0xFFFF, MASKED)
         if MOMENTUM:
@@ -238,7 +328,7 @@ def _family_kernel(  # type: ignore[no-untyped-def]
     MOMENTUM: tl.constexpr, DECAY: tl.constexpr, BIAS_CORRECTION: tl.constexpr,
     ORDER: tl.constexpr, SMALL_WEIGHT: tl.constexpr, FUSED: tl.constexpr,
     ALIGNED: tl.constexpr, CHUNK_SIZE: tl.constexpr, BLOCK_SIZE: tl.constexpr,
-    STOCHASTIC: tl.constexpr = False,
+    STOCHASTIC: tl.constexpr = False, BLOCKWISE: tl.constexpr = False,
 ):  # fmt: skip
     """One program per chunk: ``chunks[2k], chunks[2k + 1]`` are its tensor and first element.
 
@@ -247,9 +337,12 @@ def _family_kernel(  # type: ignore[no-untyped-def]
     ``sizes[t]`` its element count; ``hyper`` the hyperparameter values in float64
     (see :func:`_hyper`). ``STOCHASTIC``: rows of 8, whose last three are the address
     of the tensor's float32 step counter (this step is its next), its random stream
-    and the seed; the state is bfloat16 rounded stochastically.
+    and the seed; the state is bfloat16 rounded stochastically. ``BLOCKWISE`` (with
+    ``STOCHASTIC``): rows of 11, whose last three are the addresses of the float32
+    scales of the tensor's 8-bit codes (rmsprop._blockwise), and BLOCK_SIZE is its
+    block.
     """
-    ROW: tl.constexpr = 8 if STOCHASTIC else 5
+    ROW: tl.constexpr = 11 if BLOCKWISE else (8 if STOCHASTIC else 5)
     chunk = tl.program_id(0).to(tl.int64)
     tensor = tl.load(chunks + 2 * chunk)
     first = tl.load(chunks + 2 * chunk + 1)
@@ -269,6 +362,13 @@ def _family_kernel(  # type: ignore[no-untyped-def]
     vp = tl.load(row + 2).to(tl.pointer_type(S))
     bp = tl.load(row + 3).to(tl.pointer_type(S))
     ap = tl.load(row + 4).to(tl.pointer_type(S))
+    svp = tl.load(row).to(tl.pointer_type(tl.float32))
+    sbp = svp
+    sap = svp
+    if BLOCKWISE:
+        svp = tl.load(row + 8).to(tl.pointer_type(tl.float32))
+        sbp = tl.load(row + 9).to(tl.pointer_type(tl.float32))
+        sap = tl.load(row + 10).to(tl.pointer_type(tl.float32))
     if ALIGNED:
         pp = tl.multiple_of(pp, 16)
         gp = tl.multiple_of(gp, 16)
@@ -288,19 +388,20 @@ def _family_kernel(  # type: ignore[no-untyped-def]
         offsets = tl.max_contiguous(
             tl.multiple_of(base + tl.arange(0, BLOCK_SIZE), BLOCK_SIZE), BLOCK_SIZE
         )
+        quant = base // BLOCK_SIZE  # the block's scale, for 8-bit codes
         if base + BLOCK_SIZE <= size:
             _block(
                 pp, gp, vp, bp, ap, offsets, None, h0, h1, h2, h3, h4, h5, h6, step, stream,
-                seed, WORK, False, MAXIMIZE, CENTERED, EPS_IN_SQRT, NESTEROV, LR_IN_MOMENTUM,
-                DECOUPLED, MOMENTUM, DECAY, BIAS_CORRECTION, ORDER, SMALL_WEIGHT, FUSED,
-                STOCHASTIC,
+                seed, svp, sbp, sap, quant, WORK, False, MAXIMIZE, CENTERED, EPS_IN_SQRT,
+                NESTEROV, LR_IN_MOMENTUM, DECOUPLED, MOMENTUM, DECAY, BIAS_CORRECTION, ORDER,
+                SMALL_WEIGHT, FUSED, STOCHASTIC, BLOCKWISE,
             )  # fmt: skip
         elif base < size:
             _block(
                 pp, gp, vp, bp, ap, offsets, offsets < size, h0, h1, h2, h3, h4, h5, h6, step,
-                stream, seed, WORK, True, MAXIMIZE, CENTERED, EPS_IN_SQRT, NESTEROV,
-                LR_IN_MOMENTUM, DECOUPLED, MOMENTUM, DECAY, BIAS_CORRECTION, ORDER, SMALL_WEIGHT,
-                FUSED, STOCHASTIC,
+                stream, seed, svp, sbp, sap, quant, WORK, True, MAXIMIZE, CENTERED, EPS_IN_SQRT,
+                NESTEROV, LR_IN_MOMENTUM, DECOUPLED, MOMENTUM, DECAY, BIAS_CORRECTION, ORDER,
+                SMALL_WEIGHT, FUSED, STOCHASTIC, BLOCKWISE,
             )  # fmt: skip
 
 
@@ -351,6 +452,7 @@ class Launch:
         block: int = BLOCK,
         warps: int = WARPS,
         stochastic: tuple[Sequence[torch.Tensor], Sequence[int], int] | None = None,
+        scales: Sequence[Sequence[torch.Tensor | None]] | None = None,
     ) -> None:
         self._keep = [i for i, (p, _, _) in enumerate(members) if p.numel()]
         p, g, buffers = members[self._keep[0] if self._keep else 0]
@@ -374,11 +476,24 @@ class Launch:
             if stochastic is not None:  # the step counter, the stream, the seed
                 counters, streams, seed = stochastic
                 row += [counters[i].data_ptr(), streams[i], seed]
+            if scales is not None:  # the scales of the 8-bit codes
+                square = scales[i][0]
+                if square is None:
+                    raise TypeError("8-bit blockwise state needs the square average's scales")
+                row += [(square if s is None else s).data_ptr() for s in scales[i]]
             self._rows += row
             sizes.append(p.numel())
-        self._width = 5 if stochastic is None else 8
+        self._blockwise = scales is not None
+        self._width = 11 if self._blockwise else (5 if stochastic is None else 8)
         self._stochastic = stochastic is not None
-        if self._stochastic and state_dtype != torch.bfloat16:
+        if self._blockwise:
+            if not self._stochastic or state_dtype != torch.uint8:
+                raise TypeError(
+                    "8-bit blockwise state is uint8 codes rounded stochastically, "
+                    f"not {state_dtype}"
+                )
+            block = _blockwise.BLOCK  # one program block per block of codes
+        elif self._stochastic and state_dtype != torch.bfloat16:
             raise TypeError(f"stochastic rounding writes bfloat16 state, not {state_dtype}")
         self._aligned = all(address % ALIGNMENT == 0 for address in pointers)
         counts = torch.tensor(sizes, dtype=torch.int64).add_(chunk - 1).floor_divide_(chunk)
@@ -390,6 +505,8 @@ class Launch:
         self._sizes, self._chunks = static[: len(sizes)], static[len(sizes) :]
         self.grid = (owner.numel(), 1, 1)
         names = (dtype_name(p.dtype), dtype_name(g.dtype), dtype_name(state_dtype))
+        if self._blockwise:
+            names = (*names[:2], "8-bit blockwise")
         float32 = float32_work(names, float32_arithmetic)
         if order == FAMILY:
             work = tl.float32 if float32 else tl.float64
@@ -422,6 +539,7 @@ class Launch:
         addresses, aligned = found
         constants = (
             *self._dtypes, *self._switches, *self._order, aligned, *self._sizing, self._stochastic,
+            self._blockwise,
         )  # fmt: skip
         hyper = _hyper(hp, correction, self.device, self._order[0], self._dtypes[0])
         args = (addresses, self._sizes, self._chunks, hyper, *constants)
