@@ -27,7 +27,12 @@ OPTION_SETS = [
     {},
     {"momentum": 0.9, "centered": True, "weight_decay": 0.1},
     {"momentum": 0.5, "nesterov": True, "eps_in_sqrt": False, "maximize": True},
-    {"momentum": 0.9, "decoupled_weight_decay": True, "weight_decay": 0.01, "lr_in_momentum": False},
+    {
+        "momentum": 0.9,
+        "decoupled_weight_decay": True,
+        "weight_decay": 0.01,
+        "lr_in_momentum": False,
+    },
 ]
 
 
@@ -256,9 +261,7 @@ def test_a_constant_gradient_keeps_the_cache_unbiased():
 
 def _net(seed=0):
     torch.manual_seed(seed)
-    return torch.nn.Sequential(
-        torch.nn.Linear(64, 96), torch.nn.Tanh(), torch.nn.Linear(96, 10)
-    )
+    return torch.nn.Sequential(torch.nn.Linear(64, 96), torch.nn.Tanh(), torch.nn.Linear(96, 10))
 
 
 def _train(net, opt, steps, seed=1):
@@ -388,9 +391,7 @@ def test_a_nan_gradient_stays_in_its_element():
 
 
 def test_channels_last_codes_follow_the_parameters_memory():
-    weight = torch.nn.Parameter(
-        torch.randn(32, 16, 3, 3).to(memory_format=torch.channels_last)
-    )
+    weight = torch.nn.Parameter(torch.randn(32, 16, 3, 3).to(memory_format=torch.channels_last))
     opt = rmsprop.torch.RMSProp([weight], lr=1e-2, preset="pytorch", state_bits=8)
     grad = torch.randn(32, 16, 3, 3).to(memory_format=torch.channels_last)
     weight.grad = grad

@@ -60,9 +60,7 @@ _Options: Any = cast(Any, namedtuple)("_Options", OPTION_NAMES)
 
 
 #: The version of what a kernel compiles: the rule, its options and the helpers here.
-_SOURCE_VERSION: Final = source_version(
-    _rule, _options, _random, _blockwise, sys.modules[__name__]
-)
+_SOURCE_VERSION: Final = source_version(_rule, _options, _random, _blockwise, sys.modules[__name__])
 
 
 def _cache_key(
@@ -259,7 +257,7 @@ def _block_exponent(largest: float) -> int:
     exponent = field - 1023 + (1 if (bits & ((1 << 52) - 1)) > (3 << 50) else 0)
     if field == 0 or exponent < _blockwise.T_MIN:
         return _blockwise.T_MIN
-    return exponent
+    return int(exponent)
 
 
 @jit
@@ -369,7 +367,7 @@ def _half(high: int, half_exponent: int, mantissa: int, width: int, special: boo
 
 
 @cache
-def _group_kernel(
+def _group_kernel(  # noqa: PLR0915 - one loop nest, compiled as one kernel (see below)
     switches: Switches, parallel: bool, float32: bool, kinds: tuple[str, str, str], into: bool
 ) -> Any:
     """The group kernel for one option combination and (param, grad, state) storage kinds;
@@ -379,7 +377,7 @@ def _group_kernel(
         maximize, centered, eps_in_sqrt, nesterov, lr_in_momentum, decoupled, momentum_on,
         decay_on, bias_correction,
     ) = switches  # fmt: skip
-    storage = {"float32": np.float32, "float64": np.float64}
+    storage: dict[str, Any] = {"float32": np.float32, "float64": np.float64}
     codes = {"float32": NATIVE, "float64": NATIVE, "bfloat16": BFLOAT16,
              "float16": FLOAT16_ONCE, "float16 via float32": FLOAT16,
              STOCHASTIC: BFLOAT16}  # fmt: skip
@@ -402,7 +400,8 @@ def _group_kernel(
     # The arithmetic of this build: float32 registers (float32_arithmetic), or float64.
     work = np.float32 if float32 else np.float64
 
-    def kernel(addresses, sizes, chunks, parts, lr, beta, eps, momentum, weight_decay, correction):  # type: ignore[no-untyped-def]
+    # One function: a helper it closed over would key the disk cache per process.
+    def kernel(addresses, sizes, chunks, parts, lr, beta, eps, momentum, weight_decay, correction):  # type: ignore[no-untyped-def]  # noqa: PLR0915
         if cache_key[0] < 0:  # never: cache_key is here to key the disk cache
             return
         # Chosen here by the constant float32 (Numba compiles the branch taken): the
@@ -572,12 +571,12 @@ class Launch:
         if scales is not None:  # 8-bit blockwise: each member's three buffers' scales
             if stochastic is None:
                 raise TypeError("8-bit blockwise state is written with stochastic rounding")
-            found = [[s for s in scales[i] if s is not None][0] for i in self._keep]
-            extra = [
+            found = [next(s for s in scales[i] if s is not None) for i in self._keep]
+            where = [
                 [address(found[k] if s is None else s) for s in scales[i]]
                 for k, i in enumerate(self._keep)
             ]
-            columns = np.array(extra, dtype=np.int64).reshape(-1, 3)
+            columns = np.array(where, dtype=np.int64).reshape(-1, 3)
             self._addresses = np.ascontiguousarray(np.hstack([self._addresses, columns]))
         self._every = len(self._keep) == len(members)
         # The gradients' addresses at each call: torch's data_ptr by map where the

@@ -37,8 +37,14 @@ TORCH_KINDS: Final = {
 }
 #: Kinds and dtype names whose values a float32 holds exactly.
 _FLOAT32_EXACT: Final = frozenset(
-    {"float16", "float16 via float32", "bfloat16", "bfloat16 stochastic", "8-bit blockwise",
-     "float32"}
+    {
+        "float16",
+        "float16 via float32",
+        "bfloat16",
+        "bfloat16 stochastic",
+        "8-bit blockwise",
+        "float32",
+    }
 )
 
 

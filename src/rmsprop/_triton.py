@@ -176,7 +176,10 @@ def _power_of_two(exponent):  # type: ignore[no-untyped-def]
 
 
 @triton.jit
-def _write8(pointer, scales, block, offsets, mask, x, random, SHIFT: tl.constexpr, SIGNED: tl.constexpr, MASKED: tl.constexpr):  # type: ignore[no-untyped-def]
+def _write8(  # type: ignore[no-untyped-def]
+    pointer, scales, block, offsets, mask, x, random,
+    SHIFT: tl.constexpr, SIGNED: tl.constexpr, MASKED: tl.constexpr,
+):  # fmt: skip
     """Encode one block of ``x`` (:func:`rmsprop._blockwise.encode`, rounded with 20
     ``random`` bits each): its scale to ``scales[block]``, its codes."""
     magnitude = tl.abs(x.to(tl.float64))
@@ -463,38 +466,16 @@ class Launch:
         sizes: list[int] = []
         pointers: list[int] = []
         for i in self._keep:
-            p, _, (v, b, a) = members[i]
-            base = p.data_ptr()
-            row = [
-                base,
-                0,
-                v.data_ptr(),
-                base if b is None else b.data_ptr(),
-                base if a is None else a.data_ptr(),
-            ]
-            pointers += row
-            if stochastic is not None:  # the step counter, the stream, the seed
-                counters, streams, seed = stochastic
-                row += [counters[i].data_ptr(), streams[i], seed]
-            if scales is not None:  # the scales of the 8-bit codes
-                square = scales[i][0]
-                if square is None:
-                    raise TypeError("8-bit blockwise state needs the square average's scales")
-                row += [(square if s is None else s).data_ptr() for s in scales[i]]
+            row = _row(members[i], i, stochastic, scales)
+            pointers += row[:5]
             self._rows += row
-            sizes.append(p.numel())
+            sizes.append(members[i][0].numel())
         self._blockwise = scales is not None
         self._width = 11 if self._blockwise else (5 if stochastic is None else 8)
         self._stochastic = stochastic is not None
+        _check_low_bits(state_dtype, self._stochastic, self._blockwise)
         if self._blockwise:
-            if not self._stochastic or state_dtype != torch.uint8:
-                raise TypeError(
-                    "8-bit blockwise state is uint8 codes rounded stochastically, "
-                    f"not {state_dtype}"
-                )
             block = _blockwise.BLOCK  # one program block per block of codes
-        elif self._stochastic and state_dtype != torch.bfloat16:
-            raise TypeError(f"stochastic rounding writes bfloat16 state, not {state_dtype}")
         self._aligned = all(address % ALIGNMENT == 0 for address in pointers)
         counts = torch.tensor(sizes, dtype=torch.int64).add_(chunk - 1).floor_divide_(chunk)
         owner = torch.repeat_interleave(torch.arange(len(sizes)), counts)
@@ -557,6 +538,42 @@ class Launch:
             )
             if isinstance(compiled, CompiledKernel):  # the interpreter returns none
                 _remember(_compiled, key, compiled)
+
+
+def _row(
+    member: Member,
+    i: int,
+    stochastic: tuple[Sequence[torch.Tensor], Sequence[int], int] | None,
+    scales: Sequence[Sequence[torch.Tensor | None]] | None,
+) -> list[int]:
+    """Member ``i``'s row of the address table: parameter, gradient (0 until called),
+    state buffers (unused ones the parameter's); then its step counter, stream and the
+    seed where the state is rounded stochastically, and its scales for 8-bit codes."""
+    p, _, (v, b, a) = member
+    base = p.data_ptr()
+    row = [
+        base, 0, v.data_ptr(), base if b is None else b.data_ptr(),
+        base if a is None else a.data_ptr(),
+    ]  # fmt: skip
+    if stochastic is not None:
+        counters, streams, seed = stochastic
+        row += [counters[i].data_ptr(), streams[i], seed]
+    if scales is not None:
+        square = scales[i][0]
+        if square is None:
+            raise TypeError("8-bit blockwise state needs the square average's scales")
+        row += [(square if s is None else s).data_ptr() for s in scales[i]]
+    return row
+
+
+def _check_low_bits(state_dtype: torch.dtype, stochastic: bool, blockwise: bool) -> None:
+    """Raise unless the state is what stochastic rounding and 8-bit codes write."""
+    if blockwise and (not stochastic or state_dtype != torch.uint8):
+        raise TypeError(
+            f"8-bit blockwise state is uint8 codes rounded stochastically, not {state_dtype}"
+        )
+    if stochastic and not blockwise and state_dtype != torch.bfloat16:
+        raise TypeError(f"stochastic rounding writes bfloat16 state, not {state_dtype}")
 
 
 def _hyper(

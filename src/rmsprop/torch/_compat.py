@@ -133,9 +133,7 @@ def check_state_bits(group: dict[str, Any], params: Any = ()) -> None:
         return
     own = torch.bfloat16 if bits == 16 else torch.float32
     if group["rounding"] != "once" or group["state_dtype"] not in (None, own):
-        kind = (
-            "bfloat16" if bits == 16 else "8-bit blockwise codes (float32 for small tensors)"
-        )
+        kind = "bfloat16" if bits == 16 else "8-bit blockwise codes (float32 for small tensors)"
         raise ValueError(
             f"state_bits={bits} keeps the state in {kind}, rounded stochastically: it takes "
             "rounding='once' and no other state_dtype"

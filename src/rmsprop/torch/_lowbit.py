@@ -94,7 +94,9 @@ def check(p: torch.Tensor, state: dict[str, Any], key: str) -> str | None:
     return None
 
 
-def conform(params: list[torch.Tensor], states: list[dict[str, Any]], group: dict[str, Any]) -> None:
+def conform(
+    params: list[torch.Tensor], states: list[dict[str, Any]], group: dict[str, Any]
+) -> None:
     """Convert state of the wrong kind for the group: float buffers of a blockwise
     parameter to codes, codes of any other parameter to its group's state dtype."""
     bits = group_bits(group)

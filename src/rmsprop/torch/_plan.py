@@ -25,9 +25,9 @@ from typing import Any, cast
 import torch
 
 from rmsprop._options import Hyperparameters
+from rmsprop.torch import _lowbit
 from rmsprop.torch._backends import Backend, KernelUnavailableError, Launched, device_kind
 from rmsprop.torch._compat import STATE_KEYS
-from rmsprop.torch import _lowbit
 from rmsprop.torch._foreach import PLAIN, count
 from rmsprop.torch._state import counter_run
 

@@ -66,7 +66,7 @@ def add_missing(
             devices.append(p.device if p.is_cuda else torch.device("cpu"))
             missing.insert(0, "square_avg")
         for key in missing:
-            value = hp.initial_cache if key == "square_avg" else 0.0
+            value: float = hp.initial_cache if key == "square_avg" else 0.0
             if not coded:
                 requests.append((p, state, key, kind, value))
                 continue
@@ -74,8 +74,8 @@ def add_missing(
             requests.append((p, state, key, torch.uint8, float(code)))
             requests.append((p, state, _lowbit.SCALE_KEYS[key], torch.float32, scale))
     if not flat:
-        for p, state, key, kind, value in requests:
-            state[key] = _like(p, kind, value, key)
+        for p, state, key, kind, source in requests:
+            state[key] = _like(p, kind, source, key)
         for state, device in zip(counters, devices, strict=True):
             state["step"] = torch.tensor(0.0, dtype=torch.float32, device=device)
         return
@@ -116,7 +116,7 @@ def _place(requests: list[Request]) -> None:
         shapes = [_shape(p, key) for p, _, key, _, _ in members]
         offsets, total = layout([_elements(shape) for shape, _ in shapes], dtype.itemsize)
         arena = torch.zeros(total, dtype=dtype, device=device)
-        for (p, state, key, _, source), (shape, stride), offset in zip(
+        for (_, state, key, _, source), (shape, stride), offset in zip(
             members, shapes, offsets, strict=True
         ):
             view = arena.as_strided(shape, stride, offset)
