@@ -426,3 +426,10 @@ def test_what_the_kernels_cannot_take_is_refused_before_any_write():
         assert (dense == 1).all()
     finally:
         _accel.set_enabled(previous)
+
+
+def test_the_triton_block_is_a_block_of_codes():
+    pytest.importorskip("triton")
+    from rmsprop import _triton  # noqa: PLC0415
+
+    assert _triton.BLOCKWISE_BLOCK == BLOCK and _triton.CHUNK % BLOCK == 0

@@ -358,6 +358,9 @@ cases = {
                                "DECAY": True},
     "bfloat16 state rounded stochastically": {"S": tl.uint16, "MOMENTUM": True,
                                               "CENTERED": True, "STOCHASTIC": True},
+    "8-bit blockwise state": {"S": tl.uint8, "MOMENTUM": True, "CENTERED": True,
+                              "STOCHASTIC": True, "BLOCKWISE": True,
+                              "BLOCK_SIZE": _triton.BLOCKWISE_BLOCK},
 }
 kernel = _triton._family_kernel
 pointers = {"addresses": "*i64", "sizes": "*i64", "chunks": "*i64", "hyper": "*fp64"}
@@ -370,12 +373,13 @@ for name, constants in cases.items():
         "LR_IN_MOMENTUM": False, "DECOUPLED": False, "MOMENTUM": False, "DECAY": False,
         "BIAS_CORRECTION": False, "ORDER": 0, "SMALL_WEIGHT": False, "FUSED": False,
         "ALIGNED": True, "CHUNK_SIZE": _triton.CHUNK, "BLOCK_SIZE": _triton.BLOCK,
-        "STOCHASTIC": False,
+        "STOCHASTIC": False, "BLOCKWISE": False,
     } | constants
     attrs = {(i,): [["tt.divisibility", 16]] for i in range(4)}
     for arch in (80, 90):
         source = ASTSource(kernel, signature, constexprs=values, attrs=attrs)
-        options = {"num_warps": _triton.WARPS, "enable_fp_fusion": False}
+        warps = _triton.BLOCKWISE_WARPS if values["BLOCKWISE"] else _triton.WARPS
+        options = {"num_warps": warps, "enable_fp_fusion": False}
         ptx = triton.compile(source, target=GPUTarget("cuda", arch, 32), options=options).asm["ptx"]
         with tempfile.TemporaryDirectory() as folder:
             path = Path(folder) / "kernel.ptx"
@@ -410,7 +414,7 @@ def compiled():
 AOT_CASES = [f"{case}, sm_{arch}" for case in (
     "seed rule, float32, float64 arithmetic", "everything, float32", "bfloat16 with float32 state",
     "float32 arithmetic", "float64 data", "unaligned", "torch's order, float32",
-    "torch's order, float64", "bfloat16 state rounded stochastically")
+    "torch's order, float64", "bfloat16 state rounded stochastically", "8-bit blockwise state")
     for arch in (80, 90)]  # fmt: skip
 
 

@@ -41,7 +41,7 @@ import triton
 import triton.language as tl
 from triton.compiler import CompiledKernel
 
-from rmsprop import _blockwise, _torch_probe
+from rmsprop import _torch_probe
 from rmsprop._kinds import Member, dtype_name, float32_work
 from rmsprop._options import Hyperparameters
 from rmsprop._triton_rule import div_rn, family_update, sqrt_rn
@@ -54,6 +54,12 @@ CHUNK: Final = 1 << 13
 BLOCK: Final = 1 << 9
 #: Warps per program.
 WARPS: Final = 4
+#: With 8-bit state a program block is one block of codes (its scale is the block's
+#: largest value, a reduction), and one warp takes it, 8 elements a thread: 16-byte
+#: loads of float32 data (compiled for sm_80 and sm_90a by test_triton; its speed
+#: is not measured on a GPU yet).
+BLOCKWISE_BLOCK: Final = 256
+BLOCKWISE_WARPS: Final = 1
 #: The storage dtypes the kernel reads and writes.
 DTYPES: Final = (torch.float32, torch.float64, torch.bfloat16, torch.float16)
 #: What a launch computes (the kernel's ``ORDER``): the family rule, evaluated in the
@@ -474,8 +480,8 @@ class Launch:
         self._width = 11 if self._blockwise else (5 if stochastic is None else 8)
         self._stochastic = stochastic is not None
         _check_low_bits(state_dtype, self._stochastic, self._blockwise)
-        if self._blockwise:
-            block = _blockwise.BLOCK  # one program block per block of codes
+        if self._blockwise:  # one program block per block of codes
+            block, warps = BLOCKWISE_BLOCK, BLOCKWISE_WARPS
         self._aligned = all(address % ALIGNMENT == 0 for address in pointers)
         counts = torch.tensor(sizes, dtype=torch.int64).add_(chunk - 1).floor_divide_(chunk)
         owner = torch.repeat_interleave(torch.arange(len(sizes)), counts)
