@@ -151,7 +151,8 @@ def _reference(p, g, codes, scales, hp, step, stream, seed):
         _rule.State(wide[0], wide[1] if hp.momentum else 0.0, wide[2] if hp.centered else 0.0),
         hp, np.sqrt, lambda x: np.maximum(x, 0.0), 1.0,
     )  # fmt: skip
-    draws = _random.draw(_random.start(seed, step, stream), np.arange(n, dtype=np.uint64))
+    begin = _random.start(seed, step, stream)
+    j = np.arange(n, dtype=np.uint64)
     out = []
     for k, value in enumerate((new.cache, new.momentum_buffer, new.grad_avg)):
         if codes[k] is None:
@@ -159,7 +160,7 @@ def _reference(p, g, codes, scales, hp, step, stream, seed):
             continue
         values = np.broadcast_to(np.asarray(value, np.float64), (n,))
         out.append(
-            _blockwise.encode(values, _blockwise.CODES[KEYS[k]], _blockwise.random_bits(draws, k))
+            _blockwise.encode(values, _blockwise.CODES[KEYS[k]], _random.weyl(begin, j, k))
         )
     return np.asarray(new_p, np.float64).astype(np.float32), out
 

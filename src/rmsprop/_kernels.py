@@ -209,8 +209,10 @@ def _stochastic_bfloat16(x: Any, random: Any) -> Any:
     return np.uint16(quiet if nan else rounded)
 
 
-_20, _40 = np.uint64(_blockwise.RANDOM_BITS), np.uint64(2 * _blockwise.RANDOM_BITS)
-_MASK20 = np.uint64(_blockwise.RANDOM_MASK)
+_20, _40 = np.uint64(20), np.uint64(40)
+#: rmsprop._random.weyl's increments and mask, in uint32 arithmetic.
+_WEYL0, _WEYL1, _WEYL2 = (np.uint32(w) for w in _random.WEYL)
+_WEYL_MASK, _WEYL_MASK64 = np.uint32(_random.WEYL_MASK), np.uint64(_random.WEYL_MASK)
 _LIMIT = _blockwise.LIMIT
 _QBLOCK = _blockwise.BLOCK
 
@@ -230,29 +232,37 @@ def _decode8(c: Any, factor: Any, signed: bool) -> Any:
 @_inline
 def _encode8(x: Any, inverse: Any, random: Any, signed: bool) -> Any:
     """The code of ``x`` in a block whose ``2**-(shift + T)`` is ``inverse``, rounded
-    with 20 ``random`` bits (:func:`rmsprop._blockwise.encode`)."""
+    with 20 ``random`` bits (a uint32; :func:`rmsprop._blockwise.encode`)."""
     magnitude = abs(np.float64(x))
-    scaled = np.float32(magnitude * inverse) if magnitude <= _LIMIT else np.float32(0.0)
-    code = (np.uint64(_bits_of_float32(scaled)) + random) >> _20
-    if not magnitude <= _LIMIT:  # NaN, infinite or too large
-        code = np.uint64(0x7F) if signed else np.uint64(0xFF)
+    finite = magnitude <= _LIMIT  # not NaN, infinite or too large
+    scaled = np.float32(magnitude * inverse) if finite else np.float32(0.0)
+    code = (_bits_of_float32(scaled) + random) >> np.uint32(20)
+    if not finite:
+        code = np.uint32(0x7F) if signed else np.uint32(0xFF)
     if signed and x < 0:
-        code |= np.uint64(0x80)
+        code |= np.uint32(0x80)
     return np.uint8(code)
+
+
+_LIMIT_BITS = np.int64(0x47EC000000000000)  # of LIMIT as float64
+_ABS_BITS = np.int64(0x7FFFFFFFFFFFFFFF)
 
 
 @_inline
 def _largest(m: Any, x: Any) -> Any:
     """The running largest finite magnitude of a block (:data:`rmsprop._blockwise.LIMIT`
-    at most), with ``x``."""
-    magnitude = abs(np.float64(x))
-    return magnitude if magnitude <= _LIMIT and magnitude > m else m
+    at most), with ``x``: as the bits of a float64, which order non-negative values as
+    their values do (an integer maximum vectorizes, a float one does not without
+    fast-math)."""
+    bits = _bits_of_float64(np.float64(x)) & _ABS_BITS
+    bits = bits if bits <= _LIMIT_BITS else np.int64(0)
+    return max(m, bits)
 
 
 @jit
-def _block_exponent(largest: float) -> int:
-    """:func:`rmsprop._blockwise.block_exponent` of one block."""
-    bits = _bits_of_float64(largest)
+def _block_exponent(bits: int) -> int:
+    """:func:`rmsprop._blockwise.block_exponent` of one block, from the bits of its
+    largest finite magnitude (see :func:`_largest`)."""
     field = (bits >> 52) & 0x7FF
     exponent = field - 1023 + (1 if (bits & ((1 << 52) - 1)) > (3 << 50) else 0)
     if field == 0 or exponent < _blockwise.T_MIN:
@@ -447,6 +457,9 @@ def _group_kernel(  # noqa: PLR0915 - one loop nest, compiled as one kernel (see
                 # Stochastic rounding: where the row's random sequence starts.
                 begin = _stream(addresses, t) if stochastic else np.uint64(0)
                 if blockwise:  # each block: decode, the rule, the block's scales, encode
+                    ov = np.uint32(begin & _WEYL_MASK64)
+                    ob = np.uint32((begin >> _20) & _WEYL_MASK64)
+                    oa = np.uint32((begin >> _40) & _WEYL_MASK64)
                     blocks = (count + _QBLOCK - 1) // _QBLOCK
                     at = first // _QBLOCK * 4
                     sv = carray(pointer(addresses[t, 10] + at, np.float32), blocks)
@@ -461,7 +474,7 @@ def _group_kernel(  # noqa: PLR0915 - one loop nest, compiled as one kernel (see
                         fv = np.float64(sv[q]) * math.ldexp(1.0, unsigned)
                         fb = np.float64(sb[q]) * math.ldexp(1.0, signed) if momentum_on else 0.0
                         fa = np.float64(sa[q]) * math.ldexp(1.0, signed) if centered else 0.0
-                        mv = mb = ma = 0.0
+                        mv = mb = ma = np.int64(0)
                         for k in range(n):
                             i = lo + k
                             state = _rule.State(
@@ -493,14 +506,16 @@ def _group_kernel(  # noqa: PLR0915 - one loop nest, compiled as one kernel (see
                             sb[q] = np.float32(math.ldexp(1.0, tb))
                         if centered:
                             sa[q] = np.float32(math.ldexp(1.0, ta))
-                        for k in range(n):
-                            j = np.uint64(first + lo + k) + np.uint64(1)
-                            bits = _mix(begin + j * _GAMMA)
-                            v[lo + k] = _encode8(nv[k], iv, bits & _MASK20, False)
+                        for k in range(n):  # rmsprop._random.weyl's bits, element j
+                            j = np.uint32(first + lo + k)
+                            rv = (ov + j * _WEYL0) & _WEYL_MASK
+                            v[lo + k] = _encode8(nv[k], iv, rv, False)
                             if momentum_on:
-                                b[lo + k] = _encode8(nb[k], ib, (bits >> _20) & _MASK20, True)
+                                rb = (ob + j * _WEYL1) & _WEYL_MASK
+                                b[lo + k] = _encode8(nb[k], ib, rb, True)
                             if centered:
-                                a[lo + k] = _encode8(na[k], ia, (bits >> _40) & _MASK20, True)
+                                ra = (oa + j * _WEYL2) & _WEYL_MASK
+                                a[lo + k] = _encode8(na[k], ia, ra, True)
                     continue
                 for i in range(count):
                     state = _rule.State(

@@ -306,13 +306,16 @@ def _block(  # type: ignore[no-untyped-def]
             h6.to(WORK), MAXIMIZE, CENTERED, MOMENTUM, DECAY, SMALL_WEIGHT, FUSED,
         )  # fmt: skip
     _write(pp, offsets, mask, p, MASKED)
-    if BLOCKWISE:  # ``step`` holds where the tensor's random sequence starts
-        bits = _mix(step + (offsets.to(tl.uint64) + 1) * 0x9E3779B97F4A7C15)
-        _write8(vp, svp, quant, offsets, mask, v, bits & 0xFFFFF, 96, False, MASKED)
+    if BLOCKWISE:  # rmsprop._random.weyl's bits from ``step``, the sequence's start
+        j = offsets.to(tl.uint32)
+        random = ((step & 0xFFFFF).to(tl.uint32) + j * 0x9E377) & 0xFFFFF
+        _write8(vp, svp, quant, offsets, mask, v, random, 96, False, MASKED)
         if MOMENTUM:
-            _write8(bp, sbp, quant, offsets, mask, b, (bits >> 20) & 0xFFFFF, 112, True, MASKED)
+            random = (((step >> 20) & 0xFFFFF).to(tl.uint32) + j * 0x6A09F) & 0xFFFFF
+            _write8(bp, sbp, quant, offsets, mask, b, random, 112, True, MASKED)
         if CENTERED:
-            _write8(ap, sap, quant, offsets, mask, a, (bits >> 40) & 0xFFFFF, 112, True, MASKED)
+            random = (((step >> 40) & 0xFFFFF).to(tl.uint32) + j * 0xBB67B) & 0xFFFFF
+            _write8(ap, sap, quant, offsets, mask, a, random, 112, True, MASKED)
     elif STOCHASTIC:  # ``step`` holds where the tensor's random sequence starts
         bits = _mix(step + (offsets.to(tl.uint64) + 1) * 0x9E3779B97F4A7C15)
         _write_stochastic(vp, offsets, mask, v, bits & 0xFFFF, MASKED)
