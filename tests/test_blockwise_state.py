@@ -86,7 +86,7 @@ def test_block_edges(size):
 def test_an_all_zero_block_and_its_neighbours():
     x = np.concatenate([np.zeros(BLOCK), np.full(BLOCK, 1e-30), np.full(10, 5.0)])
     codes, scales = _blockwise.encode(x, SIGNED)
-    assert np.all(codes[:BLOCK] == 0) and scales[0] == np.float32(2.0**-149)
+    assert np.all(codes[:BLOCK] == 0) and scales[0] == np.float32(2.0**-126)
     assert np.array_equal(_blockwise.decode(codes, scales, SIGNED)[:BLOCK], np.zeros(BLOCK))
     assert np.allclose(_blockwise.decode(codes, scales, SIGNED)[BLOCK:], x[BLOCK:], rtol=2.0**-4)
 
@@ -124,7 +124,8 @@ def test_stochastic_rounding_is_unbiased():
 
 
 def test_scales_of_a_checkpoint_are_checked():
-    assert _blockwise.check_scales(np.array([2.0**-149, 1.0, 2.0**127], np.float32))
+    assert _blockwise.check_scales(np.array([2.0**-126, 1.0, 2.0**126], np.float32))
+    assert not _blockwise.check_scales(np.array([2.0**-127], np.float32))
     for bad in (3.0, 0.0, -1.0, np.inf, np.nan):
         assert not _blockwise.check_scales(np.array([1.0, bad], np.float32))
 
@@ -159,9 +160,7 @@ def _reference(p, g, codes, scales, hp, step, stream, seed):
             out.append(None)
             continue
         values = np.broadcast_to(np.asarray(value, np.float64), (n,))
-        out.append(
-            _blockwise.encode(values, _blockwise.CODES[KEYS[k]], _random.weyl(begin, j, k))
-        )
+        out.append(_blockwise.encode(values, _blockwise.CODES[KEYS[k]], _random.weyl(begin, j, k)))
     return np.asarray(new_p, np.float64).astype(np.float32), out
 
 
@@ -243,7 +242,7 @@ def test_a_constant_gradient_keeps_the_cache_unbiased():
     n = 100_000
     p, g = torch.zeros(n), torch.full((n,), 0.3)
     v = torch.zeros(n, dtype=torch.uint8)
-    scale = torch.full((_blockwise.blocks(n),), 2.0**-149)
+    scale = torch.full((_blockwise.blocks(n),), 2.0**-126)
     counter = torch.tensor(0.0)
     launch = kernels.Launch(
         [(p, g, [v, None, None])], hp, stochastic=([counter], [0], 7), scales=[[scale, None, None]]

@@ -213,61 +213,81 @@ _20, _40 = np.uint64(20), np.uint64(40)
 #: rmsprop._random.weyl's increments and mask, in uint32 arithmetic.
 _WEYL0, _WEYL1, _WEYL2 = (np.uint32(w) for w in _random.WEYL)
 _WEYL_MASK, _WEYL_MASK64 = np.uint32(_random.WEYL_MASK), np.uint64(_random.WEYL_MASK)
-_LIMIT = _blockwise.LIMIT
 _QBLOCK = _blockwise.BLOCK
+_T_MIN, _T_MAX = _blockwise.T_MIN, _blockwise.T_MAX
+#: rmsprop._blockwise.LIMIT's bits as float64 and float32, and the bits of magnitudes.
+_LIMIT64, _LIMIT32 = np.int64(0x47DC000000000000), np.int32(0x7EE00000)
+_ABS64, _ABS32 = np.int64(0x7FFFFFFFFFFFFFFF), np.int32(0x7FFFFFFF)
 
 
 @_inline
-def _decode8(c: Any, factor: Any, signed: bool) -> Any:
-    """The float64 value of code ``c`` of a block whose scale times ``2**shift`` is
-    ``factor`` (:func:`rmsprop._blockwise.decode`)."""
-    magnitude = np.uint32(c & np.uint8(0x7F)) if signed else np.uint32(c)
-    nan = np.uint32(0x7F) if signed else np.uint32(0xFF)
-    x = np.float64(_float32_of_bits(magnitude << np.uint32(20))) * factor
+def _decode8(c: Any, bias: int, smallest: int, nan: int, signed: bool) -> Any:
+    """The float32 value of code ``c`` in a block of scale 1 (rmsprop._blockwise.table),
+    from 32-bit arithmetic that meets no subnormal."""
+    magnitude = np.int32(c & np.uint8(0x7F)) if signed else np.int32(c)
+    normal = _float32_of_bits(np.uint32((magnitude << np.int32(20)) + np.int32(bias << 23)))
+    fixed = np.float32(magnitude) * np.float32(2.0 ** -(smallest + 3))
+    u = normal if magnitude >= np.int32(8) else fixed
     if signed and c & np.uint8(0x80):
-        x = -x
-    return np.nan if magnitude == nan else x
+        u = -u
+    return np.float32(np.nan) if magnitude == np.int32(nan) else u
 
 
 @_inline
-def _encode8(x: Any, inverse: Any, random: Any, signed: bool) -> Any:
-    """The code of ``x`` in a block whose ``2**-(shift + T)`` is ``inverse``, rounded
-    with 20 ``random`` bits (a uint32; :func:`rmsprop._blockwise.encode`)."""
-    magnitude = abs(np.float64(x))
-    finite = magnitude <= _LIMIT  # not NaN, infinite or too large
-    scaled = np.float32(magnitude * inverse) if finite else np.float32(0.0)
-    code = (_bits_of_float32(scaled) + random) >> np.uint32(20)
+def _encode8(
+    x: Any, inverse: Any, random: Any, bias: int, smallest: int, nan: int, signed: bool, limit: Any
+) -> Any:
+    """The code of ``x`` in a block of scale ``1 / inverse``, rounded with 20 ``random``
+    bits (an int32; :func:`rmsprop._blockwise.encode`)."""
+    magnitude = abs(x)
+    finite = magnitude <= limit  # not NaN, infinite or too large
+    u = np.float32(magnitude * inverse) if finite else np.float32(0.0)
+    normal = (np.int32(_bits_of_float32(u)) - np.int32(bias << 23) + random) >> np.int32(20)
+    below = min(u, np.float32(2.0**-smallest))  # in int32's range
+    fixed = (np.int32(below * np.float32(2.0 ** (smallest + 23))) + random) >> np.int32(20)
+    code = normal if u >= np.float32(2.0**-smallest) else fixed
     if not finite:
-        code = np.uint32(0x7F) if signed else np.uint32(0xFF)
+        code = np.int32(nan)
     if signed and x < 0:
-        code |= np.uint32(0x80)
+        code |= np.int32(0x80)
     return np.uint8(code)
 
 
-_LIMIT_BITS = np.int64(0x47EC000000000000)  # of LIMIT as float64
-_ABS_BITS = np.int64(0x7FFFFFFFFFFFFFFF)
+@_inline
+def _largest64(m: Any, x: Any) -> Any:
+    """The running largest finite magnitude of a block (at most rmsprop._blockwise.LIMIT),
+    with ``x``: as the bits of a float64, which order non-negative values as their
+    values do (an integer maximum vectorizes, a float one does not without fast-math)."""
+    bits = _bits_of_float64(np.float64(x)) & _ABS64
+    return max(m, bits if bits <= _LIMIT64 else np.int64(0))
 
 
 @_inline
-def _largest(m: Any, x: Any) -> Any:
-    """The running largest finite magnitude of a block (:data:`rmsprop._blockwise.LIMIT`
-    at most), with ``x``: as the bits of a float64, which order non-negative values as
-    their values do (an integer maximum vectorizes, a float one does not without
-    fast-math)."""
-    bits = _bits_of_float64(np.float64(x)) & _ABS_BITS
-    bits = bits if bits <= _LIMIT_BITS else np.int64(0)
-    return max(m, bits)
+def _largest32(m: Any, x: Any) -> Any:
+    """:func:`_largest64` for float32 values, as float32 bits."""
+    bits = np.int32(_bits_of_float32(x)) & _ABS32
+    return max(m, bits if bits <= _LIMIT32 else np.int32(0))
 
 
 @jit
-def _block_exponent(bits: int) -> int:
-    """:func:`rmsprop._blockwise.block_exponent` of one block, from the bits of its
-    largest finite magnitude (see :func:`_largest`)."""
-    field = (bits >> 52) & 0x7FF
-    exponent = field - 1023 + (1 if (bits & ((1 << 52) - 1)) > (3 << 50) else 0)
-    if field == 0 or exponent < _blockwise.T_MIN:
-        return _blockwise.T_MIN
-    return int(exponent)
+def _exponent64(bits: Any) -> int:
+    """:func:`rmsprop._blockwise.block_exponent` from the float64 bits of a block's largest
+    finite magnitude (see :func:`_largest64`)."""
+    exponent = ((bits >> 52) & 0x7FF) - 1023 + (1 if (bits & ((1 << 52) - 1)) > (3 << 50) else 0)
+    return int(min(max(exponent, _T_MIN), _T_MAX))
+
+
+@jit
+def _exponent32(bits: Any) -> int:
+    """:func:`_exponent64` from float32 bits (:func:`_largest32`): the same exponents."""
+    exponent: Any = (np.int64(bits) >> 23) - 127 + (1 if (bits & 0x7FFFFF) > (3 << 21) else 0)
+    return int(min(max(exponent, _T_MIN), _T_MAX))
+
+
+@jit
+def _power(exponent: int) -> Any:
+    """2**exponent as float32, for exponents of float32's normal range."""
+    return _float32_of_bits(np.uint32((exponent + 127) << 23))
 
 
 @jit
@@ -405,10 +425,13 @@ def _group_kernel(  # noqa: PLR0915 - one loop nest, compiled as one kernel (see
     p_type, g_type, s_type = (storage.get(kind, np.uint16) for kind in kinds)
     p_code, g_code, s_code = (codes[kind] for kind in kinds)
     p_size, g_size, s_size = (np.dtype(storage.get(kind, np.uint16)).itemsize for kind in kinds)
-    unsigned, signed = _blockwise.UNSIGNED.shift, _blockwise.SIGNED.shift
+    # The codes' constants (rmsprop._blockwise.Code) and the arithmetic of the block loop.
+    ub, us, un = _blockwise.UNSIGNED.bias, _blockwise.UNSIGNED.smallest, _blockwise.UNSIGNED.nan
+    sb_, ss, sn = _blockwise.SIGNED.bias, _blockwise.SIGNED.smallest, _blockwise.SIGNED.nan
     cache_key = _cache_key(switches, parallel, float32, kinds, into)
     # The arithmetic of this build: float32 registers (float32_arithmetic), or float64.
     work = np.float32 if float32 else np.float64
+    limit = work(_blockwise.LIMIT)
 
     # One function: a helper it closed over would key the disk cache per process.
     def kernel(addresses, sizes, chunks, parts, lr, beta, eps, momentum, weight_decay, correction):  # type: ignore[no-untyped-def]  # noqa: PLR0915
@@ -457,6 +480,8 @@ def _group_kernel(  # noqa: PLR0915 - one loop nest, compiled as one kernel (see
                 # Stochastic rounding: where the row's random sequence starts.
                 begin = _stream(addresses, t) if stochastic else np.uint64(0)
                 if blockwise:  # each block: decode, the rule, the block's scales, encode
+                    largest = _largest32 if float32 else _largest64
+                    exponent_of = _exponent32 if float32 else _exponent64
                     ov = np.uint32(begin & _WEYL_MASK64)
                     ob = np.uint32((begin >> _20) & _WEYL_MASK64)
                     oa = np.uint32((begin >> _40) & _WEYL_MASK64)
@@ -465,57 +490,57 @@ def _group_kernel(  # noqa: PLR0915 - one loop nest, compiled as one kernel (see
                     sv = carray(pointer(addresses[t, 10] + at, np.float32), blocks)
                     sb = carray(pointer(addresses[t, 11] + at, np.float32), blocks)
                     sa = carray(pointer(addresses[t, 12] + at, np.float32), blocks)
-                    nv = np.empty(_QBLOCK, np.float64)
-                    nb = np.empty(_QBLOCK, np.float64)
-                    na = np.empty(_QBLOCK, np.float64)
+                    nv = np.empty(_QBLOCK, work)
+                    nb = np.empty(_QBLOCK, work)
+                    na = np.empty(_QBLOCK, work)
                     for q in range(blocks):
                         lo = q * _QBLOCK
                         n = min(_QBLOCK, count - lo)
-                        fv = np.float64(sv[q]) * math.ldexp(1.0, unsigned)
-                        fb = np.float64(sb[q]) * math.ldexp(1.0, signed) if momentum_on else 0.0
-                        fa = np.float64(sa[q]) * math.ldexp(1.0, signed) if centered else 0.0
-                        mv = mb = ma = np.int64(0)
+                        fv = work(sv[q])
+                        fb = work(sb[q]) if momentum_on else zero
+                        fa = work(sa[q]) if centered else zero
+                        mv = mb = ma = largest(0, zero)
                         for k in range(n):
                             i = lo + k
                             state = _rule.State(
-                                work(_decode8(v[i], fv, False)),
-                                work(_decode8(b[i], fb, True)) if momentum_on else zero,
-                                work(_decode8(a[i], fa, True)) if centered else zero,
-                            )
+                                work(_decode8(v[i], ub, us, un, False)) * fv,
+                                work(_decode8(b[i], sb_, ss, sn, True)) * fb
+                                if momentum_on else zero,
+                                work(_decode8(a[i], sb_, ss, sn, True)) * fa if centered else zero,
+                            )  # fmt: skip
                             new_p, new = family(
                                 read_p(p[i], p_code), read_g(g[i], g_code), state, options,
                                 sqrt, clamp, step_correction,
                             )  # fmt: skip
                             store_p(p, i, new_p, p_code)
                             nv[k] = new.cache
-                            mv = _largest(mv, new.cache)
                             if momentum_on:
                                 nb[k] = new.momentum_buffer
-                                mb = _largest(mb, new.momentum_buffer)
                             if centered:
                                 na[k] = new.grad_avg
-                                ma = _largest(ma, new.grad_avg)
-                        tv = _block_exponent(mv)
-                        tb = _block_exponent(mb)
-                        ta = _block_exponent(ma)
-                        sv[q] = np.float32(math.ldexp(1.0, tv))
-                        iv = math.ldexp(1.0, -unsigned - tv)
-                        ib = math.ldexp(1.0, -signed - tb)
-                        ia = math.ldexp(1.0, -signed - ta)
+                        for k in range(n):  # a loop of its own: the rule's loop vectorizes
+                            mv = largest(mv, nv[k])
+                            if momentum_on:
+                                mb = largest(mb, nb[k])
+                            if centered:
+                                ma = largest(ma, na[k])
+                        tv, tb, ta = exponent_of(mv), exponent_of(mb), exponent_of(ma)
+                        sv[q] = _power(tv)
+                        iv, ib, ia = work(_power(-tv)), work(_power(-tb)), work(_power(-ta))
                         if momentum_on:
-                            sb[q] = np.float32(math.ldexp(1.0, tb))
+                            sb[q] = _power(tb)
                         if centered:
-                            sa[q] = np.float32(math.ldexp(1.0, ta))
+                            sa[q] = _power(ta)
                         for k in range(n):  # rmsprop._random.weyl's bits, element j
                             j = np.uint32(first + lo + k)
-                            rv = (ov + j * _WEYL0) & _WEYL_MASK
-                            v[lo + k] = _encode8(nv[k], iv, rv, False)
+                            rv = np.int32((ov + j * _WEYL0) & _WEYL_MASK)
+                            v[lo + k] = _encode8(nv[k], iv, rv, ub, us, un, False, limit)
                             if momentum_on:
-                                rb = (ob + j * _WEYL1) & _WEYL_MASK
-                                b[lo + k] = _encode8(nb[k], ib, rb, True)
+                                rb = np.int32((ob + j * _WEYL1) & _WEYL_MASK)
+                                b[lo + k] = _encode8(nb[k], ib, rb, sb_, ss, sn, True, limit)
                             if centered:
-                                ra = (oa + j * _WEYL2) & _WEYL_MASK
-                                a[lo + k] = _encode8(na[k], ia, ra, True)
+                                ra = np.int32((oa + j * _WEYL2) & _WEYL_MASK)
+                                a[lo + k] = _encode8(na[k], ia, ra, sb_, ss, sn, True, limit)
                     continue
                 for i in range(count):
                     state = _rule.State(

@@ -151,59 +151,55 @@ def _write_stochastic(pointer, offsets, mask, x, random, MASKED: tl.constexpr): 
 
 
 @triton.jit
-def _decode8(c, scale, FACTOR: tl.constexpr, SIGNED: tl.constexpr):  # type: ignore[no-untyped-def]
-    """The float64 values of 8-bit codes ``c`` of a block of ``scale`` (float32);
-    ``FACTOR``: 2**shift of the code (:func:`rmsprop._blockwise.decode`)."""
-    c = c.to(tl.uint32)
+def _decode8(c, BIAS: tl.constexpr, NAN: tl.constexpr, FIXED: tl.constexpr, SIGNED: tl.constexpr):  # type: ignore[no-untyped-def]
+    """The float32 values of 8-bit codes ``c`` in a block of scale 1
+    (:func:`rmsprop._blockwise.table`): ``BIAS`` and ``NAN`` of the code, ``FIXED`` the
+    value of its smallest fixed-point step."""
+    c = c.to(tl.int32)
     if SIGNED:
         magnitude = c & 0x7F
-        nan = magnitude == 0x7F
     else:
         magnitude = c
-        nan = magnitude == 0xFF
-    x = (magnitude << 20).to(tl.float32, bitcast=True).to(tl.float64) * (
-        scale.to(tl.float64) * FACTOR
-    )
+    normal = ((magnitude << 20) + (BIAS << 23)).to(tl.float32, bitcast=True)
+    u = tl.where(magnitude >= 8, normal, magnitude.to(tl.float32) * FIXED)
     if SIGNED:
-        x = tl.where((c & 0x80) != 0, -x, x)
-    return tl.where(nan, float("nan"), x)
+        u = tl.where((c & 0x80) != 0, -u, u)
+    return tl.where(magnitude == NAN, float("nan"), u)
 
 
 @triton.jit
-def _limit():  # type: ignore[no-untyped-def]
-    """rmsprop._blockwise.LIMIT, 1.75 * 2**127, as float64 (beyond float32's range)."""
-    return tl.full((), 0x47EC000000000000, tl.int64).to(tl.float64, bitcast=True)
-
-
-@triton.jit
-def _power_of_two(exponent):  # type: ignore[no-untyped-def]
-    """2**exponent as float64, for exponents of float64's normal range."""
-    return ((exponent + 1023).to(tl.int64) << 52).to(tl.float64, bitcast=True)
+def _power(exponent):  # type: ignore[no-untyped-def]
+    """2**exponent as float32, for exponents of float32's normal range."""
+    return ((exponent + 127).to(tl.int32) << 23).to(tl.float32, bitcast=True)
 
 
 @triton.jit
 def _write8(  # type: ignore[no-untyped-def]
     pointer, scales, block, offsets, mask, x, random,
-    SHIFT: tl.constexpr, SIGNED: tl.constexpr, MASKED: tl.constexpr,
+    BIAS: tl.constexpr, NAN: tl.constexpr, SMALLEST: tl.constexpr, UP: tl.constexpr,
+    SIGNED: tl.constexpr, MASKED: tl.constexpr,
 ):  # fmt: skip
     """Encode one block of ``x`` (:func:`rmsprop._blockwise.encode`, rounded with 20
-    ``random`` bits each): its scale to ``scales[block]``, its codes."""
-    magnitude = tl.abs(x.to(tl.float64))
-    finite = magnitude <= _limit()
+    ``random`` bits each): its scale to ``scales[block]``, its codes. ``SMALLEST``: the
+    smallest normal code's value at scale 1; ``UP``: the fixed-point codes' scaling."""
+    magnitude = tl.abs(x)
+    finite = magnitude <= 1.75 * 2.0**126  # rmsprop._blockwise.LIMIT, a float32
     if MASKED:
         finite = finite & mask
-    largest = tl.max(tl.where(finite, magnitude, 0.0), axis=0)
+    largest = tl.max(tl.where(finite, magnitude, 0.0), axis=0).to(tl.float64)
     bits = largest.to(tl.int64, bitcast=True)
-    field = (bits >> 52) & 0x7FF
-    exponent = field - 1023 + tl.where((bits & 0xFFFFFFFFFFFFF) > (3 << 50), 1, 0)
-    exponent = tl.where((field == 0) | (exponent < -149), -149, exponent)
-    tl.store(scales + block, _power_of_two(exponent).to(tl.float32))
-    scaled = (tl.where(finite, magnitude, 0.0) * _power_of_two(-SHIFT - exponent)).to(tl.float32)
-    code = (scaled.to(tl.uint32, bitcast=True) + random.to(tl.uint32)) >> 20
+    exponent = ((bits >> 52) & 0x7FF) - 1023 + tl.where((bits & 0xFFFFFFFFFFFFF) > (3 << 50), 1, 0)
+    exponent = tl.minimum(tl.maximum(exponent, -126), 126)
+    tl.store(scales + block, _power(exponent))
+    inverse = _power(-exponent).to(x.dtype)
+    u = tl.where(finite, magnitude * inverse, 0.0).to(tl.float32)
+    random = random.to(tl.int32)
+    normal = (u.to(tl.int32, bitcast=True) - (BIAS << 23) + random) >> 20
+    fixed = ((tl.minimum(u, SMALLEST) * UP).to(tl.int32) + random) >> 20
+    code = tl.where(u >= SMALLEST, normal, fixed)
+    code = tl.where(finite, code, NAN)
     if SIGNED:
-        code = tl.where(finite, code, 0x7F) | tl.where(x < 0, 0x80, 0)
-    else:
-        code = tl.where(finite, code, 0xFF)
+        code = code | tl.where(x < 0, 0x80, 0)
     if MASKED:
         tl.store(pointer + offsets, code.to(tl.uint8), mask=mask)
     else:
@@ -274,23 +270,23 @@ def _block(  # type: ignore[no-untyped-def]
     ``quant`` of their scales at ``svp``, ``sbp``, ``sap``, and rounded stochastically."""
     p = _read(pp, offsets, mask, MASKED, WORK)
     g = _read(gp, offsets, mask, MASKED, WORK)
-    if BLOCKWISE:
-        v = _decode8(_load(vp, offsets, mask, MASKED), tl.load(svp + quant), 2.0**96, False)
-        v = v.to(WORK)
+    if BLOCKWISE:  # the codes' constants: rmsprop._blockwise.UNSIGNED and SIGNED
+        v = _decode8(_load(vp, offsets, mask, MASKED), 96, 0xFF, 2.0**-33, False).to(WORK)
+        v = v * tl.load(svp + quant).to(WORK)
     else:
         v = _read(vp, offsets, mask, MASKED, WORK)
     b = v
     a = v
     if MOMENTUM:
         if BLOCKWISE:
-            b = _decode8(_load(bp, offsets, mask, MASKED), tl.load(sbp + quant), 2.0**112, True)
-            b = b.to(WORK)
+            b = _decode8(_load(bp, offsets, mask, MASKED), 112, 0x7F, 2.0**-17, True).to(WORK)
+            b = b * tl.load(sbp + quant).to(WORK)
         else:
             b = _read(bp, offsets, mask, MASKED, WORK)
     if CENTERED:
         if BLOCKWISE:
-            a = _decode8(_load(ap, offsets, mask, MASKED), tl.load(sap + quant), 2.0**112, True)
-            a = a.to(WORK)
+            a = _decode8(_load(ap, offsets, mask, MASKED), 112, 0x7F, 2.0**-17, True).to(WORK)
+            a = a * tl.load(sap + quant).to(WORK)
         else:
             a = _read(ap, offsets, mask, MASKED, WORK)
     if ORDER == 0:  # the rule generated from rmsprop._rule (rmsprop._triton_rule)
@@ -309,13 +305,19 @@ def _block(  # type: ignore[no-untyped-def]
     if BLOCKWISE:  # rmsprop._random.weyl's bits from ``step``, the sequence's start
         j = offsets.to(tl.uint32)
         random = ((step & 0xFFFFF).to(tl.uint32) + j * 0x9E377) & 0xFFFFF
-        _write8(vp, svp, quant, offsets, mask, v, random, 96, False, MASKED)
+        _write8(
+            vp, svp, quant, offsets, mask, v, random, 96, 0xFF, 2.0**-30, 2.0**53, False, MASKED
+        )
         if MOMENTUM:
             random = (((step >> 20) & 0xFFFFF).to(tl.uint32) + j * 0x6A09F) & 0xFFFFF
-            _write8(bp, sbp, quant, offsets, mask, b, random, 112, True, MASKED)
+            _write8(
+                bp, sbp, quant, offsets, mask, b, random, 112, 0x7F, 2.0**-14, 2.0**37, True, MASKED
+            )
         if CENTERED:
             random = (((step >> 40) & 0xFFFFF).to(tl.uint32) + j * 0xBB67B) & 0xFFFFF
-            _write8(ap, sap, quant, offsets, mask, a, random, 112, True, MASKED)
+            _write8(
+                ap, sap, quant, offsets, mask, a, random, 112, 0x7F, 2.0**-14, 2.0**37, True, MASKED
+            )
     elif STOCHASTIC:  # ``step`` holds where the tensor's random sequence starts
         bits = _mix(step + (offsets.to(tl.uint64) + 1) * 0x9E3779B97F4A7C15)
         _write_stochastic(vp, offsets, mask, v, bits & 0xFFFF, MASKED)

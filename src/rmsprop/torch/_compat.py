@@ -331,7 +331,7 @@ def _check_saved_scales(index: Any, key: str, p: torch.Tensor, scales: Any) -> N
     if scales.dtype != torch.float32 or not _blockwise.check_scales(scales.cpu().numpy()):
         raise ValueError(
             f"state of parameter {index}: {key}_scale must hold float32 powers of two from "
-            "2**-149 to 2**127"
+            "2**-126 to 2**126"
         )
 
 
