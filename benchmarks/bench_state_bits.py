@@ -1,40 +1,94 @@
-"""One step over ResNet-50's shapes with float32 state, bfloat16 state rounded to nearest
-and bfloat16 state rounded stochastically (``state_bits=16``), beside the 5-stream
-roofline over flat arrays of the same size; medians of 9 interleaved rounds, with min
-and max, and each one's share of the 20-byte roofline.
+"""A step with float32 state, bfloat16 state (rounded to nearest, and stochastically:
+``state_bits=16``) and 8-bit blockwise state (``state_bits=8``), over ResNet-50's
+shapes and over one flat tensor of the same size, beside roofline loops that move
+the bytes each kind of state moves: 20 bytes an element for float32 state (read
+parameter, gradient and square average, write parameter and square average), 16 for
+bfloat16 state, 14 for 8-bit state (and the block scales, 4 bytes per 256
+elements read and written: 1 %). Medians of interleaved rounds in one process, with
+min and max, and each one's share of the roofline of its own bytes.
 
-    .venv/bin/python benchmarks/bench_state_bits.py
+    .venv/bin/python benchmarks/bench_state_bits.py [--rounds 9]
 """
 
+import argparse
 import functools
 import math
+from collections.abc import Callable
+from typing import Any
 
+import numpy as np
 import torch
-from bench_flat import report, torch_step  # this folder's: run as a script
+from bench_flat import torch_step  # this folder's: run as a script
 
 import rmsprop
 from rmsprop import bench
-from rmsprop.bench import ROOFLINE
-from rmsprop.bench._peers import _roofline, resnet50_shapes
+from rmsprop.bench._peers import resnet50_shapes
+
+_LOOPS: dict[str, Any] = {}
+
+
+def _roofline(n: int, state: str) -> Callable[[], None]:
+    """``p += g; v += 1`` over float32 ``p``, ``g`` and ``v`` of ``state``'s dtype: reads
+    three streams and writes two, computes nothing."""
+    if not _LOOPS:
+        from numba import njit, prange  # noqa: PLC0415
+
+        @njit(parallel=True, cache=True)
+        def loop(p, g, v, one):  # type: ignore[no-untyped-def]
+            for i in prange(p.size):
+                p[i] += g[i]
+                v[i] += one
+
+        _LOOPS["loop"] = loop
+    generator = np.random.default_rng(0)
+    p = generator.standard_normal(n, dtype=np.float32)
+    g = generator.standard_normal(n, dtype=np.float32)
+    dtype = {"float32": np.float32, "16-bit": np.uint16, "8-bit": np.uint8}[state]
+    v = np.zeros(n, dtype=dtype)
+    one = dtype(1)
+    loop = _LOOPS["loop"]
+    return lambda: loop(p, g, v, one)
+
+
+def _share(results: list[bench.Result], roofline: dict[str, float]) -> None:
+    width = max(len(r.name) for r in results)
+    for r in results:
+        spread = f"({min(r.times) * 1e3:.2f} to {max(r.times) * 1e3:.2f})"
+        kind = next((k for k in roofline if k in r.name), "float32")
+        share = roofline[kind] / r.median
+        print(f"  {r.name:<{width}}  {r.median * 1e3:8.2f} {spread:>18}  {share:5.2f} of {kind}")
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=9)
+    rounds = parser.parse_args().rounds
     rmsprop.load_kernels()
     shapes = resnet50_shapes()
     n = sum(math.prod(s) for s in shapes)
     step = functools.partial
-    factories = {
-        f"{ROOFLINE} (20 B)": step(_roofline, n, "float32"),
-        "float32 state, float32 arithmetic": step(torch_step, shapes, True),
-        "bfloat16 state to nearest, float32 arithmetic": step(
-            torch_step, shapes, True, state_dtype=torch.bfloat16
-        ),
-        "state_bits=16, float32 arithmetic": step(torch_step, shapes, True, state_bits=16),
-        "float32 state, default rounding": step(torch_step, shapes, False),
-        "state_bits=16, default rounding": step(torch_step, shapes, False, state_bits=16),
-    }
-    results = bench.measure(factories, n, "float32", 9, lambda: None)
-    report(f"ResNet-50's shapes ({n:,} float32 parameters)", results)
+    for title, chosen in (("ResNet-50's shapes", shapes), ("one flat tensor", [(n,)])):
+        factories: dict[str, Callable[[], Callable[[], None]]] = {
+            "roofline, float32 state (20 B)": step(_roofline, n, "float32"),
+            "roofline, 16-bit state (16 B)": step(_roofline, n, "16-bit"),
+            "roofline, 8-bit state (14 B)": step(_roofline, n, "8-bit"),
+        }
+        for label, f32 in (("float32 arithmetic", True), ("default rounding", False)):
+            factories |= {
+                f"float32 state, {label}": step(torch_step, chosen, f32),
+                f"bfloat16 state to nearest (16-bit), {label}": step(
+                    torch_step, chosen, f32, state_dtype=torch.bfloat16
+                ),
+                f"state_bits=16 (16-bit), {label}": step(torch_step, chosen, f32, state_bits=16),
+                f"state_bits=8 (8-bit), {label}": step(torch_step, chosen, f32, state_bits=8),
+            }
+        results = bench.measure(factories, n, "float32", rounds, lambda: None)
+        roofline = {
+            kind: next(r.median for r in results if r.name.startswith(f"roofline, {kind}"))
+            for kind in ("float32", "16-bit", "8-bit")
+        }
+        print(f"\n{title} ({n:,} float32 parameters); ms, {rounds} rounds")
+        _share(results, roofline)
 
 
 if __name__ == "__main__":

@@ -221,7 +221,7 @@ def _decode_all(out):
 @numba.njit
 def _encode(values, out):
     for i in range(values.size):
-        out[i] = kernels._narrow(values[i], kernels.FLOAT16)
+        out[i] = kernels.narrow(values[i], kernels.FLOAT16)
     return out
 
 
@@ -325,5 +325,5 @@ def test_float16_from_numpy_is_rounded_once_from_float64_as_astype_rounds():
 @numba.njit
 def _encode_once(values, out):
     for i in range(values.size):
-        out[i] = kernels._narrow(values[i], kernels.FLOAT16_ONCE)
+        out[i] = kernels.narrow(values[i], kernels.FLOAT16_ONCE)
     return out

@@ -47,13 +47,13 @@ def test_numpy_arrays_give_pythons_bits():
 
 def test_the_numba_kernels_copy_gives_the_same_bits():
     numba = pytest.importorskip("numba")
-    from rmsprop import _kernels  # noqa: PLC0415
+    from rmsprop import _numba_codes  # noqa: PLC0415
 
     @numba.njit
     def many(cases, out):
         for i in range(cases.shape[1]):
-            begin = _kernels._start(cases[0, i], cases[1, i], cases[2, i])
-            out[i] = _kernels._mix(begin + (cases[3, i] + np.uint64(1)) * _kernels._GAMMA)
+            begin = _numba_codes.start(cases[0, i], cases[1, i], cases[2, i])
+            out[i] = _numba_codes.mix(begin + (cases[3, i] + np.uint64(1)) * _numba_codes.GAMMA)
         return out
 
     cases = _cases()

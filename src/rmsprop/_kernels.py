@@ -34,16 +34,41 @@ import numba
 import numpy as np
 import numpy.typing as npt
 from numba import njit, prange
-from numba.extending import intrinsic
 
 from rmsprop import _blockwise, _options, _random, _rule
 from rmsprop._kinds import NUMPY_KINDS, Member, float32_work, storage_kind
+from rmsprop._numba_codes import (
+    BFLOAT16,
+    BITS20,
+    BITS40,
+    FLOAT16,
+    FLOAT16_ONCE,
+    NATIVE,
+    QBLOCK,
+    WEYL0,
+    WEYL1,
+    WEYL2,
+    WEYL_MASK,
+    WEYL_MASK64,
+    decode8,
+    encode8,
+    exponent32,
+    exponent64,
+    float16_value,
+    largest32,
+    largest64,
+    narrow,
+    power,
+    store_stochastic,
+    stream,
+)
 from rmsprop._numba_support import (
     GROUP_CHUNK,
     PARALLEL_MIN,
     PARTS,
     cached_kernel,
     carray,
+    float32_of_bits,
     jit,
     launch,
     pointer,
@@ -119,184 +144,20 @@ def _check_sizes(size: int, *arrays: NDArray | None) -> None:
             raise ValueError(f"kernel arrays must all have {size} elements, one has {array.size}")
 
 
-def _bitcast_to(result: Any, argument: Any) -> Any:
-    """An intrinsic that reinterprets the bits of an ``argument`` as a ``result``."""
-
-    def typer(typingctx: Any, value: Any) -> Any:
-        def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
-            return builder.bitcast(args[0], context.get_value_type(result))
-
-        return result(argument), codegen
-
-    return intrinsic(typer)
-
-
-_float32_of_bits: Any = _bitcast_to(numba.types.float32, numba.types.uint32)
-_bits_of_float32: Any = _bitcast_to(numba.types.uint32, numba.types.float32)
-_bits_of_float64: Any = _bitcast_to(numba.types.int64, numba.types.float64)
-
-
-#: How a group kernel stores values: as they are, or as 16 bits it converts itself.
-NATIVE, BFLOAT16, FLOAT16, FLOAT16_ONCE = 0, 1, 2, 3
 #: The state kind of bfloat16 buffers written with stochastic rounding.
 STOCHASTIC: Final = "bfloat16 stochastic"
 #: The state kind of 8-bit blockwise buffers (rmsprop._blockwise): one-byte codes and a
 #: float32 scale per block, written with stochastic rounding.
 BLOCKWISE: Final = "8-bit blockwise"
 
-#: rmsprop._random's bits for the kernels, in uint64 arithmetic (Numba types Python ints
-#: as int64, and int64 mixed with uint64 as float64): inlined by Numba, so that LLVM
-#: vectorizes the loop around them. Tested bit for bit against the definition.
-_MASK16 = np.uint64(0xFFFF)
-_GAMMA = np.uint64(_random.GAMMA)
-_MIX1, _MIX2 = np.uint64(_random.MIX1), np.uint64(_random.MIX2)
-_30, _27, _31, _16 = np.uint64(30), np.uint64(27), np.uint64(31), np.uint64(16)
-
-
-def _inline(function: Any) -> Any:
-    return njit(function, error_model="numpy", inline="always")
-
-
-@_inline
-def _mix(z: Any) -> Any:
-    """:func:`rmsprop._random.mix` on a uint64."""
-    z = (z ^ (z >> _30)) * _MIX1
-    z = (z ^ (z >> _27)) * _MIX2
-    return z ^ (z >> _31)
-
-
-@jit
-def _start(seed: Any, step: Any, stream: Any) -> Any:
-    """:func:`rmsprop._random.start` on uint64s."""
-    z = _mix(np.uint64(seed) + _GAMMA)
-    z = _mix(z + np.uint64(step) * _GAMMA)
-    return _mix(z + np.uint64(stream) * _GAMMA)
-
-
-@jit
-def _stream(addresses: Any, t: int) -> Any:
-    """Where row ``t``'s random sequence starts: from its step (its counter's next), its
-    stream and the seed, columns 7 to 9."""
-    step = np.int64(carray(pointer(addresses[t, 7], np.float32), 1)[0]) + 1
-    return _start(addresses[t, 9], step, addresses[t, 8])
-
-
-@_inline
-def _store_stochastic(
-    v: Any, b: Any, a: Any, i: int, j: int, new: Any, begin: Any, used: Any
-) -> None:
-    """Element ``i`` (``j`` of its buffer) of the new state, rounded stochastically to
-    bfloat16 with the 16-bit words of the element's draw from the sequence starting at
-    ``begin``; ``used``: whether the momentum buffer and the gradient average are
-    (constants of the kernel, once inlined)."""
-    bits = _mix(begin + (np.uint64(j) + np.uint64(1)) * _GAMMA)
-    v[i] = _stochastic_bfloat16(new.cache, bits & _MASK16)
-    if used[0]:
-        b[i] = _stochastic_bfloat16(new.momentum_buffer, (bits >> _16) & _MASK16)
-    if used[1]:
-        a[i] = _stochastic_bfloat16(new.grad_avg, (bits >> np.uint64(32)) & _MASK16)
-
-
-@_inline
-def _stochastic_bfloat16(x: Any, random: Any) -> Any:
-    """``x`` rounded to float32 (to nearest), then to bfloat16 stochastically with 16
-    ``random`` bits (a uint64 below 2^16), as :func:`rmsprop._random.round_bfloat16`
-    rounds: its bits (a NaN stays a quiet NaN of its sign)."""
-    bits = np.uint64(_bits_of_float32(np.float32(x)))
-    nan = (bits & np.uint64(0x7FFFFFFF)) > np.uint64(0x7F800000)
-    quiet = (bits >> _16) | np.uint64(0x0040)
-    rounded = (bits + random) >> _16
-    return np.uint16(quiet if nan else rounded)
-
-
-_20, _40 = np.uint64(20), np.uint64(40)
-#: rmsprop._random.weyl's increments and mask, in uint32 arithmetic.
-_WEYL0, _WEYL1, _WEYL2 = (np.uint32(w) for w in _random.WEYL)
-_WEYL_MASK, _WEYL_MASK64 = np.uint32(_random.WEYL_MASK), np.uint64(_random.WEYL_MASK)
-_QBLOCK = _blockwise.BLOCK
-_T_MIN, _T_MAX = _blockwise.T_MIN, _blockwise.T_MAX
-#: rmsprop._blockwise.LIMIT's bits as float64 and float32, and the bits of magnitudes.
-_LIMIT64, _LIMIT32 = np.int64(0x47DC000000000000), np.int32(0x7EE00000)
-_ABS64, _ABS32 = np.int64(0x7FFFFFFFFFFFFFFF), np.int32(0x7FFFFFFF)
-
-
-@_inline
-def _decode8(c: Any, bias: int, smallest: int, nan: int, signed: bool) -> Any:
-    """The float32 value of code ``c`` in a block of scale 1 (rmsprop._blockwise.table),
-    from 32-bit arithmetic that meets no subnormal."""
-    magnitude = np.int32(c & np.uint8(0x7F)) if signed else np.int32(c)
-    normal = _float32_of_bits(np.uint32((magnitude << np.int32(20)) + np.int32(bias << 23)))
-    fixed = np.float32(magnitude) * np.float32(2.0 ** -(smallest + 3))
-    u = normal if magnitude >= np.int32(8) else fixed
-    if signed and c & np.uint8(0x80):
-        u = -u
-    return np.float32(np.nan) if magnitude == np.int32(nan) else u
-
-
-@_inline
-def _encode8(
-    x: Any, inverse: Any, random: Any, bias: int, smallest: int, nan: int, signed: bool, limit: Any
-) -> Any:
-    """The code of ``x`` in a block of scale ``1 / inverse``, rounded with 20 ``random``
-    bits (an int32; :func:`rmsprop._blockwise.encode`)."""
-    magnitude = abs(x)
-    finite = magnitude <= limit  # not NaN, infinite or too large
-    u = np.float32(magnitude * inverse) if finite else np.float32(0.0)
-    normal = (np.int32(_bits_of_float32(u)) - np.int32(bias << 23) + random) >> np.int32(20)
-    below = min(u, np.float32(2.0**-smallest))  # in int32's range
-    fixed = (np.int32(below * np.float32(2.0 ** (smallest + 23))) + random) >> np.int32(20)
-    code = normal if u >= np.float32(2.0**-smallest) else fixed
-    if not finite:
-        code = np.int32(nan)
-    if signed and x < 0:
-        code |= np.int32(0x80)
-    return np.uint8(code)
-
-
-@_inline
-def _largest64(m: Any, x: Any) -> Any:
-    """The running largest finite magnitude of a block (at most rmsprop._blockwise.LIMIT),
-    with ``x``: as the bits of a float64, which order non-negative values as their
-    values do (an integer maximum vectorizes, a float one does not without fast-math)."""
-    bits = _bits_of_float64(np.float64(x)) & _ABS64
-    return max(m, bits if bits <= _LIMIT64 else np.int64(0))
-
-
-@_inline
-def _largest32(m: Any, x: Any) -> Any:
-    """:func:`_largest64` for float32 values, as float32 bits."""
-    bits = np.int32(_bits_of_float32(x)) & _ABS32
-    return max(m, bits if bits <= _LIMIT32 else np.int32(0))
-
-
-@jit
-def _exponent64(bits: Any) -> int:
-    """:func:`rmsprop._blockwise.block_exponent` from the float64 bits of a block's largest
-    finite magnitude (see :func:`_largest64`)."""
-    exponent = ((bits >> 52) & 0x7FF) - 1023 + (1 if (bits & ((1 << 52) - 1)) > (3 << 50) else 0)
-    return int(min(max(exponent, _T_MIN), _T_MAX))
-
-
-@jit
-def _exponent32(bits: Any) -> int:
-    """:func:`_exponent64` from float32 bits (:func:`_largest32`): the same exponents."""
-    exponent: Any = (np.int64(bits) >> 23) - 127 + (1 if (bits & 0x7FFFFF) > (3 << 21) else 0)
-    return int(min(max(exponent, _T_MIN), _T_MAX))
-
-
-@jit
-def _power(exponent: int) -> Any:
-    """2**exponent as float32, for exponents of float32's normal range."""
-    return _float32_of_bits(np.uint32((exponent + 127) << 23))
-
 
 @jit
 def _read(x: Any, code: int) -> Any:
     """A stored value as float64, exactly; 16-bit kinds are read as their bits."""
     if code == BFLOAT16:  # the upper half of a float32
-        return np.float64(_float32_of_bits(np.uint32(x) << np.uint32(16)))
+        return np.float64(float32_of_bits(np.uint32(x) << np.uint32(16)))
     if code >= FLOAT16:  # either float16 kind
-        return _float16_value(np.int64(x))
+        return float16_value(np.int64(x))
     return np.float64(x)
 
 
@@ -304,9 +165,9 @@ def _read(x: Any, code: int) -> Any:
 def _read32(x: Any, code: int) -> Any:
     """A stored float32, bfloat16 or float16 value as float32, exactly."""
     if code == BFLOAT16:
-        return _float32_of_bits(np.uint32(x) << np.uint32(16))
+        return float32_of_bits(np.uint32(x) << np.uint32(16))
     if code >= FLOAT16:  # either float16 kind
-        return np.float32(_float16_value(np.int64(x)))
+        return np.float32(float16_value(np.int64(x)))
     return x
 
 
@@ -329,71 +190,12 @@ def _put(array: Any, i: int, x: Any, code: int) -> None:
 
 
 @jit
-def _float16_value(h: int) -> float:
-    """The value of IEEE 754 half-precision bits ``h``, exactly."""
-    exponent = (h >> 10) & 0x1F
-    mantissa = h & 0x3FF
-    if exponent == 0:
-        value = mantissa * 5.960464477539063e-08  # subnormal: mantissa * 2**-24
-    elif exponent == 31:
-        value = np.inf if mantissa == 0 else np.nan
-    else:
-        value = math.ldexp(np.float64(1024 + mantissa), exponent - 25)
-    return float(-value if h & 0x8000 else value)
-
-
-@jit
 def _store(array: Any, i: int, x: Any, code: int) -> None:
     """``array[i] = x``, rounded once to the array's kind (16-bit kinds through float32)."""
     if code:
-        array[i] = _narrow(np.float64(x), code)
+        array[i] = narrow(np.float64(x), code)
     else:
         array[i] = x
-
-
-@jit
-def _narrow(x: float, code: int) -> Any:
-    """``x`` rounded to the 16-bit kind ``code`` to nearest even: once for FLOAT16_ONCE
-    (as NumPy rounds), through float32 for the others (as torch rounds); NaN stays NaN."""
-    if code == FLOAT16_ONCE:
-        bits = _bits_of_float64(x)
-        exponent = (bits >> 52) & 0x7FF
-        return _half(bits >> 48, exponent - 1008, bits & 0xFFFFFFFFFFFFF, 52, exponent == 0x7FF)
-    single = np.float32(x)
-    bits = np.int64(_bits_of_float32(single))
-    if code == BFLOAT16:
-        if np.isnan(single):
-            return np.uint16(0x7FC0)
-        return np.uint16((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16)
-    exponent = (bits >> 23) & 0xFF
-    return _half(bits >> 16, exponent - 112, bits & 0x7FFFFF, 23, exponent == 0xFF)
-
-
-@jit
-def _half(high: int, half_exponent: int, mantissa: int, width: int, special: bool) -> Any:
-    """The float16 bits nearest to a binary float, ties to even: its sign bit at bit 15
-    of ``high``, its exponent rebiased for float16, its ``width``-bit mantissa, and
-    whether it is an infinity or a NaN (``special``)."""
-    sign = high & 0x8000
-    if special:
-        return np.uint16(sign | 0x7C00 | (0x200 if mantissa else 0))
-    if half_exponent >= 31:
-        return np.uint16(sign | 0x7C00)  # too large: infinity
-    if half_exponent <= 0:  # a subnormal half, or zero
-        if half_exponent < -10:
-            return np.uint16(sign)
-        full = mantissa | (1 << width)
-        shift = width - 9 - half_exponent
-        q = full >> shift
-        rest = full & ((1 << shift) - 1)
-    else:
-        shift = width - 10
-        q = (half_exponent << 10) | (mantissa >> shift)
-        rest = mantissa & ((1 << shift) - 1)
-    halfway = 1 << (shift - 1)
-    if rest > halfway or (rest == halfway and q & 1):
-        q += 1  # a carry into the exponent is right, up to infinity
-    return np.uint16(sign | q)
 
 
 @cache
@@ -478,24 +280,24 @@ def _group_kernel(  # noqa: PLR0915 - one loop nest, compiled as one kernel (see
                 )  # fmt: skip
                 step_correction = work(correction)
                 # Stochastic rounding: where the row's random sequence starts.
-                begin = _stream(addresses, t) if stochastic else np.uint64(0)
+                begin = stream(addresses, t) if stochastic else np.uint64(0)
                 if blockwise:  # each block: decode, the rule, the block's scales, encode
-                    largest = _largest32 if float32 else _largest64
-                    exponent_of = _exponent32 if float32 else _exponent64
-                    ov = np.uint32(begin & _WEYL_MASK64)
-                    ob = np.uint32((begin >> _20) & _WEYL_MASK64)
-                    oa = np.uint32((begin >> _40) & _WEYL_MASK64)
-                    blocks = (count + _QBLOCK - 1) // _QBLOCK
-                    at = first // _QBLOCK * 4
+                    largest = largest32 if float32 else largest64
+                    exponent_of = exponent32 if float32 else exponent64
+                    ov = np.uint32(begin & WEYL_MASK64)
+                    ob = np.uint32((begin >> BITS20) & WEYL_MASK64)
+                    oa = np.uint32((begin >> BITS40) & WEYL_MASK64)
+                    blocks = (count + QBLOCK - 1) // QBLOCK
+                    at = first // QBLOCK * 4
                     sv = carray(pointer(addresses[t, 10] + at, np.float32), blocks)
                     sb = carray(pointer(addresses[t, 11] + at, np.float32), blocks)
                     sa = carray(pointer(addresses[t, 12] + at, np.float32), blocks)
-                    nv = np.empty(_QBLOCK, work)
-                    nb = np.empty(_QBLOCK, work)
-                    na = np.empty(_QBLOCK, work)
+                    nv = np.empty(QBLOCK, work)
+                    nb = np.empty(QBLOCK, work)
+                    na = np.empty(QBLOCK, work)
                     for q in range(blocks):
-                        lo = q * _QBLOCK
-                        n = min(_QBLOCK, count - lo)
+                        lo = q * QBLOCK
+                        n = min(QBLOCK, count - lo)
                         fv = work(sv[q])
                         fb = work(sb[q]) if momentum_on else zero
                         fa = work(sa[q]) if centered else zero
@@ -503,10 +305,10 @@ def _group_kernel(  # noqa: PLR0915 - one loop nest, compiled as one kernel (see
                         for k in range(n):
                             i = lo + k
                             state = _rule.State(
-                                work(_decode8(v[i], ub, us, un, False)) * fv,
-                                work(_decode8(b[i], sb_, ss, sn, True)) * fb
+                                work(decode8(v[i], ub, us, un, False)) * fv,
+                                work(decode8(b[i], sb_, ss, sn, True)) * fb
                                 if momentum_on else zero,
-                                work(_decode8(a[i], sb_, ss, sn, True)) * fa if centered else zero,
+                                work(decode8(a[i], sb_, ss, sn, True)) * fa if centered else zero,
                             )  # fmt: skip
                             new_p, new = family(
                                 read_p(p[i], p_code), read_g(g[i], g_code), state, options,
@@ -525,22 +327,22 @@ def _group_kernel(  # noqa: PLR0915 - one loop nest, compiled as one kernel (see
                             if centered:
                                 ma = largest(ma, na[k])
                         tv, tb, ta = exponent_of(mv), exponent_of(mb), exponent_of(ma)
-                        sv[q] = _power(tv)
-                        iv, ib, ia = work(_power(-tv)), work(_power(-tb)), work(_power(-ta))
+                        sv[q] = power(tv)
+                        iv, ib, ia = work(power(-tv)), work(power(-tb)), work(power(-ta))
                         if momentum_on:
-                            sb[q] = _power(tb)
+                            sb[q] = power(tb)
                         if centered:
-                            sa[q] = _power(ta)
+                            sa[q] = power(ta)
                         for k in range(n):  # rmsprop._random.weyl's bits, element j
                             j = np.uint32(first + lo + k)
-                            rv = np.int32((ov + j * _WEYL0) & _WEYL_MASK)
-                            v[lo + k] = _encode8(nv[k], iv, rv, ub, us, un, False, limit)
+                            rv = np.int32((ov + j * WEYL0) & WEYL_MASK)
+                            v[lo + k] = encode8(nv[k], iv, rv, ub, us, un, False, limit)
                             if momentum_on:
-                                rb = np.int32((ob + j * _WEYL1) & _WEYL_MASK)
-                                b[lo + k] = _encode8(nb[k], ib, rb, sb_, ss, sn, True, limit)
+                                rb = np.int32((ob + j * WEYL1) & WEYL_MASK)
+                                b[lo + k] = encode8(nb[k], ib, rb, sb_, ss, sn, True, limit)
                             if centered:
-                                ra = np.int32((oa + j * _WEYL2) & _WEYL_MASK)
-                                a[lo + k] = _encode8(na[k], ia, ra, sb_, ss, sn, True, limit)
+                                ra = np.int32((oa + j * WEYL2) & WEYL_MASK)
+                                a[lo + k] = encode8(na[k], ia, ra, sb_, ss, sn, True, limit)
                     continue
                 for i in range(count):
                     state = _rule.State(
@@ -555,7 +357,7 @@ def _group_kernel(  # noqa: PLR0915 - one loop nest, compiled as one kernel (see
                     store_p(p_new, i, new_p, p_code)
                     if stochastic:
                         used = (momentum_on, centered)
-                        _store_stochastic(v_new, b, a, i, first + i, new, begin, used)
+                        store_stochastic(v_new, b, a, i, first + i, new, begin, used)
                         continue
                     store_s(v_new, i, new.cache, s_code)
                     if momentum_on:

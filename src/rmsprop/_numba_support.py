@@ -78,6 +78,23 @@ def jit(function: Any) -> Any:
     return njit(function, error_model="numpy")
 
 
+def bitcast_to(result: Any, argument: Any) -> Any:
+    """An intrinsic that reinterprets the bits of an ``argument`` as a ``result``."""
+
+    def typer(typingctx: Any, value: Any) -> Any:
+        def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
+            return builder.bitcast(args[0], context.get_value_type(result))
+
+        return result(argument), codegen
+
+    return intrinsic(typer)
+
+
+float32_of_bits: Any = bitcast_to(numba.types.float32, numba.types.uint32)
+bits_of_float32: Any = bitcast_to(numba.types.uint32, numba.types.float32)
+bits_of_float64: Any = bitcast_to(numba.types.int64, numba.types.float64)
+
+
 def _pointer_of(typingctx: Any, address: Any, dtype: Any) -> Any:
     """The int64 ``address`` as a pointer to ``dtype`` values (for numba.carray)."""
     signature = cast(Any, numba.types).CPointer(dtype.dtype)(address, dtype)

@@ -44,6 +44,16 @@ from triton.compiler import CompiledKernel
 from rmsprop import _torch_probe
 from rmsprop._kinds import Member, dtype_name, float32_work
 from rmsprop._options import Hyperparameters
+from rmsprop._triton_codes import (
+    decode8,
+    load,
+    mix,
+    random_start,
+    read,
+    write,
+    write8,
+    write_stochastic,
+)
 from rmsprop._triton_rule import div_rn, family_update, sqrt_rn
 
 #: Elements per program (one row of the chunk table).
@@ -79,131 +89,6 @@ _STORAGE: Final = {
     torch.float16: tl.float16,
     torch.uint8: tl.uint8,  # 8-bit blockwise codes (rmsprop._blockwise)
 }
-
-
-@triton.jit
-def _read(pointer, offsets, mask, MASKED: tl.constexpr, WORK: tl.constexpr):  # type: ignore[no-untyped-def]
-    """Load a block and widen it exactly to the work dtype (bfloat16 stored as uint16)."""
-    if MASKED:
-        x = tl.load(pointer + offsets, mask=mask, other=0)
-    else:
-        x = tl.load(pointer + offsets)
-    if x.dtype == tl.uint16:
-        x = (x.to(tl.uint32) << 16).to(tl.float32, bitcast=True)
-    return x.to(WORK)
-
-
-@triton.jit
-def _load(pointer, offsets, mask, MASKED: tl.constexpr):  # type: ignore[no-untyped-def]
-    """Load a block as it is stored."""
-    if MASKED:
-        x = tl.load(pointer + offsets, mask=mask, other=0)
-    else:
-        x = tl.load(pointer + offsets)
-    return x
-
-
-@triton.jit
-def _write(pointer, offsets, mask, x, MASKED: tl.constexpr):  # type: ignore[no-untyped-def]
-    """Round ``x`` once to the pointer's dtype (through float32, as torch does) and store it."""
-    STORE: tl.constexpr = pointer.dtype.element_ty
-    if STORE == tl.float64:
-        y = x.to(tl.float64)
-    elif STORE == tl.uint16:  # bfloat16: round the float32 to nearest even, keep NaN a NaN
-        bits = x.to(tl.float32).to(tl.uint32, bitcast=True)
-        rounded = (bits + 0x7FFF + ((bits >> 16) & 1)) >> 16
-        y = tl.where(x != x, 0x7FC0, rounded).to(tl.uint16)
-    else:
-        y = x.to(tl.float32).to(STORE)
-    if MASKED:
-        tl.store(pointer + offsets, y, mask=mask)
-    else:
-        tl.store(pointer + offsets, y)
-
-
-@triton.jit
-def _mix(z):  # type: ignore[no-untyped-def]
-    """:func:`rmsprop._random.mix` on uint64 blocks."""
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EB
-    return z ^ (z >> 31)
-
-
-@triton.jit
-def _start(seed, step, stream):  # type: ignore[no-untyped-def]
-    """:func:`rmsprop._random.start` on uint64 scalars."""
-    z = _mix(seed + 0x9E3779B97F4A7C15)
-    z = _mix(z + step * 0x9E3779B97F4A7C15)
-    return _mix(z + stream * 0x9E3779B97F4A7C15)
-
-
-@triton.jit
-def _write_stochastic(pointer, offsets, mask, x, random, MASKED: tl.constexpr):  # type: ignore[no-untyped-def]
-    """Round ``x`` to float32, then to bfloat16 (stored as uint16) stochastically with 16
-    ``random`` bits (:func:`rmsprop._random.round_bfloat16`)."""
-    bits = x.to(tl.float32).to(tl.uint32, bitcast=True)
-    nan = (bits & 0x7FFFFFFF) > 0x7F800000
-    y = tl.where(nan, (bits >> 16) | 0x0040, (bits + random.to(tl.uint32)) >> 16).to(tl.uint16)
-    if MASKED:
-        tl.store(pointer + offsets, y, mask=mask)
-    else:
-        tl.store(pointer + offsets, y)
-
-
-@triton.jit
-def _decode8(c, BIAS: tl.constexpr, NAN: tl.constexpr, FIXED: tl.constexpr, SIGNED: tl.constexpr):  # type: ignore[no-untyped-def]
-    """The float32 values of 8-bit codes ``c`` in a block of scale 1
-    (:func:`rmsprop._blockwise.table`): ``BIAS`` and ``NAN`` of the code, ``FIXED`` the
-    value of its smallest fixed-point step."""
-    c = c.to(tl.int32)
-    if SIGNED:
-        magnitude = c & 0x7F
-    else:
-        magnitude = c
-    normal = ((magnitude << 20) + (BIAS << 23)).to(tl.float32, bitcast=True)
-    u = tl.where(magnitude >= 8, normal, magnitude.to(tl.float32) * FIXED)
-    if SIGNED:
-        u = tl.where((c & 0x80) != 0, -u, u)
-    return tl.where(magnitude == NAN, float("nan"), u)
-
-
-@triton.jit
-def _power(exponent):  # type: ignore[no-untyped-def]
-    """2**exponent as float32, for exponents of float32's normal range."""
-    return ((exponent + 127).to(tl.int32) << 23).to(tl.float32, bitcast=True)
-
-
-@triton.jit
-def _write8(  # type: ignore[no-untyped-def]
-    pointer, scales, block, offsets, mask, x, random,
-    BIAS: tl.constexpr, NAN: tl.constexpr, SMALLEST: tl.constexpr, UP: tl.constexpr,
-    SIGNED: tl.constexpr, MASKED: tl.constexpr,
-):  # fmt: skip
-    """Encode one block of ``x`` (:func:`rmsprop._blockwise.encode`, rounded with 20
-    ``random`` bits each): its scale to ``scales[block]``, its codes. ``SMALLEST``: the
-    smallest normal code's value at scale 1; ``UP``: the fixed-point codes' scaling."""
-    magnitude = tl.abs(x)
-    finite = magnitude <= 1.75 * 2.0**126  # rmsprop._blockwise.LIMIT, a float32
-    if MASKED:
-        finite = finite & mask
-    largest = tl.max(tl.where(finite, magnitude, 0.0), axis=0).to(tl.float64)
-    bits = largest.to(tl.int64, bitcast=True)
-    exponent = ((bits >> 52) & 0x7FF) - 1023 + tl.where((bits & 0xFFFFFFFFFFFFF) > (3 << 50), 1, 0)
-    exponent = tl.minimum(tl.maximum(exponent, -126), 126)
-    tl.store(scales + block, _power(exponent))
-    inverse = _power(-exponent).to(x.dtype)
-    u = tl.where(finite, magnitude * inverse, 0.0).to(tl.float32)
-    random = random.to(tl.int32)
-    normal = (u.to(tl.int32, bitcast=True) - (BIAS << 23) + random) >> 20
-    fixed = ((tl.minimum(u, SMALLEST) * UP).to(tl.int32) + random) >> 20
-    code = tl.where(u >= SMALLEST, normal, fixed)
-    code = tl.where(finite, code, NAN)
-    if SIGNED:
-        code = code | tl.where(x < 0, 0x80, 0)
-    if MASKED:
-        tl.store(pointer + offsets, code.to(tl.uint8), mask=mask)
-    else:
-        tl.store(pointer + offsets, code.to(tl.uint8))
 
 
 @triton.jit
@@ -268,27 +153,27 @@ def _block(  # type: ignore[no-untyped-def]
     draw from the random sequence starting at ``step`` (rmsprop._random);
     ``BLOCKWISE``: the state is 8-bit codes (rmsprop._blockwise), this block is block
     ``quant`` of their scales at ``svp``, ``sbp``, ``sap``, and rounded stochastically."""
-    p = _read(pp, offsets, mask, MASKED, WORK)
-    g = _read(gp, offsets, mask, MASKED, WORK)
+    p = read(pp, offsets, mask, MASKED, WORK)
+    g = read(gp, offsets, mask, MASKED, WORK)
     if BLOCKWISE:  # the codes' constants: rmsprop._blockwise.UNSIGNED and SIGNED
-        v = _decode8(_load(vp, offsets, mask, MASKED), 96, 0xFF, 2.0**-33, False).to(WORK)
+        v = decode8(load(vp, offsets, mask, MASKED), 96, 0xFF, 2.0**-33, False).to(WORK)
         v = v * tl.load(svp + quant).to(WORK)
     else:
-        v = _read(vp, offsets, mask, MASKED, WORK)
+        v = read(vp, offsets, mask, MASKED, WORK)
     b = v
     a = v
     if MOMENTUM:
         if BLOCKWISE:
-            b = _decode8(_load(bp, offsets, mask, MASKED), 112, 0x7F, 2.0**-17, True).to(WORK)
+            b = decode8(load(bp, offsets, mask, MASKED), 112, 0x7F, 2.0**-17, True).to(WORK)
             b = b * tl.load(sbp + quant).to(WORK)
         else:
-            b = _read(bp, offsets, mask, MASKED, WORK)
+            b = read(bp, offsets, mask, MASKED, WORK)
     if CENTERED:
         if BLOCKWISE:
-            a = _decode8(_load(ap, offsets, mask, MASKED), 112, 0x7F, 2.0**-17, True).to(WORK)
+            a = decode8(load(ap, offsets, mask, MASKED), 112, 0x7F, 2.0**-17, True).to(WORK)
             a = a * tl.load(sap + quant).to(WORK)
         else:
-            a = _read(ap, offsets, mask, MASKED, WORK)
+            a = read(ap, offsets, mask, MASKED, WORK)
     if ORDER == 0:  # the rule generated from rmsprop._rule (rmsprop._triton_rule)
         p, v, b, a = family_update(
             p, g, v, b, a, h0, h1, h2, h3, h4, h5, WORK,
@@ -301,36 +186,34 @@ def _block(  # type: ignore[no-untyped-def]
             h0.to(WORK), h1.to(WORK), h2.to(WORK), h3.to(WORK), h4.to(WORK), h5.to(WORK),
             h6.to(WORK), MAXIMIZE, CENTERED, MOMENTUM, DECAY, SMALL_WEIGHT, FUSED,
         )  # fmt: skip
-    _write(pp, offsets, mask, p, MASKED)
+    write(pp, offsets, mask, p, MASKED)
     if BLOCKWISE:  # rmsprop._random.weyl's bits from ``step``, the sequence's start
         j = offsets.to(tl.uint32)
         random = ((step & 0xFFFFF).to(tl.uint32) + j * 0x9E377) & 0xFFFFF
-        _write8(
-            vp, svp, quant, offsets, mask, v, random, 96, 0xFF, 2.0**-30, 2.0**53, False, MASKED
-        )
+        write8(vp, svp, quant, offsets, mask, v, random, 96, 0xFF, 2.0**-30, 2.0**53, False, MASKED)
         if MOMENTUM:
             random = (((step >> 20) & 0xFFFFF).to(tl.uint32) + j * 0x6A09F) & 0xFFFFF
-            _write8(
+            write8(
                 bp, sbp, quant, offsets, mask, b, random, 112, 0x7F, 2.0**-14, 2.0**37, True, MASKED
             )
         if CENTERED:
             random = (((step >> 40) & 0xFFFFF).to(tl.uint32) + j * 0xBB67B) & 0xFFFFF
-            _write8(
+            write8(
                 ap, sap, quant, offsets, mask, a, random, 112, 0x7F, 2.0**-14, 2.0**37, True, MASKED
             )
     elif STOCHASTIC:  # ``step`` holds where the tensor's random sequence starts
-        bits = _mix(step + (offsets.to(tl.uint64) + 1) * 0x9E3779B97F4A7C15)
-        _write_stochastic(vp, offsets, mask, v, bits & 0xFFFF, MASKED)
+        bits = mix(step + (offsets.to(tl.uint64) + 1) * 0x9E3779B97F4A7C15)
+        write_stochastic(vp, offsets, mask, v, bits & 0xFFFF, MASKED)
         if MOMENTUM:
-            _write_stochastic(bp, offsets, mask, b, (bits >> 16) & 0xFFFF, MASKED)
+            write_stochastic(bp, offsets, mask, b, (bits >> 16) & 0xFFFF, MASKED)
         if CENTERED:
-            _write_stochastic(ap, offsets, mask, a, (bits >> 32) & 0xFFFF, MASKED)
+            write_stochastic(ap, offsets, mask, a, (bits >> 32) & 0xFFFF, MASKED)
     else:
-        _write(vp, offsets, mask, v, MASKED)
+        write(vp, offsets, mask, v, MASKED)
         if MOMENTUM:
-            _write(bp, offsets, mask, b, MASKED)
+            write(bp, offsets, mask, b, MASKED)
         if CENTERED:
-            _write(ap, offsets, mask, a, MASKED)
+            write(ap, offsets, mask, a, MASKED)
 
 
 @triton.jit
@@ -370,7 +253,7 @@ def _family_kernel(  # type: ignore[no-untyped-def]
         this = (tl.load(counter).to(tl.int64) + 1).to(tl.uint64)
         stream = tl.load(row + 6).to(tl.uint64)
         seed = tl.load(row + 7).to(tl.uint64)
-        step = _start(seed, this, stream)
+        step = random_start(seed, this, stream)
     pp = tl.load(row).to(tl.pointer_type(P))
     gp = tl.load(row + 1).to(tl.pointer_type(G))
     vp = tl.load(row + 2).to(tl.pointer_type(S))

@@ -12,6 +12,7 @@ from typing import Any, Final, cast
 import torch
 
 from rmsprop import _blockwise
+from rmsprop._dispatch import dense
 from rmsprop._options import OPTION_NAMES, Hyperparameters
 
 #: Per-parameter state, named as torch.optim.RMSprop names it (rmsprop.RMSProp's BUFFERS).
@@ -181,6 +182,19 @@ def state_dtype(p: torch.Tensor, dtype: torch.dtype | None) -> torch.dtype:
     return dtype
 
 
+def strides(p: torch.Tensor) -> tuple[int, ...]:
+    """The strides of ``p``'s state: ``p``'s own where they are dense (channels_last,
+    transposes), else contiguous, as ``torch.zeros_like`` chooses."""
+    if dense(p.shape, p.stride()):
+        return tuple(p.stride())
+    strides = []
+    size = 1
+    for extent in reversed(p.shape):
+        strides.append(size)
+        size *= extent
+    return tuple(reversed(strides))
+
+
 def check_state_shapes(p: torch.Tensor, state: dict[str, Any]) -> None:
     """Raise ``RuntimeError`` (as torch.optim.RMSprop's operations would) if a buffer of
     ``p``'s state has another shape or device than ``p``, or no floating dtype: the
@@ -198,13 +212,8 @@ def check_state_shapes(p: torch.Tensor, state: dict[str, Any]) -> None:
             raise RuntimeError(
                 f"the {key} of a parameter on {p.device} is on {buffer.device}; nothing was updated"
             )
-        if buffer.dtype == torch.uint8 and f"{key}_scale" in state:  # 8-bit codes
-            from rmsprop.torch._lowbit import check  # noqa: PLC0415 - imports this module
-
-            wrong = check(p, state, key)
-            if wrong is not None:
-                raise RuntimeError(f"the state of a parameter: {wrong}; nothing was updated")
-            continue
+        if buffer.dtype == torch.uint8 and f"{key}_scale" in state:
+            continue  # 8-bit codes: rmsprop.torch._lowbit.check_state
         if not (buffer.is_floating_point() or buffer.is_complex()):
             raise RuntimeError(
                 f"the {key} of a parameter has dtype {buffer.dtype}; nothing was updated"

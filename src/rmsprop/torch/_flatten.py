@@ -24,8 +24,8 @@ from typing import Any
 import torch
 
 from rmsprop._flat import layout
+from rmsprop.torch._compat import strides
 from rmsprop.torch._foreach import PLAIN
-from rmsprop.torch._state import strides
 
 #: The flat gradient buffers made by flatten_, by id (a gradient is flat if its base is
 #: one of these, which its views keep alive; a WeakSet would compare tensors with ==).

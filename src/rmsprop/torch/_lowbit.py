@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from rmsprop import _blockwise
-from rmsprop.torch._compat import STATE_KEYS, state_dtype
+from rmsprop.torch._compat import STATE_KEYS, group_state_dtype, state_dtype, strides
 
 #: The scale tensor of each state buffer's codes, by the buffer's key.
 SCALE_KEYS: Final = {key: f"{key}_scale" for key in STATE_KEYS}
@@ -53,8 +53,6 @@ def fill(value: float, key: str) -> tuple[int, float]:
 def encode(p: torch.Tensor, values: torch.Tensor, key: str) -> tuple[torch.Tensor, torch.Tensor]:
     """``values`` (of ``p``'s shape) as codes laid out as ``p`` and their scales, on
     ``p``'s device, rounded to nearest."""
-    from rmsprop.torch._state import strides  # noqa: PLC0415 - _state imports this module
-
     wide = torch.empty_strided(p.shape, strides(p), dtype=torch.float64)
     wide.copy_(values.detach().to("cpu"))
     codes, scales = _blockwise.encode(memory_order(wide).numpy(), _blockwise.CODES[key])
@@ -73,6 +71,21 @@ def decode(codes: torch.Tensor, scales: torch.Tensor, key: str, dtype: torch.dty
     return wide.to(device=codes.device, dtype=dtype)
 
 
+def check_state(p: torch.Tensor, state: dict[str, Any]) -> None:
+    """Raise ``RuntimeError`` if 8-bit codes in ``p``'s state or their scales do not fit
+    ``p`` (the other buffers: rmsprop.torch._compat.check_state_shapes)."""
+    for key in STATE_KEYS:
+        codes = state.get(key)
+        if (
+            isinstance(codes, torch.Tensor)
+            and codes.dtype == torch.uint8
+            and SCALE_KEYS[key] in state
+        ):
+            wrong = check(p, state, key)
+            if wrong is not None:
+                raise RuntimeError(f"the state of a parameter: {wrong}; nothing was updated")
+
+
 def check(p: torch.Tensor, state: dict[str, Any], key: str) -> str | None:
     """What is wrong with the codes of ``key`` in ``p``'s state and their scales, if
     anything (their shape, layout and device are those the kernels trust)."""
@@ -87,8 +100,6 @@ def check(p: torch.Tensor, state: dict[str, Any], key: str) -> str | None:
         )
     if scales.device != p.device:
         return f"its {SCALE_KEYS[key]} is on {scales.device}, the parameter on {p.device}"
-    from rmsprop.torch._state import strides  # noqa: PLC0415
-
     if codes is not None and codes.stride() != strides(p):
         return f"its {key} codes are not laid out as the parameter"
     return None
@@ -100,8 +111,6 @@ def conform(
     """Convert state of the wrong kind for the group: float buffers of a blockwise
     parameter to codes, codes of any other parameter to its group's state dtype."""
     bits = group_bits(group)
-    from rmsprop.torch._compat import group_state_dtype  # noqa: PLC0415
-
     dtype = group_state_dtype(group)
     for p, state in zip(params, states, strict=True):
         wanted = blockwise(p, bits)

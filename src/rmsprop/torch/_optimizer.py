@@ -288,6 +288,7 @@ class RMSProp(Optimizer):
         _state.add_missing(params, states, hp, dtype, flat=flat, bits=_lowbit.group_bits(group))
         for p, state in zip(params, states, strict=True):
             _compat.check_state_shapes(p, state)
+            _lowbit.check_state(p, state)
         if torch_rounding and group.get("capturable", False):
             _compat.check_capturable(params, states)
         return states

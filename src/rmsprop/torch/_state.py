@@ -17,11 +17,10 @@ from typing import Any, Final
 import torch
 
 from rmsprop import _blockwise
-from rmsprop._dispatch import dense
 from rmsprop._flat import layout
 from rmsprop._options import Hyperparameters
 from rmsprop.torch import _lowbit
-from rmsprop.torch._compat import STATE_KEYS, state_dtype
+from rmsprop.torch._compat import STATE_KEYS, state_dtype, strides
 from rmsprop.torch._foreach import PLAIN
 
 #: The buffers, in the order they are placed (the keys of a kind neighbours).
@@ -158,19 +157,6 @@ def counter_run(steps: list[torch.Tensor]) -> torch.Tensor | None:
         ):
             return None
     return first.as_strided((len(steps),), (1,), start)
-
-
-def strides(p: torch.Tensor) -> tuple[int, ...]:
-    """The strides of ``p``'s state: ``p``'s own where they are dense (channels_last,
-    transposes), else contiguous, as ``torch.zeros_like`` chooses."""
-    if dense(p.shape, p.stride()):
-        return tuple(p.stride())
-    strides = []
-    size = 1
-    for extent in reversed(p.shape):
-        strides.append(size)
-        size *= extent
-    return tuple(reversed(strides))
 
 
 def _shape(p: torch.Tensor, key: str) -> tuple[torch.Size, tuple[int, ...]]:

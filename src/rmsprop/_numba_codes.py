@@ -1,0 +1,234 @@
+"""Values in fewer bits in the Numba group kernel, compiled for :mod:`rmsprop._kernels`:
+bfloat16 and float16 written by integer arithmetic, random bits, stochastic rounding
+to bfloat16, and 8-bit blockwise codes.
+
+The conversions round as NumPy and torch do; the others are each the compiled twin
+of a definition in :mod:`rmsprop._random` (the random bits) or
+:mod:`rmsprop._blockwise` (the codes), and are tested bit for bit against it.
+Helpers marked inline are inlined by Numba, so that LLVM vectorizes the loops around
+them. This module imports Numba.
+"""
+
+import math
+from typing import Any
+
+import numpy as np
+from numba import njit
+
+from rmsprop import _blockwise, _random
+from rmsprop._numba_support import (
+    bits_of_float32,
+    bits_of_float64,
+    carray,
+    float32_of_bits,
+    jit,
+    pointer,
+)
+
+#: How a group kernel stores values: as they are, or as 16 bits it converts itself.
+NATIVE, BFLOAT16, FLOAT16, FLOAT16_ONCE = 0, 1, 2, 3
+
+
+@jit
+def float16_value(h: int) -> float:
+    """The value of IEEE 754 half-precision bits ``h``, exactly."""
+    exponent = (h >> 10) & 0x1F
+    mantissa = h & 0x3FF
+    if exponent == 0:
+        value = mantissa * 5.960464477539063e-08  # subnormal: mantissa * 2**-24
+    elif exponent == 31:
+        value = np.inf if mantissa == 0 else np.nan
+    else:
+        value = math.ldexp(np.float64(1024 + mantissa), exponent - 25)
+    return float(-value if h & 0x8000 else value)
+
+
+@jit
+def narrow(x: float, code: int) -> Any:
+    """``x`` rounded to the 16-bit kind ``code`` to nearest even: once for FLOAT16_ONCE
+    (as NumPy rounds), through float32 for the others (as torch rounds); NaN stays NaN."""
+    if code == FLOAT16_ONCE:
+        bits = bits_of_float64(x)
+        exponent = (bits >> 52) & 0x7FF
+        return half(bits >> 48, exponent - 1008, bits & 0xFFFFFFFFFFFFF, 52, exponent == 0x7FF)
+    single = np.float32(x)
+    bits = np.int64(bits_of_float32(single))
+    if code == BFLOAT16:
+        if np.isnan(single):
+            return np.uint16(0x7FC0)
+        return np.uint16((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16)
+    exponent = (bits >> 23) & 0xFF
+    return half(bits >> 16, exponent - 112, bits & 0x7FFFFF, 23, exponent == 0xFF)
+
+
+@jit
+def half(high: int, half_exponent: int, mantissa: int, width: int, special: bool) -> Any:
+    """The float16 bits nearest to a binary float, ties to even: its sign bit at bit 15
+    of ``high``, its exponent rebiased for float16, its ``width``-bit mantissa, and
+    whether it is an infinity or a NaN (``special``)."""
+    sign = high & 0x8000
+    if special:
+        return np.uint16(sign | 0x7C00 | (0x200 if mantissa else 0))
+    if half_exponent >= 31:
+        return np.uint16(sign | 0x7C00)  # too large: infinity
+    if half_exponent <= 0:  # a subnormal half, or zero
+        if half_exponent < -10:
+            return np.uint16(sign)
+        full = mantissa | (1 << width)
+        shift = width - 9 - half_exponent
+        q = full >> shift
+        rest = full & ((1 << shift) - 1)
+    else:
+        shift = width - 10
+        q = (half_exponent << 10) | (mantissa >> shift)
+        rest = mantissa & ((1 << shift) - 1)
+    halfway = 1 << (shift - 1)
+    if rest > halfway or (rest == halfway and q & 1):
+        q += 1  # a carry into the exponent is right, up to infinity
+    return np.uint16(sign | q)
+
+
+#: rmsprop._random's bits for the kernels, in uint64 arithmetic (Numba types Python ints
+#: as int64, and int64 mixed with uint64 as float64): inlined by Numba, so that LLVM
+#: vectorizes the loop around them. Tested bit for bit against the definition.
+_MASK16 = np.uint64(0xFFFF)
+GAMMA = np.uint64(_random.GAMMA)
+_MIX1, _MIX2 = np.uint64(_random.MIX1), np.uint64(_random.MIX2)
+_30, _27, _31, _16 = np.uint64(30), np.uint64(27), np.uint64(31), np.uint64(16)
+
+
+def _inline(function: Any) -> Any:
+    return njit(function, error_model="numpy", inline="always")
+
+
+@_inline
+def mix(z: Any) -> Any:
+    """:func:`rmsprop._random.mix` on a uint64."""
+    z = (z ^ (z >> _30)) * _MIX1
+    z = (z ^ (z >> _27)) * _MIX2
+    return z ^ (z >> _31)
+
+
+@jit
+def start(seed: Any, step: Any, stream: Any) -> Any:
+    """:func:`rmsprop._random.start` on uint64s."""
+    z = mix(np.uint64(seed) + GAMMA)
+    z = mix(z + np.uint64(step) * GAMMA)
+    return mix(z + np.uint64(stream) * GAMMA)
+
+
+@jit
+def stream(addresses: Any, t: int) -> Any:
+    """Where row ``t``'s random sequence starts: from its step (its counter's next), its
+    stream and the seed, columns 7 to 9."""
+    step = np.int64(carray(pointer(addresses[t, 7], np.float32), 1)[0]) + 1
+    return start(addresses[t, 9], step, addresses[t, 8])
+
+
+@_inline
+def store_stochastic(
+    v: Any, b: Any, a: Any, i: int, j: int, new: Any, begin: Any, used: Any
+) -> None:
+    """Element ``i`` (``j`` of its buffer) of the new state, rounded stochastically to
+    bfloat16 with the 16-bit words of the element's draw from the sequence starting at
+    ``begin``; ``used``: whether the momentum buffer and the gradient average are
+    (constants of the kernel, once inlined)."""
+    bits = mix(begin + (np.uint64(j) + np.uint64(1)) * GAMMA)
+    v[i] = stochastic_bfloat16(new.cache, bits & _MASK16)
+    if used[0]:
+        b[i] = stochastic_bfloat16(new.momentum_buffer, (bits >> _16) & _MASK16)
+    if used[1]:
+        a[i] = stochastic_bfloat16(new.grad_avg, (bits >> np.uint64(32)) & _MASK16)
+
+
+@_inline
+def stochastic_bfloat16(x: Any, random: Any) -> Any:
+    """``x`` rounded to float32 (to nearest), then to bfloat16 stochastically with 16
+    ``random`` bits (a uint64 below 2^16), as :func:`rmsprop._random.round_bfloat16`
+    rounds: its bits (a NaN stays a quiet NaN of its sign)."""
+    bits = np.uint64(bits_of_float32(np.float32(x)))
+    nan = (bits & np.uint64(0x7FFFFFFF)) > np.uint64(0x7F800000)
+    quiet = (bits >> _16) | np.uint64(0x0040)
+    rounded = (bits + random) >> _16
+    return np.uint16(quiet if nan else rounded)
+
+
+BITS20, BITS40 = np.uint64(20), np.uint64(40)
+#: rmsprop._random.weyl's increments and mask, in uint32 arithmetic.
+WEYL0, WEYL1, WEYL2 = (np.uint32(w) for w in _random.WEYL)
+WEYL_MASK, WEYL_MASK64 = np.uint32(_random.WEYL_MASK), np.uint64(_random.WEYL_MASK)
+QBLOCK = _blockwise.BLOCK
+_T_MIN, _T_MAX = _blockwise.T_MIN, _blockwise.T_MAX
+#: rmsprop._blockwise.LIMIT's bits as float64 and float32, and the bits of magnitudes.
+_LIMIT64, _LIMIT32 = np.int64(0x47DC000000000000), np.int32(0x7EE00000)
+_ABS64, _ABS32 = np.int64(0x7FFFFFFFFFFFFFFF), np.int32(0x7FFFFFFF)
+
+
+@_inline
+def decode8(c: Any, bias: int, smallest: int, nan: int, signed: bool) -> Any:
+    """The float32 value of code ``c`` in a block of scale 1 (rmsprop._blockwise.table),
+    from 32-bit arithmetic that meets no subnormal."""
+    magnitude = np.int32(c & np.uint8(0x7F)) if signed else np.int32(c)
+    normal = float32_of_bits(np.uint32((magnitude << np.int32(20)) + np.int32(bias << 23)))
+    fixed = np.float32(magnitude) * np.float32(2.0 ** -(smallest + 3))
+    u = normal if magnitude >= np.int32(8) else fixed
+    if signed and c & np.uint8(0x80):
+        u = -u
+    return np.float32(np.nan) if magnitude == np.int32(nan) else u
+
+
+@_inline
+def encode8(
+    x: Any, inverse: Any, random: Any, bias: int, smallest: int, nan: int, signed: bool, limit: Any
+) -> Any:
+    """The code of ``x`` in a block of scale ``1 / inverse``, rounded with 20 ``random``
+    bits (an int32; :func:`rmsprop._blockwise.encode`)."""
+    magnitude = abs(x)
+    finite = magnitude <= limit  # not NaN, infinite or too large
+    u = np.float32(magnitude * inverse) if finite else np.float32(0.0)
+    normal = (np.int32(bits_of_float32(u)) - np.int32(bias << 23) + random) >> np.int32(20)
+    below = min(u, np.float32(2.0**-smallest))  # in int32's range
+    fixed = (np.int32(below * np.float32(2.0 ** (smallest + 23))) + random) >> np.int32(20)
+    code = normal if u >= np.float32(2.0**-smallest) else fixed
+    if not finite:
+        code = np.int32(nan)
+    if signed and x < 0:
+        code |= np.int32(0x80)
+    return np.uint8(code)
+
+
+@_inline
+def largest64(m: Any, x: Any) -> Any:
+    """The running largest finite magnitude of a block (at most rmsprop._blockwise.LIMIT),
+    with ``x``: as the bits of a float64, which order non-negative values as their
+    values do (an integer maximum vectorizes, a float one does not without fast-math)."""
+    bits = bits_of_float64(np.float64(x)) & _ABS64
+    return max(m, bits if bits <= _LIMIT64 else np.int64(0))
+
+
+@_inline
+def largest32(m: Any, x: Any) -> Any:
+    """:func:`largest64` for float32 values, as float32 bits."""
+    bits = np.int32(bits_of_float32(x)) & _ABS32
+    return max(m, bits if bits <= _LIMIT32 else np.int32(0))
+
+
+@jit
+def exponent64(bits: Any) -> int:
+    """:func:`rmsprop._blockwise.block_exponent` from the float64 bits of a block's largest
+    finite magnitude (see :func:`largest64`)."""
+    exponent = ((bits >> 52) & 0x7FF) - 1023 + (1 if (bits & ((1 << 52) - 1)) > (3 << 50) else 0)
+    return int(min(max(exponent, _T_MIN), _T_MAX))
+
+
+@jit
+def exponent32(bits: Any) -> int:
+    """:func:`exponent64` from float32 bits (:func:`largest32`): the same exponents."""
+    exponent: Any = (np.int64(bits) >> 23) - 127 + (1 if (bits & 0x7FFFFF) > (3 << 21) else 0)
+    return int(min(max(exponent, _T_MIN), _T_MAX))
+
+
+@jit
+def power(exponent: int) -> Any:
+    """2**exponent as float32, for exponents of float32's normal range."""
+    return float32_of_bits(np.uint32((exponent + 127) << 23))
