@@ -54,7 +54,7 @@ def _share(results: list[bench.Result], roofline: dict[str, float]) -> None:
     width = max(len(r.name) for r in results)
     for r in results:
         spread = f"({min(r.times) * 1e3:.2f} to {max(r.times) * 1e3:.2f})"
-        kind = next((k for k in roofline if k in r.name), "float32")
+        kind = next((k for k in ("16-bit", "8-bit") if f"({k}" in r.name), "float32")
         share = roofline[kind] / r.median
         print(f"  {r.name:<{width}}  {r.median * 1e3:8.2f} {spread:>18}  {share:5.2f} of {kind}")
 

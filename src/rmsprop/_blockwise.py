@@ -14,8 +14,9 @@ float32 bits of the value over the scale, rebiased so that the block's largest
 binade is the code's largest, keeping 3 bits of mantissa (:class:`Code`):
 
 - the square average (never negative) has 5 exponent bits and 3 of mantissa
-  (:data:`UNSIGNED`): values from ``2**(T - 30)`` to ``1.75 * 2**T`` at 3 to 6 %
-  spacing, 9.3 decades, and below them evenly spaced down to 0 (subnormal codes);
+  (:data:`UNSIGNED`): values from ``2**(T - 30)`` to ``1.75 * 2**T``, 9.3 decades,
+  7 to 12.5 % apart, and below them 7 evenly spaced steps down to 0 (fixed point,
+  as float32 subnormals are);
 - the momentum buffer and the gradient average have a sign, 4 exponent bits and 3
   of mantissa (:data:`SIGNED`, OCP's E4M3): 4.5 decades below ``1.75 * 2**T``.
 
@@ -32,8 +33,8 @@ by adding 20 random bits below the kept ones (the code is then the upper neighbo
 with probability equal to the value's distance from the lower one, in units of
 their spacing, to 2**-20). Every step is 32-bit integer and float32 arithmetic
 without subnormals (a CPU takes a hundred cycles over one of those), so that it
-runs in wide vector lanes. Rounding to nearest would freeze the square average: a decay
-of ``beta = 0.99`` moves it by 1 % a step, under the code's 3 to 6 % spacing. The
+runs in wide vector lanes. Rounding to nearest would freeze the square average: a
+decay of ``beta = 0.99`` moves it by 1 % a step, under the codes' spacing. The
 random bits are :func:`rmsprop._random.weyl`'s, one sequence per buffer from the
 start of the step's random sequence (a multiply-add per element: a 64-bit draw per
 element, as bfloat16 state takes, made the 8-bit step 2.2 times slower here).

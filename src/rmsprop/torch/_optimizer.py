@@ -85,9 +85,12 @@ class RMSProp(Optimizer):
             in the optimizer and the element: the same on the CPU and on CUDA, and
             after a checkpoint. Half the memory of float32 state, without the bias
             that rounding to nearest adds once updates fall below bfloat16's
-            resolution. Runs on the fused kernels (Numba, Triton); tensors they do
-            not take (views with gaps, other devices) are refused.
-        seed: the random streams of ``state_bits=16`` (default 0).
+            resolution. 8: each buffer of a parameter of at least 4,096 elements as
+            one-byte codes with a float32 scale per block of 256 (see
+            ``rmsprop._blockwise``), rounded stochastically; smaller parameters keep
+            float32 state. Both run on the fused kernels (Numba, Triton); tensors
+            they do not take (views with gaps, other devices) are refused.
+        seed: the random streams of ``state_bits`` 16 and 8 (default 0).
         step_in_backward: step each parameter inside ``backward()`` as soon as
             its gradient is complete, and free the gradient (peak memory without
             the gradients of the whole model); ``step()`` then only ends the

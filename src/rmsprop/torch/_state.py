@@ -9,6 +9,8 @@ them with one operation (:func:`counter_run`). ``state_dict()`` holds these view
 as it held separate tensors: per-parameter tensors that ``torch.optim.RMSprop``
 loads (``torch.save`` writes a storage once, however many views it has).
 DTensors and other tensor subclasses keep buffers of their own type, one each.
+8-bit codes (``state_bits=8``, :mod:`rmsprop.torch._lowbit`) are uint8 buffers laid
+out as their parameter, and their scales float32 buffers of one value per block.
 """
 
 from collections.abc import Sequence

@@ -1,0 +1,127 @@
+"""Does low-bit state train as float32 state does? Final loss and accuracy of
+rmsprop.torch.RMSProp with ``state_bits`` 32, 16 and 8, three seeds each, on two tasks
+whose data ship with rmsprop or are generated here (no download):
+
+- digits: the 1,797 8x8 digits of rmsprop's demo, a 64-512-10 tanh network (both
+  weight matrices take 8-bit state), 40 epochs of batches of 32;
+- chars: next-character prediction on text drawn from a fixed random bigram chain
+  over 64 characters with a Zipf-like skew (rare characters: a long tail of gradient
+  magnitudes in the embedding), an embedding of 64x64, 8 characters of context,
+  a 512-64 hidden layer; 1,500 steps of batches of 64.
+
+Each run uses ``preset="pytorch"``, ``momentum=0.9`` (so that the momentum buffer
+is stored in 8 bits too) and float32 arithmetic; the table gives mean and spread
+(min to max) over the seeds.
+
+    .venv/bin/python benchmarks/train_state_bits.py [--seeds 3]
+"""
+
+import argparse
+import statistics
+
+import numpy as np
+import torch
+
+import rmsprop.torch
+from rmsprop.demo._digits import load_digits, split
+
+BITS = (32, 16, 8)
+
+
+def _digits(seed: int, bits: int) -> tuple[float, float]:
+    images, labels = load_digits()
+    train, test = split(labels, random_seed=0)
+    x = torch.tensor(images, dtype=torch.float32)
+    y = torch.tensor(labels)
+    torch.manual_seed(seed)
+    net = torch.nn.Sequential(torch.nn.Linear(64, 512), torch.nn.Tanh(), torch.nn.Linear(512, 10))
+    opt = rmsprop.torch.RMSProp(
+        net.parameters(), preset="pytorch", lr=1e-3, momentum=0.9, state_bits=bits, seed=seed,
+        float32_arithmetic=True,
+    )  # fmt: skip
+    generator = torch.Generator().manual_seed(seed)
+    order = torch.tensor(train)
+    for _ in range(40):
+        for batch in order[torch.randperm(order.numel(), generator=generator)].split(32):
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(net(x[batch]), y[batch]).backward()
+            opt.step()
+    with torch.no_grad():
+        loss = float(torch.nn.functional.cross_entropy(net(x[train]), y[train]))
+        accuracy = float((net(x[test]).argmax(1) == y[test]).float().mean())
+    return loss, accuracy
+
+
+def _text(n: int) -> torch.Tensor:
+    """Characters drawn from a fixed bigram chain over 64 symbols, skewed so that some
+    are rare (the same text for every seed)."""
+    rng = np.random.default_rng(1234)
+    weights = 1.0 / np.arange(1, 65) ** 1.1
+    chain = rng.dirichlet(np.full(64, 0.1), size=64) * weights
+    chain /= chain.sum(axis=1, keepdims=True)
+    out = np.empty(n, dtype=np.int64)
+    out[0] = 0
+    uniform = rng.random(n)
+    cumulative = np.cumsum(chain, axis=1)
+    for i in range(1, n):
+        out[i] = min(int(np.searchsorted(cumulative[out[i - 1]], uniform[i])), 63)
+    return torch.from_numpy(out)
+
+
+CONTEXT = 8
+
+
+def _chars(seed: int, bits: int, text: torch.Tensor) -> tuple[float, float]:
+    torch.manual_seed(seed)
+    embed = torch.nn.Embedding(64, 64)
+    head = torch.nn.Sequential(
+        torch.nn.Flatten(), torch.nn.Linear(64 * CONTEXT, 512), torch.nn.Tanh(),
+        torch.nn.Linear(512, 64),
+    )  # fmt: skip
+    params = [*embed.parameters(), *head.parameters()]
+    opt = rmsprop.torch.RMSProp(
+        params, preset="pytorch", lr=1e-3, momentum=0.9, state_bits=bits, seed=seed,
+        float32_arithmetic=True,
+    )  # fmt: skip
+    held_out = text[-20_000:]
+    train = text[:-20_000]
+    windows = train.unfold(0, CONTEXT + 1, 1)
+    generator = torch.Generator().manual_seed(seed)
+    for _ in range(1500):
+        batch = windows[torch.randint(0, windows.shape[0], (64,), generator=generator)]
+        opt.zero_grad()
+        logits = head(embed(batch[:, :CONTEXT]))
+        torch.nn.functional.cross_entropy(logits, batch[:, CONTEXT]).backward()
+        opt.step()
+    with torch.no_grad():
+        test = held_out.unfold(0, CONTEXT + 1, 1)
+        logits = head(embed(test[:, :CONTEXT]))
+        loss = float(torch.nn.functional.cross_entropy(logits, test[:, CONTEXT]))
+        accuracy = float((logits.argmax(1) == test[:, CONTEXT]).float().mean())
+    return loss, accuracy
+
+
+def _summary(values: list[float]) -> str:
+    return f"{statistics.mean(values):.4f} ({min(values):.4f} to {max(values):.4f})"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=3)
+    seeds = range(parser.parse_args().seeds)
+    torch.set_num_threads(2)
+    text = _text(220_000)
+    tasks = {
+        "digits (train loss, test accuracy)": lambda s, b: _digits(s, b),
+        "chars (held-out loss, accuracy)": lambda s, b: _chars(s, b, text),
+    }
+    for title, run in tasks.items():
+        print(f"\n{title}, {len(seeds)} seeds: mean (min to max)")
+        for bits in BITS:
+            results = [run(seed, bits) for seed in seeds]
+            losses, accuracies = zip(*results, strict=True)
+            print(f"  state_bits={bits:<2}  {_summary(list(losses))}  {_summary(list(accuracies))}")
+
+
+if __name__ == "__main__":
+    main()
