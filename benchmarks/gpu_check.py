@@ -231,6 +231,74 @@ def check_stochastic_state() -> None:
     save()
 
 
+def check_blockwise_state() -> None:
+    """8-bit blockwise state (``state_bits=8``): the Triton kernel on the device against
+    the Numba kernel on CPU copies of the same tensors, bit for bit (parameters, codes,
+    scales), in float64 arithmetic (in float32 the two kernels' rules differ by an ulp
+    here and there, with float32 state as well)."""
+    from rmsprop import _blockwise, _kernels  # noqa: PLC0415 - Numba: the CPU reference
+
+    sizes = [1, 300, 5000] if ARGS.quick else [1, 300, 5000, 16384 + 3, 1 << 20]
+    for options in ({}, {"momentum": 0.9, "centered": True, "weight_decay": 0.1}):
+        hp = Hyperparameters.from_preset("pytorch", lr=LR, **options)
+        used = ("square_avg", "momentum_buffer" if hp.momentum else None,
+                "grad_avg" if hp.centered else None)  # fmt: skip
+        generator = torch.Generator().manual_seed(13)
+        on_cpu, scales_cpu = [], []
+        for n in sizes:
+            p, g = torch.randn(n, generator=generator), torch.randn(n, generator=generator)
+            codes, scales = [], []
+            for key in used:
+                if key is None:
+                    codes.append(None)
+                    scales.append(None)
+                    continue
+                x = torch.randn(n, generator=generator).double() ** 2
+                c, s = _blockwise.encode(x.numpy(), _blockwise.CODES[key])
+                codes.append(torch.from_numpy(c))
+                scales.append(torch.from_numpy(s))
+            on_cpu.append((p, g, codes))
+            scales_cpu.append(scales)
+        to = lambda t: None if t is None else t.to(DEVICE)  # noqa: E731
+        on_device = [(to(p), to(g), [to(c) for c in cs]) for p, g, cs in on_cpu]
+        scales_device = [[to(s) for s in ss] for ss in scales_cpu]
+        streams = list(range(len(sizes)))
+        counters = [torch.tensor(float(k)) for k in streams]
+        for f32 in (False,):
+            device_copy = [(p.clone(), g, [to(c) for c in cs]) for p, g, cs in on_device]
+            device_scales = [[None if s is None else s.clone() for s in ss] for ss in scales_device]
+            cpu_copy = [(p.clone(), g, [None if c is None else c.clone() for c in cs])
+                        for p, g, cs in on_cpu]  # fmt: skip
+            cpu_scales = [[None if s is None else s.clone() for s in ss] for ss in scales_cpu]
+            with np.errstate(all="ignore"):
+                _triton.Launch(
+                    device_copy, hp, float32_arithmetic=f32,
+                    stochastic=([c.to(DEVICE) for c in counters], streams, 77),
+                    scales=device_scales,
+                )([g for _, g, _ in device_copy], hp)  # fmt: skip
+                _kernels.Launch(
+                    cpu_copy, hp, float32_arithmetic=f32, stochastic=(counters, streams, 77),
+                    scales=cpu_scales,
+                )([g for _, g, _ in cpu_copy], hp)  # fmt: skip
+            sync()
+            pairs = [
+                (a, b)
+                for (p, _, cs), (q, _, ds), ss, ts in zip(
+                    device_copy, cpu_copy, device_scales, cpu_scales, strict=True
+                )
+                for a, b in zip((p, *cs, *ss), (q, *ds, *ts), strict=True)
+                if a is not None
+            ]
+            identical = all(same(a.cpu(), b) for a, b in pairs)
+            arithmetic = "float32" if f32 else "float64"
+            row = (
+                f"state_bits=8 (8-bit codes), {arithmetic} arithmetic, {options or 'the seed rule'}"
+            )
+            REPORT["exactness"].append({"options": row, "bit_identical": identical})
+            log(f"exact {'yes' if identical else 'NO '} {row}, Triton against the CPU kernel")
+    save()
+
+
 def check_every_option_combination() -> None:
     """Every option combination (the tests run a covering set under the interpreter), in
     float64 and float32 arithmetic, against the foreach path: bit for bit."""
@@ -391,6 +459,10 @@ def peers(shapes: list[tuple[int, ...]], mixed: bool) -> dict[str, Callable[[], 
     if not mixed:  # float32 parameters, their state in bfloat16 rounded stochastically
         factories["rmsprop.torch.RMSProp (Triton, float32 arithmetic), state_bits=16"] = lambda: (
             ours(float32_arithmetic=True, state_bits=16)
+        )
+        # and in 8-bit codes: 14 bytes an element (the 20-byte roofline above is not its own)
+        factories["rmsprop.torch.RMSProp (Triton, float32 arithmetic), state_bits=8"] = lambda: (
+            ours(float32_arithmetic=True, state_bits=8)
         )
     if len(shapes) > 1:  # model sets: parameters and gradients in one buffer each
         factories["rmsprop.torch.RMSProp (Triton, float64 arithmetic), flatten_"] = lambda: ours(
@@ -662,7 +734,7 @@ def main() -> None:
         models = {"three tensors": [(3, 5), (7,), (2, 3, 4)]}
     sections: list[Callable[[], None]] = [
         check_exactness, check_every_option_combination, check_optimizer_on_a_model,
-        check_stochastic_state, costs,
+        check_stochastic_state, check_blockwise_state, costs,
     ]  # fmt: skip
     for n in flat:
         sections.append(lambda n=n: bench(f"flat {n:.0e} float32", [(n,)], mixed=False))

@@ -112,7 +112,7 @@ def main() -> None:
     torch.set_num_threads(2)
     text = _text(220_000)
     tasks = {
-        "digits (train loss, test accuracy)": lambda s, b: _digits(s, b),
+        "digits (train loss, test accuracy)": _digits,
         "chars (held-out loss, accuracy)": lambda s, b: _chars(s, b, text),
     }
     for title, run in tasks.items():
