@@ -433,3 +433,16 @@ def test_the_triton_block_is_a_block_of_codes():
     from rmsprop import _triton  # noqa: PLC0415
 
     assert _triton.BLOCKWISE_BLOCK == BLOCK and _triton.CHUNK % BLOCK == 0
+
+
+def test_a_presets_initial_square_average_is_encoded():
+    """TensorFlow's rule starts the square average at 1: the codes start there too."""
+    weight = torch.nn.Parameter(torch.zeros(5000))
+    opt = rmsprop.torch.RMSProp([weight], preset="tensorflow", lr=0.0, state_bits=8)
+    weight.grad = torch.zeros(5000)
+    opt.step()  # beta * 1 + 0: 0.9, stochastically between its two codes
+    state = opt.state[weight]
+    values = _blockwise.decode(state["square_avg"].numpy(), state["square_avg_scale"].numpy(),
+                               UNSIGNED)  # fmt: skip
+    beta = opt.param_groups[0]["beta"]
+    assert set(np.unique(values)) <= {0.875, 0.9375} and abs(values.mean() - beta) < 0.005

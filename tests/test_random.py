@@ -14,9 +14,9 @@ import pytest
 from rmsprop._random import draw, round_bfloat16, start
 
 try:  # the Triton kernel's copy, looked up by the interpreter in this module's globals
-    from rmsprop import _triton
+    from rmsprop import _triton_codes
 except ImportError:  # no torch or no Triton: its test skips
-    _triton = None
+    _triton_codes = None
 
 #: The first outputs of SplitMix64 seeded with 0 (its state advanced by GAMMA first).
 KNOWN = [0xE220A8397B1DCDAF, 0x6E789E6AA1B965F4, 0x06C45D188009454F]
@@ -65,8 +65,8 @@ def test_the_triton_kernels_copy_gives_the_same_bits():
     conftest sets TRITON_INTERPRET=1)."""
     torch = pytest.importorskip("torch")
     triton = pytest.importorskip("triton")
-    if _triton is None:
-        pytest.skip("rmsprop._triton does not load here")
+    if _triton_codes is None:
+        pytest.skip("rmsprop._triton_codes does not load here")
     kernel = _triton_draws(triton)
     cases = _cases(256)
     source = torch.from_numpy(cases.view(np.int64)).contiguous()
@@ -85,8 +85,8 @@ def _triton_draws(triton):
         step = tl.load(cases + n + i).to(tl.uint64)
         stream = tl.load(cases + 2 * n + i).to(tl.uint64)
         j = tl.load(cases + 3 * n + i).to(tl.uint64)
-        begin = _triton._start(seed, step, stream)
-        bits = _triton._mix(begin + (j + 1) * 0x9E3779B97F4A7C15)
+        begin = _triton_codes.random_start(seed, step, stream)
+        bits = _triton_codes.mix(begin + (j + 1) * 0x9E3779B97F4A7C15)
         tl.store(out + i, bits.to(tl.int64, bitcast=True))
 
     return kernel
@@ -133,3 +133,31 @@ def test_special_values_round_as_expected():
     largest = np.array([np.finfo(np.float32).max], np.float32)
     rounded = _bfloat16_value(_all_draws(largest).ravel())
     assert set(np.unique(rounded)) == {3.3895313892515355e38, np.inf}
+
+
+def test_each_weyl_sequence_visits_every_20_bit_value_once_per_period():
+    from rmsprop._random import WEYL, WEYL_MASK, weyl  # noqa: PLC0415
+
+    j = np.arange(1 << 20, dtype=np.uint64)
+    begin = 0x0123456789ABCDEF
+    for k in range(3):
+        bits = weyl(begin, j, k)
+        assert bits.max() <= WEYL_MASK and np.unique(bits).size == 1 << 20
+        assert bits[0] == (begin >> (20 * k)) & WEYL_MASK
+    # the element index wraps at 2**32 (the kernels' 32-bit arithmetic), a period of 2**20
+    assert weyl(begin, np.uint64(2**32 + 5), 1) == weyl(begin, np.uint64(5), 1)
+    assert all(w % 2 == 1 for w in WEYL)
+
+
+def test_an_elements_weyl_bits_are_uniform_over_steps():
+    """Element j's bits over 20,000 steps (the start of each step's sequence from
+    start()): their mean and the share under half within 5 sigma of uniform's."""
+    from rmsprop._random import start, weyl  # noqa: PLC0415
+
+    steps = np.arange(20_000, dtype=np.uint64)
+    begins = start(np.full_like(steps, 3), steps, np.full_like(steps, 7))
+    for j in (0, 1, 12345):
+        bits = weyl(begins, np.uint64(j), 0).astype(np.float64) / 2**20
+        sigma = np.sqrt(1 / 12 / steps.size)
+        assert abs(bits.mean() - 0.5) < 5 * sigma
+        assert abs((bits < 0.5).mean() - 0.5) < 5 * np.sqrt(0.25 / steps.size)
