@@ -35,7 +35,8 @@ TORCH_KINDS: Final = {
     "torch.float32": "float32",
     "torch.float64": "float64",
 }
-#: Kinds and dtype names whose values a float32 holds exactly.
+#: Kinds and dtype names whose values a float32 holds exactly (8-bit codes: all but
+#: those under 2**-149, which float32 arithmetic rounds, as it rounds its results).
 _FLOAT32_EXACT: Final = frozenset(
     {
         "float16",
