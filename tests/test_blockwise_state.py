@@ -408,24 +408,29 @@ def test_channels_last_codes_follow_the_parameters_memory():
     assert torch.allclose(weight.detach(), expected)
 
 
-def test_what_the_kernels_cannot_take_is_refused_before_any_write():
+@pytest.mark.parametrize("bits", [16, 8])
+def test_what_the_kernels_cannot_take_is_refused_before_any_write(bits):
     gappy = torch.nn.Parameter(torch.zeros(200, 100)[:, ::2])  # a view with gaps: foreach
     dense = torch.nn.Parameter(torch.ones(5000))
-    opt = rmsprop.torch.RMSProp([dense, gappy], lr=0.1, state_bits=8)
+    opt = rmsprop.torch.RMSProp([dense, gappy], lr=0.1, state_bits=bits)
     dense.grad, gappy.grad = torch.ones(5000), torch.ones(200, 50)
-    with pytest.raises(RuntimeError, match="state_bits=8 runs on the family's kernels"):
+    with pytest.raises(RuntimeError, match=f"state_bits={bits} runs on the family's kernels"):
         opt.step()
     assert (dense == 1).all() and (gappy == 0).all()
-    with pytest.raises(ValueError, match="state_bits=8"):
-        rmsprop.torch.RMSProp([dense], lr=0.1, state_bits=8, state_dtype=torch.bfloat16)
     previous = _accel.set_enabled(False)
     try:
-        opt = rmsprop.torch.RMSProp([dense], lr=0.1, state_bits=8)
+        opt = rmsprop.torch.RMSProp([dense], lr=0.1, state_bits=bits)
         with pytest.raises(RuntimeError, match="kernel is not there"):
             opt.step()
         assert (dense == 1).all()
     finally:
         _accel.set_enabled(previous)
+
+
+def test_8_bit_state_takes_no_other_state_dtype():
+    with pytest.raises(ValueError, match="state_bits=8"):
+        rmsprop.torch.RMSProp([torch.nn.Parameter(torch.ones(5000))], lr=0.1, state_bits=8,
+                              state_dtype=torch.bfloat16)  # fmt: skip
 
 
 def test_the_triton_block_is_a_block_of_codes():

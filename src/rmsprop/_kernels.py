@@ -301,7 +301,7 @@ def _group_kernel(  # noqa: PLR0915 - one loop nest, compiled as one kernel (see
                         fv = work(sv[q])
                         fb = work(sb[q]) if momentum_on else zero
                         fa = work(sa[q]) if centered else zero
-                        mv = mb = ma = largest(0, zero)
+                        mv = mb = ma = largest(0, zero)  # 0, as the bits compared
                         for k in range(n):
                             i = lo + k
                             state = _rule.State(

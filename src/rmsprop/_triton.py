@@ -41,7 +41,7 @@ import triton
 import triton.language as tl
 from triton.compiler import CompiledKernel
 
-from rmsprop import _torch_probe
+from rmsprop import _blockwise, _torch_probe
 from rmsprop._kinds import Member, dtype_name, float32_work
 from rmsprop._options import Hyperparameters
 from rmsprop._triton_codes import (
@@ -68,7 +68,7 @@ WARPS: Final = 4
 #: largest value, a reduction), and one warp takes it, 8 elements a thread: 16-byte
 #: loads of float32 data (compiled for sm_80 and sm_90a by test_triton; its speed
 #: is not measured on a GPU yet).
-BLOCKWISE_BLOCK: Final = 256
+BLOCKWISE_BLOCK: Final = _blockwise.BLOCK
 BLOCKWISE_WARPS: Final = 1
 #: The storage dtypes the kernel reads and writes.
 DTYPES: Final = (torch.float32, torch.float64, torch.bfloat16, torch.float16)

@@ -115,7 +115,7 @@ def _place(requests: list[Request]) -> None:
         arenas.setdefault((p.device, dtype), []).append(request)
     for (device, dtype), members in arenas.items():
         shapes = [_shape(p, key) for p, _, key, _, _ in members]
-        offsets, total = layout([_elements(shape) for shape, _ in shapes], dtype.itemsize)
+        offsets, total = layout([shape.numel() for shape, _ in shapes], dtype.itemsize)
         arena = torch.zeros(total, dtype=dtype, device=device)
         for (_, state, key, _, source), (shape, stride), offset in zip(
             members, shapes, offsets, strict=True
@@ -167,10 +167,6 @@ def _shape(p: torch.Tensor, key: str) -> tuple[torch.Size, tuple[int, ...]]:
     if key in STATE_KEYS:
         return p.shape, strides(p)
     return torch.Size([_blockwise.blocks(p.numel())]), (1,)
-
-
-def _elements(shape: torch.Size) -> int:
-    return shape.numel()
 
 
 def _like(
