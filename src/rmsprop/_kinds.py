@@ -55,9 +55,13 @@ def dtype_name(dtype: Any) -> str:
 
 
 def storage_kind(dtype: Any) -> str | None:
-    """The kernels' storage kind of a NumPy or torch dtype, or None where they have none."""
-    kind = NUMPY_KINDS.get(dtype) if isinstance(dtype, np.dtype) else None
-    return kind if kind is not None else TORCH_KINDS.get(str(dtype))
+    """The kernels' storage kind of a NumPy or torch dtype, or None where they have none
+    (NumPy's bfloat16, ``ml_dtypes.bfloat16``, is ``"bfloat16"``, as torch's is)."""
+    if isinstance(dtype, np.dtype):
+        if dtype.name == "bfloat16" and dtype.itemsize == 2:
+            return "bfloat16"
+        return NUMPY_KINDS.get(dtype)
+    return TORCH_KINDS.get(str(dtype))
 
 
 def float32_work(names: Iterable[str], float32_arithmetic: bool) -> bool:

@@ -7,8 +7,9 @@ from typing import Any, Final, Unpack, cast
 import numpy as np
 import numpy.typing as npt
 
-from rmsprop import _accel, _flat
+from rmsprop import _accel, _flat, _state_bits
 from rmsprop._dispatch import Rule, kernel_kinds, update_arrays
+from rmsprop._kinds import NUMPY_KINDS
 from rmsprop._options import Hyperparameters, Options
 from rmsprop._validation import describe, to_numpy
 
@@ -43,6 +44,15 @@ class RMSProp:
             compute-bound, but no longer the float64 evaluation rounded once (a
             few float32 ulp apart, more where the step nearly cancels the
             parameter).
+        state_bits: 32 (default): the state in ``state_dtype``; 16: in bfloat16
+            (``ml_dtypes.bfloat16``), each new value rounded stochastically; 8:
+            each buffer of a parameter of at least 4,096 elements as one-byte
+            codes with a float32 scale per block of 256, rounded stochastically
+            (smaller parameters keep float32 state). As ``rmsprop.torch.RMSProp``'s
+            ``state_bits``, on the same Numba kernel (see
+            :mod:`rmsprop._state_bits`): float16, float32 and float64 parameters.
+        seed: the random bits of ``state_bits`` 16 and 8 (default 0): they depend
+            only on it, the step, the parameter's index and the element.
         **options: ``lr`` (required unless the preset has one), ``beta``,
             ``eps``, ... as in :class:`rmsprop.Hyperparameters`.
 
@@ -62,6 +72,8 @@ class RMSProp:
         preset: str | None = None,
         state_dtype: npt.DTypeLike | None = None,
         float32_arithmetic: bool = False,
+        state_bits: int = 32,
+        seed: int = 0,
         **options: Unpack[Options],
     ) -> None:
         self._hp = Hyperparameters.from_preset(preset, **options)
@@ -71,12 +83,23 @@ class RMSProp:
             for j in range(i):
                 if np.may_share_memory(p, params[j]) and np.shares_memory(p, params[j]):
                     raise ValueError(f"params[{i}] and params[{j}] share memory")
-        if state_dtype is not None:
-            dtype = np.dtype(state_dtype)
-            if dtype.kind != "f":
-                raise TypeError(f"state_dtype must be a floating dtype, got {dtype}")
+        dtype = None if state_dtype is None else np.dtype(state_dtype)
+        dtype = _state_bits.check(state_bits, seed, dtype)
+        if dtype is not None and dtype.kind != "f" and state_bits == 32:
+            raise TypeError(f"state_dtype must be a floating dtype, got {dtype}")
+        if state_bits != 32:
+            for i, p in enumerate(params):
+                if p.dtype not in NUMPY_KINDS:
+                    raise TypeError(
+                        f"state_bits={state_bits} runs on the fused kernels, which take float16, "
+                        f"float32 and float64 parameters; params[{i}] is {p.dtype}"
+                    )
+            _lowbit_kernels(state_bits)
         self._params: tuple[NDArray, ...] = tuple(params)
-        self._state_dtype = None if state_dtype is None else np.dtype(state_dtype)
+        self._state_dtype = dtype
+        self._bits, self._seed = state_bits, int(seed)
+        # The step the kernels draw random bits for (read at each launch; see _state_bits).
+        self._counter = np.zeros((), dtype=np.float32)
         if not isinstance(float32_arithmetic, bool):
             raise TypeError(
                 f"float32_arithmetic must be True or False, got {describe(float32_arithmetic)}"
@@ -129,6 +152,8 @@ class RMSProp:
         """
         if len(grads) != len(self._params):
             raise ValueError(f"expected {len(self._params)} gradients, got {len(grads)}")
+        if self._bits != 32:  # the step the random bits are drawn for
+            self._counter[()] = self._steps % _state_bits.STEP_PERIOD
         if self._kept is not None and self._kept.step(self, grads):
             self._steps += 1
             return
@@ -147,6 +172,9 @@ class RMSProp:
                 raise ValueError(f"grads[{i}] shares memory with params[{i}]")
             checked.append(g)
             work += p.size
+        if self._bits != 32:
+            self._lowbit_step(checked, grads)
+            return
         hp = self._hp
         correction = hp.correction(self._steps + 1)
         kernels = _accel.kernels(work)
@@ -170,55 +198,135 @@ class RMSProp:
             launch = self._launch(kinds, members, arrays, hp)
             launch(arrays, hp, correction)
             launches.append((launch, members))
+        self._end_step(checked, grads, launches, others)
+
+    def _end_step(
+        self,
+        checked: list[NDArray | None],
+        grads: Sequence[Any],
+        launches: list[tuple[Any, list[int]]],
+        others: bool,
+    ) -> None:
+        """Count the step; keep its launches for the next one where they can serve it."""
         self._steps += 1
         unconverted = all(g is given for g, given in zip(checked, grads, strict=True))
         kept = launches and unconverted and not others
         self._kept = _Kept(self, checked, launches) if kept else None
 
+    def _lowbit_step(self, checked: list[NDArray | None], grads: Sequence[Any]) -> None:
+        """The step with ``state_bits`` 16 or 8: every parameter on the fused kernel, in
+        groups of one parameter dtype, gradient dtype and state kind. The state is in C
+        order; a parameter laid out otherwise is updated through a C-ordered copy, a
+        gradient that is not a C-ordered float16/32/64 array through one in float64."""
+        _lowbit_kernels(self._bits)
+        hp = self._hp
+        correction = hp.correction(self._steps + 1)
+        self._add_missing_buffers()
+        groups: dict[tuple[str, str, str], list[int]] = {}
+        targets: dict[int, NDArray] = {}
+        for i, (p, given) in enumerate(zip(self._params, checked, strict=True)):
+            if given is None or not p.size:
+                continue
+            g = given
+            if not (g.flags.c_contiguous and g.dtype in NUMPY_KINDS):
+                kind = g.dtype if g.dtype in NUMPY_KINDS else np.dtype(np.float64)
+                checked[i] = g = np.ascontiguousarray(g, dtype=kind)
+            if not p.flags.c_contiguous:
+                targets[i] = np.ascontiguousarray(p)
+            state = str(self._state[i]["cache"].dtype)  # uint8 for codes
+            groups.setdefault((NUMPY_KINDS[p.dtype], NUMPY_KINDS[g.dtype], state), []).append(i)
+        launches = []
+        try:
+            for kinds, members in groups.items():
+                arrays = [checked[i] for i in members]
+                launch = self._launch(kinds, members, arrays, hp, targets)
+                launch(arrays, hp, correction)
+                launches.append((launch, members))
+        finally:  # what was computed is written back, even when interrupted
+            for i, target in targets.items():
+                self._params[i][...] = target
+        self._end_step(checked, grads, launches, bool(targets))
+
     def _launch(
-        self, kinds: tuple[str, str, str], members: list[int], grads: list[Any], hp: Hyperparameters
+        self,
+        kinds: tuple[str, str, str],
+        members: list[int],
+        grads: list[Any],
+        hp: Hyperparameters,
+        targets: Mapping[int, NDArray] | None = None,
     ) -> Any:
         """The group launch over ``members``, kept while the parameters and state are the
-        same arrays (the state changes identity only on zero_state and load_state_dict)."""
+        same arrays (the state changes identity only on zero_state and load_state_dict).
+        ``targets``: C-ordered copies that stand in for some parameters (never kept)."""
         key = (kinds, tuple(members), hp.switches, self._float32_arithmetic)
         state = [self._state[i] for i in members]
         found = self._launches.get(key)
         if found is not None and all(
-            all(kept is buffers.get(name) for name, kept in zip(BUFFERS, held, strict=True))
+            len(held) == len(buffers) and all(map(operator.is_, held, buffers.values()))
             for held, buffers in zip(found[1], state, strict=True)
         ):
             return found[0]
         kernels = _accel.load()
         assert kernels is not None  # step() found them
+        targets = targets or {}
         launch = kernels.Launch(
             [
-                (self._params[i], g, [buffers.get(name) for name in BUFFERS])
+                (targets.get(i, self._params[i]), g, [buffers.get(name) for name in BUFFERS])
                 for i, g, buffers in zip(members, grads, state, strict=True)
             ],
             hp,
             float32_arithmetic=self._float32_arithmetic,
+            **self._lowbit_options(members),
         )
-        held = [tuple(buffers.get(name) for name in BUFFERS) for buffers in state]
+        if any(i in targets for i in members):
+            return launch
+        held = [tuple(buffers.values()) for buffers in state]
         if len(self._launches) >= 8:  # subsets of parameters come and go: keep a few
             self._launches.pop(next(iter(self._launches)))
         self._launches[key] = (launch, held)
         return launch
+
+    def _lowbit_options(self, members: list[int]) -> dict[str, Any]:
+        """What a launch over ``members`` needs for low-bit state (the keywords of the
+        kernels' ``Launch``): the step counter, streams and seed where the state is
+        rounded stochastically, and the scales of 8-bit codes."""
+        state = self._state[members[0]]
+        if self._bits == 32 or state["cache"].dtype == np.float32:  # float32: nearest
+            return {}
+        options: dict[str, Any] = {
+            "stochastic": ([self._counter] * len(members), members, self._seed)
+        }
+        if self._bits == 8:
+            options["scales"] = [
+                [self._state[i].get(name + _state_bits.SCALE) for name in BUFFERS] for i in members
+            ]
+        return options
 
     def state_dict(self) -> dict[str, Any]:
         """A snapshot of the optimizer: plain NumPy arrays and numbers, resumable bit-exactly.
 
         ``{"steps": int, "hyperparameters": {name: value}, "state": [{buffer: array}]}``
         with one dict per parameter, holding ``cache`` and, when used,
-        ``momentum_buffer`` and ``grad_avg``.
+        ``momentum_buffer`` and ``grad_avg``. With ``state_bits`` 16 or 8, also
+        ``"seed"``; 8-bit buffers are uint8 codes with their scales beside them
+        (``cache_scale``, ...), see :mod:`rmsprop._state_bits`.
         """
-        return {
+        snapshot = {
             "steps": self._steps,
             "hyperparameters": self._hp.as_dict(),
             "state": [{k: a.copy() for k, a in buffers.items()} for buffers in self._state],
         }
+        if self._bits != 32:
+            snapshot["seed"] = self._seed
+        return snapshot
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
-        """Restore a :meth:`state_dict` snapshot; checked whole before anything changes."""
+        """Restore a :meth:`state_dict` snapshot; checked whole before anything changes.
+
+        Buffers of another kind convert to this optimizer's ``state_bits``: float
+        buffers (of any dtype) load rounded to nearest into its state dtype or its
+        8-bit codes, codes decode exactly. A snapshot's ``seed`` is restored.
+        """
         missing = {"steps", "hyperparameters", "state"} - set(state_dict)
         if missing:
             raise ValueError(f"state_dict lacks {sorted(missing)}")
@@ -232,29 +340,31 @@ class RMSProp:
                 f"state_dict holds state for {len(saved)} parameters, this optimizer has "
                 f"{len(self._params)}"
             )
-        restored: list[tuple[int, str, NDArray]] = []
+        seed = state_dict.get("seed", self._seed)
+        _state_bits.check(self._bits, seed, None)
+        restored: list[tuple[int, str, NDArray | _state_bits.Coded]] = []
         for i, (p, buffers) in enumerate(zip(self._params, saved, strict=True)):
-            unknown = set(buffers) - set(BUFFERS)
+            names = set(BUFFERS) & set(buffers)
+            unknown = set(buffers) - names - {name + _state_bits.SCALE for name in names}
             if unknown or "cache" not in buffers:
                 raise ValueError(
                     f"state_dict['state'][{i}] must hold 'cache' and optionally "
-                    f"'momentum_buffer', 'grad_avg'; got {sorted(buffers)}"
+                    f"'momentum_buffer', 'grad_avg' (8-bit codes with their '_scale'); "
+                    f"got {sorted(buffers)}"
                 )
-            for key, value in buffers.items():
-                array = to_numpy(value, f"state_dict['state'][{i}][{key!r}]")
-                if array.shape != p.shape:
-                    raise ValueError(
-                        f"state_dict['state'][{i}][{key!r}] has shape {array.shape}, "
-                        f"params[{i}] has {p.shape}"
-                    )
-                restored.append((i, key, array))
-        self._hp, self._steps = hp, int(steps)
+            for key in sorted(names, key=BUFFERS.index):
+                where = f"state_dict['state'][{i}]"
+                restored.append((i, key, _state_bits.saved(buffers, key, p.shape, where)))
+        self._hp, self._steps, self._seed = hp, int(steps), int(seed)
         self._state = [{} for _ in self._params]
         self._kept = None
         self._place(restored)  # copies, into flat buffers
         self._launches.clear()
 
     def _dtype(self, p: NDArray) -> np.dtype[Any]:
+        """The dtype of ``p``'s state buffers: uint8 where they are 8-bit codes."""
+        if _state_bits.coded(self._bits, p.size):
+            return np.dtype(np.uint8)
         return self._state_dtype or p.dtype
 
     def _add_missing_buffers(self) -> None:
@@ -266,23 +376,59 @@ class RMSProp:
              if key not in buffers]
         )  # fmt: skip
 
-    def _place(self, requests: Sequence[tuple[int, str, float | NDArray]]) -> None:
-        """Create the buffers ``(parameter index, name, value or array to copy)`` as views
-        of one flat array per dtype (see :mod:`rmsprop._flat`), each in C order."""
+    def _place(
+        self, requests: Sequence[tuple[int, str, float | NDArray | _state_bits.Coded]]
+    ) -> None:
+        """Create the buffers ``(parameter index, name, value, array or codes to copy)`` as
+        views of one flat array per dtype (see :mod:`rmsprop._flat`), each in C order;
+        8-bit codes with their scales, in a float32 array of their own."""
         if not requests:
             return
         self._kept = None  # its launches do not write the new buffers
-        by_dtype: dict[np.dtype[Any], list[tuple[int, str, float | NDArray]]] = {}
+        by_dtype: dict[np.dtype[Any], list[tuple[int, str, Any]]] = {}
         for request in sorted(requests, key=lambda r: BUFFERS.index(r[1])):
             by_dtype.setdefault(self._dtype(self._params[request[0]]), []).append(request)
         for dtype, members in by_dtype.items():
-            sizes = [self._params[i].size for i, _, _ in members]
-            offsets, total = _flat.layout(sizes, dtype.itemsize)
-            arena = _flat.numpy_buffer(total, dtype)
-            for (i, key, source), offset, size in zip(members, offsets, sizes, strict=True):
-                view = arena[offset : offset + size].reshape(self._params[i].shape)
-                view[...] = source
+            shapes = [self._params[i].shape for i, _, _ in members]
+            sources = [source for _, _, source in members]
+            if dtype == np.uint8:  # 8-bit codes
+                coded = [
+                    source if isinstance(source, _state_bits.Coded)
+                    else _state_bits.fill(_state_bits.values(source, key), shape, key)
+                    for (_, key, source), shape in zip(members, shapes, strict=True)
+                ]  # fmt: skip
+                scales = _views(np.dtype(np.float32), [c.scales.shape for c in coded])
+                for view, c in zip(scales, coded, strict=True):
+                    view[...] = c.scales
+                sources = [c.codes for c in coded]
+            views = _views(dtype, shapes)
+            for k, ((i, key, _), source, view) in enumerate(
+                zip(members, sources, views, strict=True)
+            ):
+                view[...] = _state_bits.values(source, key)
                 self._state[i][key] = view
+                if dtype == np.uint8:
+                    self._state[i][key + _state_bits.SCALE] = scales[k]
+
+
+def _views(dtype: np.dtype[Any], shapes: Sequence[tuple[int, ...]]) -> list[NDArray]:
+    """Zeroed C-ordered arrays of ``shapes``, views of one flat buffer (:mod:`rmsprop._flat`)."""
+    sizes = [int(np.prod(shape)) for shape in shapes]
+    offsets, total = _flat.layout(sizes, dtype.itemsize)
+    arena = _flat.numpy_buffer(total, dtype)
+    return [
+        arena[offset : offset + size].reshape(shape)
+        for offset, size, shape in zip(offsets, sizes, shapes, strict=True)
+    ]
+
+
+def _lowbit_kernels(bits: int) -> None:
+    """Raise ``RuntimeError`` unless the fused kernels, which write low-bit state, load."""
+    if _accel.load() is None:
+        raise RuntimeError(
+            f"state_bits={bits} runs on the fused Numba kernels, which are off in this process "
+            "(RMSPROP_KERNELS=0, or Numba failed to load); nothing was updated"
+        )
 
 
 _DTYPE = operator.attrgetter("dtype")
