@@ -20,11 +20,13 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from rmsprop import _blockwise, _jax_codes, _state_bits
+from rmsprop._jax_codes import Codes
 from rmsprop._options import OPTION_NAMES, Hyperparameters
 from rmsprop._rule import State, family_update
 from rmsprop._validation import describe
 
-__all__ = ["RMSPropState", "rmsprop"]
+__all__ = ["Codes", "RMSPropState", "rmsprop"]
 
 # The options as the rule reads them: Hyperparameters' attributes, values possibly traced.
 _Values: Any = cast(Any, collections.namedtuple)("_Values", OPTION_NAMES)
@@ -37,7 +39,8 @@ class RMSPropState(NamedTuple):
 
     Attributes:
         count: steps taken, an int32 scalar (saturates at its maximum, as optax's counts).
-        cache: the average of squared gradients, a tree like the parameters.
+        cache: the average of squared gradients, a tree like the parameters (with
+            ``state_bits=8``, a leaf of 4,096 elements or more is :class:`Codes`).
         momentum_buffer: the momentum buffer when momentum is on, else None.
         grad_avg: the average of gradients when ``centered``, else None.
     """
@@ -85,6 +88,8 @@ def rmsprop(
     decoupled_weight_decay: bool | None = None,
     maximize: bool | None = None,
     bias_correction: bool | None = None,
+    state_bits: int = 32,
+    seed: int = 0,
 ) -> optax.GradientTransformationExtraArgs:
     """The RMSProp family as an optax transformation: ``preset`` reproduces a framework.
 
@@ -121,6 +126,15 @@ def rmsprop(
         decoupled_weight_decay: see ``beta``.
         maximize: see ``beta``.
         bias_correction: see ``beta``.
+        state_bits: 32 (default): the state in ``state_dtype``; 16: in bfloat16,
+            each new value rounded stochastically; 8: each leaf of at least 4,096
+            elements as one-byte codes with a float32 scale per block of 256
+            (:class:`Codes`), rounded stochastically (smaller leaves keep float32
+            state). The state, codes and random bits of ``rmsprop.RMSProp`` and
+            ``rmsprop.torch.RMSProp`` with the same ``state_bits``: element ``j``
+            of leaf ``i`` (in ``jax.tree`` order) at step ``t`` draws the bits of
+            ``(seed, t, i, j)`` (see ``rmsprop._random``).
+        seed: the random bits of ``state_bits`` 16 and 8 (default 0).
 
     With ``bias_correction``, step ``t`` is the state's ``count`` + 1, as in
     ``optax.rmsprop``. Differences from ``optax.rmsprop`` (with
@@ -150,6 +164,9 @@ def rmsprop(
     )
     if state_dtype is not None and not jnp.issubdtype(state_dtype, jnp.floating):
         raise TypeError(f"state_dtype must be a floating dtype or None, got {state_dtype!r}")
+    requested = None if state_dtype is None else np.dtype(state_dtype)
+    state_dtype = _state_bits.check(state_bits, seed, requested)
+    store = _Store(state_bits, int(seed), state_dtype)
     numbers = {name: options.get(name, getattr(hp, name)) for name in _NUMBERS}
     momentum_on = concrete.get("momentum", hp.momentum) != 0.0
     decay_on = concrete.get("weight_decay", hp.weight_decay) != 0.0
@@ -166,14 +183,14 @@ def rmsprop(
         })  # fmt: skip
 
     def init(params: Any) -> RMSPropState:
-        def filled(p: Any, value: Any) -> jax.Array:
-            return jnp.full_like(p, value, dtype=state_dtype or jnp.asarray(p).dtype)
+        def filled(value: Any, key: str) -> Any:
+            return jax.tree.map(lambda p: store.fill(jnp.asarray(p), value, key), params)
 
         return RMSPropState(
             count=jnp.zeros([], jnp.int32),
-            cache=jax.tree.map(lambda p: filled(p, numbers["initial_cache"]), params),
-            momentum_buffer=jax.tree.map(lambda p: filled(p, 0), params) if momentum_on else None,
-            grad_avg=jax.tree.map(lambda p: filled(p, 0), params) if hp.centered else None,
+            cache=filled(numbers["initial_cache"], "cache"),
+            momentum_buffer=filled(0, "momentum_buffer") if momentum_on else None,
+            grad_avg=filled(0, "grad_avg") if hp.centered else None,
         )
 
     def update(
@@ -193,15 +210,11 @@ def rmsprop(
         hp_t = values(state.count)
         t = optax.safe_increment(state.count)
         correction = 1 - hp_t.beta**t if hp.bias_correction else 1.0
-        for i, (g, v) in enumerate(zip(grads, cache, strict=True)):
-            if jnp.shape(g) != jnp.shape(v):  # static under jit: checked before any work
-                raise ValueError(
-                    f"updates leaf {i} has shape {jnp.shape(g)}, its state {jnp.shape(v)}: "
-                    "the updates must have the parameters' shapes"
-                )
+        for i, leaf in enumerate(zip(grads, cache, buffers, averages, strict=True)):
+            store.check(i, *leaf)  # static under jit: checked before any work
         out = [
-            _leaf(*leaf, hp_t, correction)
-            for leaf in zip(grads, weights, cache, buffers, averages, strict=True)
+            _leaf(*leaf, hp_t, correction, store.writer(t, i, jnp.size(leaf[0])))
+            for i, leaf in enumerate(zip(grads, weights, cache, buffers, averages, strict=True))
         ]
         columns = [list(column) for column in zip(*out, strict=True)] if out else [[]] * 4
         new_updates, new_cache, new_buffers, new_averages = columns
@@ -215,8 +228,84 @@ def rmsprop(
     return optax.GradientTransformationExtraArgs(init, update)
 
 
+class _Store:
+    """How the state is kept (``state_bits``): created, checked, read and written."""
+
+    def __init__(self, bits: int, seed: int, dtype: np.dtype[Any] | None) -> None:
+        self.bits, self.seed, self.dtype = bits, seed, dtype
+
+    def fill(self, p: jax.Array, value: Any, key: str) -> Any:
+        """A buffer of ``p``'s shape filled with ``value``."""
+        if _state_bits.coded(self.bits, p.size):
+            full = jnp.full(p.shape, value, dtype=jnp.result_type(float))
+            return _jax_codes.encode(full, _state_bits.CODES[key], None)
+        return jnp.full_like(p, value, dtype=self.dtype or p.dtype)
+
+    def check(self, i: int, g: Any, *state: Any) -> None:
+        """Raise ``ValueError`` unless leaf ``i``'s state fits its update ``g`` as this
+        ``state_bits`` keeps it."""
+        shape = jnp.shape(g)
+        coded = _state_bits.coded(self.bits, int(np.prod(shape)))
+        for key, x in zip(("cache", "momentum_buffer", "grad_avg"), state, strict=True):
+            if x is None and key != "cache":
+                continue
+            found = isinstance(x, Codes)
+            if (
+                found != coded
+                or jnp.shape(x.codes if found else x) != shape
+                or (found and jnp.shape(x.scales) != (_blockwise.blocks(int(np.prod(shape))),))
+            ):
+                kind = "8-bit codes" if coded else "an array"
+                raise ValueError(
+                    f"updates leaf {i} has shape {shape}; its {key} must be {kind} of that "
+                    f"shape (state_bits={self.bits}), got {_described(x)}: the updates must "
+                    "have the parameters' shapes, and the state come from this transformation"
+                )
+
+    def writer(self, t: jax.Array, stream: int, n: int) -> "_Writer":
+        """How leaf ``stream``'s new state is written at step ``t`` (of ``n`` elements)."""
+        return _Writer(self.bits, self.seed, t, stream, n)
+
+
+class _Writer:
+    """Reads and writes one leaf's state at one step: to nearest in its dtype
+    (``state_bits=32`` and the float32 state of small leaves), or stochastically with the
+    random bits of (seed, step, leaf, element)."""
+
+    def __init__(self, bits: int, seed: int, t: jax.Array, stream: int, n: int) -> None:
+        self.bits, self.n = bits, n
+        self.begin = None if bits == 32 else _jax_codes.start(seed, t, stream)
+        self.words: _jax_codes.Pair | None = None
+
+    def read(self, x: Any, key: str, dtype: Any) -> Any:
+        if isinstance(x, Codes):
+            return _jax_codes.decode(x, _state_bits.CODES[key], dtype)
+        return jnp.asarray(x).astype(dtype)
+
+    def write(self, value: Any, old: Any, key: str, k: int) -> Any:
+        """Buffer ``key`` (number ``k`` of the three) with its new ``value``."""
+        value = jnp.broadcast_to(value, jnp.shape(old.codes if isinstance(old, Codes) else old))
+        if isinstance(old, Codes):
+            assert self.begin is not None
+            random = _jax_codes.weyl(self.begin, self.n, k)
+            return _jax_codes.encode(value, _state_bits.CODES[key], random)
+        if self.bits == 16:
+            assert self.begin is not None
+            if self.words is None:  # one 64-bit draw per element, for all three buffers
+                self.words = _jax_codes.draw(self.begin, self.n)
+            random = _jax_codes.word(self.words, k).reshape(value.shape)
+            return _jax_codes.stochastic_bfloat16(value, random)
+        return value.astype(old.dtype)
+
+
+def _described(x: Any) -> str:
+    if isinstance(x, Codes):
+        return f"codes of shape {jnp.shape(x.codes)} with {jnp.shape(x.scales)} scales"
+    return f"shape {jnp.shape(x)}"
+
+
 def _leaf(
-    g: Any, p: Any, v: Any, b: Any, a: Any, hp_t: Any, correction: Any
+    g: Any, p: Any, v: Any, b: Any, a: Any, hp_t: Any, correction: Any, writer: _Writer
 ) -> tuple[Any, Any, Any, Any]:
     """One leaf's update and new state, computed through the rule in a wide enough dtype.
 
@@ -226,11 +315,12 @@ def _leaf(
     it cannot fold).
     """
     g = jnp.asarray(g)
-    dtypes = [g.dtype, v.dtype, *([] if p is None else [jnp.asarray(p).dtype]), jnp.float32]
+    stored = jnp.float32 if isinstance(v, Codes) else v.dtype
+    dtypes = [g.dtype, stored, *([] if p is None else [jnp.asarray(p).dtype]), jnp.float32]
     work = jnp.result_type(*dtypes)
 
-    def wide(x: Any) -> Any:
-        return None if x is None else jnp.asarray(x).astype(work)
+    def wide(x: Any, key: str = "") -> Any:
+        return None if x is None else writer.read(x, key, work)
 
     wide_hp = hp_t._replace(
         lr=wide(hp_t.lr), beta=wide(hp_t.beta), eps=wide(hp_t.eps),
@@ -239,15 +329,15 @@ def _leaf(
     )  # fmt: skip
     p_work = -0.0 if p is None else wide(p)
     new_p, new = family_update(
-        p_work, wide(g), State(wide(v), wide(b), wide(a)), wide_hp, jnp.sqrt, _clamp_at_zero,
-        wide(correction),
+        p_work, wide(g), State(wide(v, "cache"), wide(b, "momentum_buffer"),
+        wide(a, "grad_avg")), wide_hp, jnp.sqrt, _clamp_at_zero, wide(correction),
     )  # fmt: skip
     step = new_p - p_work if p is not None else new_p
     return (
         step.astype(g.dtype),
-        new.cache.astype(v.dtype),
-        None if b is None else new.momentum_buffer.astype(b.dtype),
-        None if a is None else new.grad_avg.astype(a.dtype),
+        writer.write(new.cache, v, "cache", 0),
+        None if b is None else writer.write(new.momentum_buffer, b, "momentum_buffer", 1),
+        None if a is None else writer.write(new.grad_avg, a, "grad_avg", 2),
     )
 
 
