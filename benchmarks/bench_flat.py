@@ -75,9 +75,14 @@ def torch_step(
     return opt.step
 
 
-def _numpy_step(
-    shapes: list[tuple[int, ...]], f32: bool, flat: bool = False, separate_state: bool = False
+def numpy_step(
+    shapes: list[tuple[int, ...]],
+    f32: bool,
+    flat: bool = False,
+    separate_state: bool = False,
+    **options: Any,
 ) -> Callable[[], None]:
+    """A step of rmsprop.RMSProp over float32 parameters of ``shapes``, after one step."""
     rng = np.random.default_rng(0)
     sizes = [math.prod(s) for s in shapes]
     if flat:  # the caller's choice: parameters and gradients as views of one array each
@@ -90,7 +95,7 @@ def _numpy_step(
     else:
         params = [rng.standard_normal(s, dtype=np.float32) for s in shapes]
         grads = [rng.standard_normal(s, dtype=np.float32) for s in shapes]
-    opt = rmsprop.RMSProp(params, lr=LR, beta=BETA, float32_arithmetic=f32)
+    opt = rmsprop.RMSProp(params, lr=LR, beta=BETA, float32_arithmetic=f32, **options)
     if separate_state:
         for buffers in opt._state:
             for key, value in buffers.items():
@@ -124,17 +129,17 @@ def models(chosen: list[str], rounds: int) -> None:
                 torch_step, shapes, True, separate_state=True
             ),
             f"torch, {label}: flatten_": step(torch_step, shapes, True, flat=True),
-            f"NumPy, {label}: state flat": step(_numpy_step, shapes, True),
+            f"NumPy, {label}: state flat": step(numpy_step, shapes, True),
             f"NumPy, {label}: state one array each": step(
-                _numpy_step, shapes, True, separate_state=True
+                numpy_step, shapes, True, separate_state=True
             ),
             f"NumPy, {label}: parameters views of one array": step(
-                _numpy_step, shapes, True, flat=True
+                numpy_step, shapes, True, flat=True
             ),
             # The default rounding is bound by float64 arithmetic here, whatever the layout.
             "torch, default rounding: state flat": step(torch_step, shapes, False),
             "torch, default rounding: flatten_": step(torch_step, shapes, False, flat=True),
-            "NumPy, default rounding: state flat": step(_numpy_step, shapes, False),
+            "NumPy, default rounding: state flat": step(numpy_step, shapes, False),
         }
         results = bench.measure(factories, elements, "float32", rounds, lambda: None)
         report(f"{title}: {len(shapes)} tensors, {elements:,} float32 values", results)
@@ -151,7 +156,7 @@ def host(counts: list[int], rounds: int) -> None:
         steps[f"N={n:>5}  rmsprop.torch.RMSProp, float32 arithmetic, flatten_"] = torch_step(
             shapes, True, flat=True
         )
-        steps[f"N={n:>5}  rmsprop.RMSProp (NumPy), float32 arithmetic"] = _numpy_step(shapes, True)
+        steps[f"N={n:>5}  rmsprop.RMSProp (NumPy), float32 arithmetic"] = numpy_step(shapes, True)
         optimizer = torch.optim.RMSprop(_torch_params(shapes), lr=LR, alpha=BETA, foreach=True)
         optimizer.step()
         steps[f"N={n:>5}  torch.optim.RMSprop (foreach)"] = optimizer.step

@@ -5,7 +5,9 @@ the bytes each kind of state moves: 20 bytes an element for float32 state (read
 parameter, gradient and square average, write parameter and square average), 16 for
 bfloat16 state, 14 for 8-bit state (and the block scales, 4 bytes per 256
 elements read and written: 1 %). Medians of interleaved rounds in one process, with
-min and max, and each one's share of the roofline of its own bytes.
+min and max, and each one's share of the roofline of its own bytes. The steps are
+rmsprop.torch.RMSProp's, and rmsprop.RMSProp's with 8-bit state (the same kernel
+through the NumPy front end).
 
     .venv/bin/python benchmarks/bench_state_bits.py [--rounds 9]
 """
@@ -18,7 +20,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from bench_flat import torch_step  # this folder's: run as a script
+from bench_flat import numpy_step, torch_step  # this folder's: run as a script
 
 import rmsprop
 from rmsprop import bench
@@ -81,6 +83,9 @@ def main() -> None:
                 ),
                 f"state_bits=16 (16-bit), {label}": step(torch_step, chosen, f32, state_bits=16),
                 f"state_bits=8 (8-bit), {label}": step(torch_step, chosen, f32, state_bits=8),
+                f"rmsprop.RMSProp, state_bits=8 (8-bit), {label}": step(
+                    numpy_step, chosen, f32, state_bits=8
+                ),
             }
         results = bench.measure(factories, n, "float32", rounds, lambda: None)
         roofline = {
