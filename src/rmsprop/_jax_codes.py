@@ -128,11 +128,24 @@ class Codes(NamedTuple):
     scales: jax.Array
 
 
-def _blocks(x: jax.Array) -> jax.Array:
-    """1-D ``x`` as rows of a block each, the last padded with zeros."""
-    blocks = _blockwise.blocks(x.size)
-    padding = blocks * _blockwise.BLOCK - x.size
-    return (jnp.pad(x, (0, padding)) if padding else x).reshape(blocks, _blockwise.BLOCK)
+def _per_block(reduce: Any, x: jax.Array) -> jax.Array:
+    """``reduce`` (``jax.lax.max`` or ``jax.lax.min``) over each block of 1-D ``x``, the
+    last block possibly partial: a reduction over rows where the blocks fill ``x``, a
+    reduction window otherwise (slicing or padding would write ``x`` out again)."""
+    identity = -jnp.inf if reduce is jax.lax.max else jnp.inf
+    if x.size % _blockwise.BLOCK == 0:
+        rows = x.reshape(-1, _blockwise.BLOCK)
+        return rows.max(axis=1) if reduce is jax.lax.max else rows.min(axis=1)
+    padding = [(0, -x.size % _blockwise.BLOCK)]
+    block = (_blockwise.BLOCK,)
+    return jax.lax.reduce_window(x, jnp.asarray(identity, x.dtype), reduce, block, block, padding)
+
+
+def _per_element(blocks: jax.Array, n: int) -> jax.Array:
+    """Each block's value repeated for each of its elements, ``n`` in all (a broadcast,
+    which XLA fuses into its consumers; ``jnp.repeat`` would scatter into a new array)."""
+    grid = jnp.broadcast_to(blocks[:, None], (blocks.size, _blockwise.BLOCK))
+    return grid.reshape(-1)[:n]
 
 
 def _power_of_two(exponent: jax.Array) -> jax.Array:
@@ -151,24 +164,26 @@ def encode(values: jax.Array, code: _blockwise.Code, random: jax.Array | None) -
     """
     n = values.size
     x = values.reshape(-1)
-    magnitude = jnp.abs(x)
-    finite = magnitude <= _blockwise.LIMIT  # False for NaN
-    grid = _blocks(x)
     # The largest finite magnitude of each block: from its maximum and minimum (XLA's
     # CPU reductions vectorize those, not a maximum of magnitudes: 4 times slower),
     # and where a block holds NaN or infinity, from its finite values alone.
-    largest = jnp.maximum(grid.max(axis=1), -grid.min(axis=1))  # NaN where NaN is
+    largest = jnp.maximum(
+        _per_block(jax.lax.max, x), -_per_block(jax.lax.min, x)
+    )  # NaN where NaN is
     largest = jax.lax.cond(
         jnp.all(largest <= _blockwise.LIMIT),
-        lambda: largest,
-        lambda: _blocks(jnp.where(finite, magnitude, 0)).max(axis=1),
+        lambda y: largest,
+        lambda y: _per_block(jax.lax.max, jnp.where(jnp.abs(y) <= _blockwise.LIMIT, jnp.abs(y), 0)),
+        x,
     )
     fraction, binade = jnp.frexp(largest)  # largest = fraction * 2**binade, fraction in [0.5, 1)
     over = (fraction > 0.875).astype(binade.dtype)  # above 1.75 times its binade's start
     exponent = jnp.where(largest > 0, binade - 1 + over, _blockwise.T_MIN)
     exponent = jnp.clip(exponent, _blockwise.T_MIN, _blockwise.T_MAX).astype(jnp.int32)
-    inverse = _power_of_two(-exponent).astype(grid.dtype)[:, None]
-    u = (jnp.abs(grid) * inverse).astype(jnp.float32).reshape(-1)[:n]  # exact but below 2**-126
+    magnitude = jnp.abs(x)
+    finite = magnitude <= _blockwise.LIMIT  # False for NaN
+    inverse = _per_element(_power_of_two(-exponent).astype(x.dtype), n)
+    u = (jnp.where(finite, magnitude, 0) * inverse).astype(jnp.float32)  # exact but below 2**-126
     r = jnp.full(n, _blockwise.NEAREST, jnp.int32) if random is None else random.astype(jnp.int32)
     rounding = _blockwise.RANDOM_BITS
     normal = (jax.lax.bitcast_convert_type(u, jnp.int32) - (code.bias << 23) + r) >> rounding
@@ -196,5 +211,5 @@ def decode(codes: Codes, code: _blockwise.Code, dtype: Any) -> jax.Array:
     value = jnp.where(magnitude == code.nan, np.float32(np.nan), value)
     if code.signed:
         value = jnp.where(c >= 0x80, -value, value)
-    scaled = _blocks(value.astype(dtype)) * codes.scales.astype(dtype)[:, None]
-    return scaled.reshape(-1)[: c.size].reshape(codes.codes.shape)
+    scaled = value.astype(dtype) * _per_element(codes.scales.astype(dtype), c.size)
+    return scaled.reshape(codes.codes.shape)
