@@ -13,11 +13,18 @@ Each run uses ``preset="pytorch"``, ``momentum=0.9`` (so that the momentum buffe
 is stored in 8 bits too) and float32 arithmetic; the table gives mean and spread
 (min to max) over the seeds.
 
+Where bitsandbytes is importable, its ``RMSprop8bit`` and ``RMSprop32bit`` run beside
+them with the same settings (lr 1e-3, alpha 0.99, eps 1e-8, momentum 0.9; 8-bit
+state from 4,096 elements, as here). bitsandbytes accepts ``momentum`` but does not
+use it (0.50.2: its RMSprop update has no momentum buffer), so ``state_bits=8`` also
+runs without momentum, to compare like with like.
+
     .venv/bin/python benchmarks/train_state_bits.py [--seeds 3]
 """
 
 import argparse
 import statistics
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -25,20 +32,54 @@ import torch
 import rmsprop.torch
 from rmsprop.demo._digits import load_digits, split
 
-BITS = (32, 16, 8)
+#: A run's optimizer, from its parameters and the seed.
+Factory = Callable[[list[torch.nn.Parameter], int], torch.optim.Optimizer]
 
 
-def _digits(seed: int, bits: int) -> tuple[float, float]:
+def _ours(bits: int, momentum: float = 0.9) -> Factory:
+    def make(params: list[torch.nn.Parameter], seed: int) -> torch.optim.Optimizer:
+        return rmsprop.torch.RMSProp(
+            params, preset="pytorch", lr=1e-3, momentum=momentum, state_bits=bits, seed=seed,
+            float32_arithmetic=True,
+        )  # fmt: skip
+
+    return make
+
+
+def _bitsandbytes(name: str) -> Factory | None:
+    try:
+        import bitsandbytes  # noqa: PLC0415 - optional: compared where installed
+    except ImportError:
+        return None
+    optimizer = getattr(bitsandbytes.optim, name)
+
+    def make(params: list[torch.nn.Parameter], seed: int) -> torch.optim.Optimizer:
+        del seed  # its rounding is not random
+        made: torch.optim.Optimizer = optimizer(params, lr=1e-3, alpha=0.99, eps=1e-8, momentum=0.9)
+        return made
+
+    return make
+
+
+def contenders() -> dict[str, Factory]:
+    """The optimizers compared, by their row's label."""
+    chosen = {f"state_bits={bits}": _ours(bits) for bits in (32, 16, 8)}
+    chosen["state_bits=8, momentum=0"] = _ours(8, momentum=0.0)
+    for name in ("RMSprop8bit", "RMSprop32bit"):
+        factory = _bitsandbytes(name)
+        if factory is not None:
+            chosen[f"bitsandbytes {name}"] = factory
+    return chosen
+
+
+def _digits(seed: int, make: Factory) -> tuple[float, float]:
     images, labels = load_digits()
     train, test = split(labels, random_seed=0)
     x = torch.tensor(images, dtype=torch.float32)
     y = torch.tensor(labels)
     torch.manual_seed(seed)
     net = torch.nn.Sequential(torch.nn.Linear(64, 512), torch.nn.Tanh(), torch.nn.Linear(512, 10))
-    opt = rmsprop.torch.RMSProp(
-        net.parameters(), preset="pytorch", lr=1e-3, momentum=0.9, state_bits=bits, seed=seed,
-        float32_arithmetic=True,
-    )  # fmt: skip
+    opt = make(list(net.parameters()), seed)
     generator = torch.Generator().manual_seed(seed)
     order = torch.tensor(train)
     for _ in range(40):
@@ -71,7 +112,7 @@ def _text(n: int) -> torch.Tensor:
 CONTEXT = 8
 
 
-def _chars(seed: int, bits: int, text: torch.Tensor) -> tuple[float, float]:
+def _chars(seed: int, make: Factory, text: torch.Tensor) -> tuple[float, float]:
     torch.manual_seed(seed)
     embed = torch.nn.Embedding(64, 64)
     head = torch.nn.Sequential(
@@ -79,10 +120,7 @@ def _chars(seed: int, bits: int, text: torch.Tensor) -> tuple[float, float]:
         torch.nn.Linear(512, 64),
     )  # fmt: skip
     params = [*embed.parameters(), *head.parameters()]
-    opt = rmsprop.torch.RMSProp(
-        params, preset="pytorch", lr=1e-3, momentum=0.9, state_bits=bits, seed=seed,
-        float32_arithmetic=True,
-    )  # fmt: skip
+    opt = make(params, seed)
     held_out = text[-20_000:]
     train = text[:-20_000]
     windows = train.unfold(0, CONTEXT + 1, 1)
@@ -113,14 +151,16 @@ def main() -> None:
     text = _text(220_000)
     tasks = {
         "digits (train loss, test accuracy)": _digits,
-        "chars (held-out loss, accuracy)": lambda s, b: _chars(s, b, text),
+        "chars (held-out loss, accuracy)": lambda s, m: _chars(s, m, text),
     }
+    chosen = contenders()
+    width = max(map(len, chosen))
     for title, run in tasks.items():
         print(f"\n{title}, {len(seeds)} seeds: mean (min to max)")
-        for bits in BITS:
-            results = [run(seed, bits) for seed in seeds]
+        for label, make in chosen.items():
+            results = [run(seed, make) for seed in seeds]
             losses, accuracies = zip(*results, strict=True)
-            print(f"  state_bits={bits:<2}  {_summary(list(losses))}  {_summary(list(accuracies))}")
+            print(f"  {label:<{width}}  {_summary(list(losses))}  {_summary(list(accuracies))}")
 
 
 if __name__ == "__main__":

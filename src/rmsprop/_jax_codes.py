@@ -138,7 +138,10 @@ def _per_block(reduce: Any, x: jax.Array) -> jax.Array:
         return rows.max(axis=1) if reduce is jax.lax.max else rows.min(axis=1)
     padding = [(0, -x.size % _blockwise.BLOCK)]
     block = (_blockwise.BLOCK,)
-    return jax.lax.reduce_window(x, jnp.asarray(identity, x.dtype), reduce, block, block, padding)
+    reduced: jax.Array = jax.lax.reduce_window(
+        x, jnp.asarray(identity, x.dtype), reduce, block, block, padding
+    )
+    return reduced
 
 
 def _per_element(blocks: jax.Array, n: int) -> jax.Array:
