@@ -214,5 +214,26 @@ def test_what_it_cannot_take_is_refused():
     narrow = rmsprop.optax.rmsprop(1e-2, state_bits=8)
     with pytest.raises(ValueError, match="8-bit codes"):  # another state_bits' state
         narrow.update([jnp.ones(5000)], wide)
-    with pytest.raises(ValueError, match="must be an array"):
+    with pytest.raises(ValueError, match="must be an array"):  # and the other way
         rmsprop.optax.rmsprop(1e-2).update([jnp.ones(5000)], narrow.init(params))
+
+
+def test_inject_hyperparams_takes_them_as_static_arguments():
+    """optax.inject_hyperparams makes every number an argument that may change between
+    steps, unless named static: the defaults (None) are not numbers; given values must
+    be static, and a traced one is refused."""
+    params = [jnp.zeros(5000)]
+    injected = optax.inject_hyperparams(rmsprop.optax.rmsprop)(learning_rate=0.1)
+    assert isinstance(injected.init(params).inner_state.cache[0], jax.Array)
+    static = optax.inject_hyperparams(rmsprop.optax.rmsprop, static_args=("state_bits", "seed"))
+    transform = static(learning_rate=0.1, state_bits=8, seed=3)
+    state = transform.init(params)
+    assert isinstance(state.inner_state.cache[0], rmsprop.optax.Codes)
+    _, state = jax.jit(transform.update)([jnp.ones(5000)], state)
+    assert int(state.inner_state.count) == 1
+    traced = optax.inject_hyperparams(rmsprop.optax.rmsprop)(learning_rate=0.1, state_bits=8)
+    state = traced.init(params)  # concrete numbers at init
+    with pytest.raises(TypeError, match="static_args"):
+        jax.jit(traced.update)([jnp.ones(5000)], state)
+    with pytest.raises(ValueError, match="state_bits must be 8, 16 or 32"):
+        rmsprop.optax.rmsprop(1e-2, state_bits=8.0)

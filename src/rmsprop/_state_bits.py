@@ -54,7 +54,7 @@ def check(bits: object, seed: object, state_dtype: np.dtype[Any] | None) -> np.d
     """Check ``state_bits`` and ``seed`` (``ValueError``); the dtype of the state's float
     buffers: bfloat16 for 16, float32 for 8 (parameters too small for codes), else
     ``state_dtype`` (None: each parameter's)."""
-    if bits not in (8, 16, 32) or isinstance(bits, bool):
+    if not isinstance(bits, int | np.integer) or isinstance(bits, bool) or bits not in (8, 16, 32):
         raise ValueError(f"state_bits must be 8, 16 or 32, got {bits!r}")
     if not isinstance(seed, int | np.integer) or isinstance(seed, bool) or not 0 <= seed < 2**63:
         raise ValueError(f"seed must be an integer from 0 to 2**63 - 1, got {seed!r}")

@@ -88,8 +88,8 @@ def rmsprop(
     decoupled_weight_decay: bool | None = None,
     maximize: bool | None = None,
     bias_correction: bool | None = None,
-    state_bits: int = 32,
-    seed: int = 0,
+    state_bits: int | None = None,
+    seed: int | None = None,
 ) -> optax.GradientTransformationExtraArgs:
     """The RMSProp family as an optax transformation: ``preset`` reproduces a framework.
 
@@ -126,7 +126,7 @@ def rmsprop(
         decoupled_weight_decay: see ``beta``.
         maximize: see ``beta``.
         bias_correction: see ``beta``.
-        state_bits: 32 (default): the state in ``state_dtype``; 16: in bfloat16,
+        state_bits: 32 (default, or None): the state in ``state_dtype``; 16: in bfloat16,
             each new value rounded stochastically; 8: each leaf of at least 4,096
             elements as one-byte codes with a float32 scale per block of 256
             (:class:`Codes`), rounded stochastically (smaller leaves keep float32
@@ -134,7 +134,9 @@ def rmsprop(
             ``rmsprop.torch.RMSProp`` with the same ``state_bits``: element ``j``
             of leaf ``i`` (in ``jax.tree`` order) at step ``t`` draws the bits of
             ``(seed, t, i, j)`` (see ``rmsprop._random``).
-        seed: the random bits of ``state_bits`` 16 and 8 (default 0).
+        seed: the random bits of ``state_bits`` 16 and 8 (default, or None: 0). Both
+            shape the state, so they cannot change between steps: with
+            ``optax.inject_hyperparams``, name them in its ``static_args``.
 
     With ``bias_correction``, step ``t`` is the state's ``count`` + 1, as in
     ``optax.rmsprop``. Differences from ``optax.rmsprop`` (with
@@ -165,8 +167,10 @@ def rmsprop(
     if state_dtype is not None and not jnp.issubdtype(state_dtype, jnp.floating):
         raise TypeError(f"state_dtype must be a floating dtype or None, got {state_dtype!r}")
     requested = None if state_dtype is None else np.dtype(state_dtype)
-    state_dtype = _state_bits.check(state_bits, seed, requested)
-    store = _Store(state_bits, int(seed), state_dtype)
+    bits = 32 if state_bits is None else _static(state_bits, "state_bits")
+    seed = 0 if seed is None else _static(seed, "seed")
+    state_dtype = _state_bits.check(bits, seed, requested)
+    store = _Store(bits, int(seed), state_dtype)
     numbers = {name: options.get(name, getattr(hp, name)) for name in _NUMBERS}
     momentum_on = concrete.get("momentum", hp.momentum) != 0.0
     decay_on = concrete.get("weight_decay", hp.weight_decay) != 0.0
@@ -250,16 +254,18 @@ class _Store:
             if x is None and key != "cache":
                 continue
             found = isinstance(x, Codes)
-            if (
-                found != coded
-                or jnp.shape(x.codes if found else x) != shape
-                or (found and jnp.shape(x.scales) != (_blockwise.blocks(int(np.prod(shape))),))
-            ):
+            stored = jnp.shape(x.codes if found else x)
+            if stored != shape:
+                raise ValueError(
+                    f"updates leaf {i} has shape {shape}, its state {stored}: the updates "
+                    "must have the parameters' shapes"
+                )
+            blocks = (_blockwise.blocks(int(np.prod(shape))),)
+            if found != coded or (found and jnp.shape(x.scales) != blocks):
                 kind = "8-bit codes" if coded else "an array"
                 raise ValueError(
-                    f"updates leaf {i} has shape {shape}; its {key} must be {kind} of that "
-                    f"shape (state_bits={self.bits}), got {_described(x)}: the updates must "
-                    "have the parameters' shapes, and the state come from this transformation"
+                    f"updates leaf {i}'s {key} must be {kind} (state_bits={self.bits}), got "
+                    f"{_described(x)}: the state must come from this transformation's init"
                 )
 
     def writer(self, t: jax.Array, stream: int, n: int) -> "_Writer":
@@ -343,6 +349,18 @@ def _leaf(
 
 def _clamp_at_zero(x: jax.Array) -> jax.Array:
     return jnp.maximum(x, 0.0)  # NaN stays NaN
+
+
+def _static(value: Any, name: str) -> Any:
+    """``state_bits`` or ``seed`` as a Python value: a concrete JAX scalar (as
+    ``optax.inject_hyperparams`` passes numbers to ``init``) is read; a traced one is
+    refused (it would change the state's kind between steps)."""
+    if isinstance(value, jax.core.Tracer):
+        raise TypeError(
+            f"{name} decides the kind of state and cannot change between steps; with "
+            f"optax.inject_hyperparams, pass static_args=('state_bits', 'seed')"
+        )
+    return _concrete(value, name)
 
 
 def _concrete(value: Any, name: str) -> Any:
