@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import rmsprop
-from rmsprop import _accel, _blockwise
+from rmsprop import _accel, _blockwise, _state_bits
 
 pytest.importorskip("ml_dtypes")
 pytest.importorskip("rmsprop._kernels", reason="Numba is not installed")
@@ -237,6 +237,10 @@ def test_what_it_cannot_take_is_refused_before_any_write(monkeypatch):
         rmsprop.RMSProp(params, lr=1.0, state_bits=8, seed=2**63)
     with pytest.raises(ValueError, match="no other state_dtype"):
         rmsprop.RMSProp(params, lr=1.0, state_bits=16, state_dtype=np.float32)
+    with pytest.raises(TypeError, match=r"bfloat16 state: state_bits=16"):
+        rmsprop.RMSProp(params, lr=1.0, state_dtype=_state_bits.bfloat16())
+    with pytest.raises(ValueError, match="state_bits must be 8, 16 or 32"):
+        rmsprop.RMSProp(params, lr=1.0, state_bits=8.0)
     if np.dtype(np.longdouble) != np.float64:
         with pytest.raises(TypeError, match="float16, float32 and float64"):
             rmsprop.RMSProp([np.ones(3, np.longdouble)], lr=1.0, state_bits=16)

@@ -25,7 +25,6 @@ from frameworks import max_relative_difference  # noqa: E402
 #: CONTRACTED: XLA contracts a * b + c into fused multiply-adds, NumPy does not).
 CONTRACTED = 4e-15
 OPTION_SETS = [
-    {},
     {"momentum": 0.9, "centered": True, "weight_decay": 0.1},
     {"momentum": 0.5, "nesterov": True, "maximize": True, "eps_in_sqrt": False},
 ]
@@ -73,7 +72,7 @@ def test_stochastic_rounding_is_rmsprop_random_s():
 
 
 @pytest.mark.parametrize("code", [_blockwise.UNSIGNED, _blockwise.SIGNED], ids=["cache", "signed"])
-@pytest.mark.parametrize("size", [0, 257, 3000])
+@pytest.mark.parametrize("size", [0, 3000])  # 3000: 11 blocks and a partial one
 def test_the_codes_are_rmsprop_blockwise_s(code, size):
     """float64 values (x64) over the whole exponent range, NaN, infinities, values past
     the codes' limit and an all-zero block; float32 values as XLA sees them (its CPU
@@ -131,11 +130,7 @@ def _draw(seed=0, dtype=np.float64, steps=5):
     return params, grads
 
 
-@pytest.mark.parametrize(
-    ("bits", "options"),
-    [(16, OPTION_SETS[0]), (16, OPTION_SETS[1]), (8, OPTION_SETS[1]), (8, OPTION_SETS[2])],
-    ids=str,
-)
+@pytest.mark.parametrize(("bits", "options"), [(16, OPTION_SETS[1]), (8, OPTION_SETS[0])], ids=str)
 def test_its_state_is_rmsprop_rmsprop_s_bit_for_bit(bits, options):
     params, steps = _draw()
     with jax.enable_x64(True):

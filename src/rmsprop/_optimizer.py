@@ -86,7 +86,8 @@ class RMSProp:
         dtype = None if state_dtype is None else np.dtype(state_dtype)
         dtype = _state_bits.check(state_bits, seed, dtype)
         if dtype is not None and dtype.kind != "f" and state_bits == 32:
-            raise TypeError(f"state_dtype must be a floating dtype, got {dtype}")
+            hint = " (bfloat16 state: state_bits=16)" if dtype.name == "bfloat16" else ""
+            raise TypeError(f"state_dtype must be a floating dtype, got {dtype}{hint}")
         if state_bits != 32:
             for i, p in enumerate(params):
                 if p.dtype not in NUMPY_KINDS:
