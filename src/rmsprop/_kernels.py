@@ -49,7 +49,9 @@ from rmsprop._numba_codes import (
     WEYL1,
     WEYL2,
     WEYL_MASK,
+    WEYL_MASK32,
     WEYL_MASK64,
+    WEYL_STEPS,
     decode8,
     encode8,
     exponent32,
@@ -234,6 +236,7 @@ def _group_kernel(  # noqa: PLR0915 - one loop nest, compiled as one kernel (see
     # The arithmetic of this build: float32 registers (float32_arithmetic), or float64.
     work = np.float32 if float32 else np.float64
     limit = work(_blockwise.LIMIT)
+    steps = WEYL_STEPS
 
     # One function: a helper it closed over would key the disk cache per process.
     def kernel(addresses, sizes, chunks, parts, lr, beta, eps, momentum, weight_decay, correction):  # type: ignore[no-untyped-def]  # noqa: PLR0915
@@ -333,15 +336,20 @@ def _group_kernel(  # noqa: PLR0915 - one loop nest, compiled as one kernel (see
                             sb[q] = power(tb)
                         if centered:
                             sa[q] = power(ta)
-                        for k in range(n):  # rmsprop._random.weyl's bits, element j
-                            j = np.uint32(first + lo + k)
-                            rv = np.int32((ov + j * WEYL0) & WEYL_MASK)
+                        # rmsprop._random.weyl's bits of the block's first element, then
+                        # of element k after it (WEYL_STEPS: 32-bit lanes throughout)
+                        j = np.uint32(first + lo)
+                        wv = np.int32((ov + j * WEYL0) & WEYL_MASK)
+                        wb = np.int32((ob + j * WEYL1) & WEYL_MASK)
+                        wa = np.int32((oa + j * WEYL2) & WEYL_MASK)
+                        for k in range(n):
+                            rv = np.int32(np.int32(wv + steps[0, k]) & WEYL_MASK32)
                             v[lo + k] = encode8(nv[k], iv, rv, ub, us, un, False, limit)
                             if momentum_on:
-                                rb = np.int32((ob + j * WEYL1) & WEYL_MASK)
+                                rb = np.int32(np.int32(wb + steps[1, k]) & WEYL_MASK32)
                                 b[lo + k] = encode8(nb[k], ib, rb, sb_, ss, sn, True, limit)
                             if centered:
-                                ra = np.int32((oa + j * WEYL2) & WEYL_MASK)
+                                ra = np.int32(np.int32(wa + steps[2, k]) & WEYL_MASK32)
                                 a[lo + k] = encode8(na[k], ia, ra, sb_, ss, sn, True, limit)
                     continue
                 for i in range(count):
