@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from rmsprop import bench
+from rmsprop.bench._peers import optax_step
 
 
 def _state_bits_step(elements: int, bits: int | None) -> Any:
@@ -36,22 +37,10 @@ def _state_bits_step(elements: int, bits: int | None) -> Any:
         transform = optax.rmsprop(1e-3, decay=0.99, eps=1e-8, momentum=0.9)
     else:
         transform = rmsprop.optax.rmsprop(1e-3, preset="pytorch", momentum=0.9, state_bits=bits)
-
-    def update(params: Any, grads: Any, state: Any) -> Any:
-        updates, state = transform.update(grads, state, params)
-        return optax.apply_updates(params, updates), state
-
     rng = np.random.default_rng(0)
     params = jax.numpy.asarray(rng.standard_normal(elements, dtype=np.float32))
     grads = jax.numpy.asarray(rng.standard_normal(elements, dtype=np.float32))
-    jitted = jax.jit(update, donate_argnums=(0, 2))
-    box = [params, transform.init(params)]
-
-    def step() -> None:
-        box[0], box[1] = jitted(box[0], grads, box[1])
-        jax.block_until_ready(box[0])
-
-    return step
+    return optax_step(transform, params, grads)
 
 
 def state_bits(elements: int, rounds: int) -> None:

@@ -114,7 +114,7 @@ def _optax_transform(ours: bool) -> Any:
     return optax.rmsprop(LR, decay=BETA, eps=EPS, eps_in_sqrt=True)
 
 
-def _jax_step(transform: Any, params: Any, grads: Any) -> Step:
+def optax_step(transform: Any, params: Any, grads: Any) -> Step:
     """One jitted update and apply, parameters and state donated (updated in place)."""
     jax = _require("jax")
     optax = _require("optax")
@@ -138,7 +138,7 @@ def _optax(n: int, dtype: str, ours: bool = False) -> Step:
     if dtype == "float64" and not jax.config.read("jax_enable_x64"):
         jax.config.update("jax_enable_x64", True)
     p, g, _ = (jax.numpy.asarray(x) for x in _arrays(n, dtype))
-    return _jax_step(_optax_transform(ours), p, g)
+    return optax_step(_optax_transform(ours), p, g)
 
 
 class UnavailableError(Exception):
@@ -303,7 +303,7 @@ def model_implementations(model: Model) -> dict[str, Callable[[], Step]]:
         rng = np.random.default_rng(0)
         params = [jnp.asarray(rng.standard_normal(s, dtype=np.float32)) for s in shapes]
         grads = [jnp.asarray(rng.standard_normal(s, dtype=np.float32)) for s in shapes]
-        return _jax_step(_optax_transform(ours), params, grads)
+        return optax_step(_optax_transform(ours), params, grads)
 
     def roofline() -> Step:
         if model.dtype == "float32":
