@@ -1,6 +1,7 @@
 """rmsprop.RMSProp: the stateful optimizer over NumPy arrays."""
 
 import copy
+import pickle
 
 import numpy as np
 import pytest
@@ -71,6 +72,29 @@ def test_state_dict_is_plain_numpy_and_a_snapshot():
     assert all(type(v) is np.ndarray for s in state_dict["state"] for v in s.values())
     optimizer.step(gradients(params, 1)[0])
     assert not state_dict["state"][0]["cache"].any()  # taken before the step, not changed by it
+
+
+@pytest.mark.parametrize("make_copy", [copy.deepcopy, lambda o: pickle.loads(pickle.dumps(o))])
+def test_a_copy_steps_its_own_arrays(make_copy):
+    """A deep copy or an unpickled optimizer has its own parameters and state, and its
+    steps touch nothing of the original's (kept launches hold memory addresses: they
+    are not copied)."""
+    params = make(shapes=((300, 300), (7,)))
+    grads = gradients(params, 3)
+    optimizer = rmsprop.RMSProp(params, lr=0.01, momentum=0.9)
+    for g in grads[:2]:
+        optimizer.step(g)
+    twin = make_copy(optimizer)
+    before = copy.deepcopy((optimizer.params, optimizer.state_dict()))
+    twin.step(grads[2])
+    assert all(not np.shares_memory(a, b) for a, b in zip(twin.params, params, strict=True))
+    for a, b in zip(optimizer.params, before[0], strict=True):
+        assert_identical(a, b)
+    for now, then in zip(optimizer.state_dict()["state"], before[1]["state"], strict=True):
+        assert all(np.array_equal(now[k], then[k]) for k in then)
+    optimizer.step(grads[2])
+    for a, b in zip(twin.params, optimizer.params, strict=True):
+        assert_identical(a, b)
 
 
 def test_load_state_dict_checks_everything_first():

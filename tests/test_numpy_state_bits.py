@@ -257,3 +257,18 @@ def test_what_it_cannot_take_is_refused_before_any_write(monkeypatch):
     monkeypatch.setitem(sys.modules, "ml_dtypes", None)
     with pytest.raises(ImportError, match="pip install ml_dtypes"):
         rmsprop.RMSProp(params, lr=1.0, state_bits=16)
+
+
+@pytest.mark.parametrize("bits", [16, 8])
+def test_a_copy_steps_as_its_original_in_its_own_memory(bits):
+    params = _params(shapes=[(5000,), (10,)])
+    steps = _grads(params, 3)
+    opt = _run(params, steps[:2], state_bits=bits, momentum=0.9)
+    twin = copy.deepcopy(opt)
+    for optimizer in (twin, opt):
+        optimizer.step(steps[2])
+    for a, b in zip(twin.params, opt.params, strict=True):
+        assert not np.shares_memory(a, b)
+        assert np.array_equal(_bits(a), _bits(b))
+    for mine, theirs in zip(twin.state_dict()["state"], opt.state_dict()["state"], strict=True):
+        assert all(np.array_equal(_bits(mine[k]), _bits(theirs[k])) for k in mine)

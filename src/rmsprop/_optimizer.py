@@ -111,6 +111,11 @@ class RMSProp:
         self._kept: _Kept | None = None
         self.zero_state()
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Copies and pickles leave out the kept launches: they hold this optimizer's
+        memory addresses, and a copy's steps would write through them into its original."""
+        return {**self.__dict__, "_launches": {}, "_kept": None}
+
     @property
     def params(self) -> tuple[NDArray, ...]:
         """The arrays being optimized."""
