@@ -196,11 +196,11 @@ def encode8(
     finite = magnitude <= limit  # not NaN, infinite or too large
     u = np.float32(magnitude * inverse) if finite else np.float32(0.0)
     biased = np.int32(np.int32(bits_of_float32(u)) - np.int32(bias << 23))
-    normal = np.int32(np.int32(biased + random) >> np.int32(20))
     below = min(u, np.float32(2.0**-smallest))  # in int32's range
     scaled = np.int32(below * np.float32(2.0 ** (smallest + 23)))
-    fixed = np.int32(np.int32(scaled + random) >> np.int32(20))
-    code = normal if u >= np.float32(2.0**-smallest) else fixed
+    # the normal code's bits or the fixed-point ones, then rounded: both round alike
+    kept = biased if u >= np.float32(2.0**-smallest) else scaled
+    code = np.int32(np.int32(kept + random) >> np.int32(20))
     code = code if finite else np.int32(nan)
     if signed:
         code = np.int32(code | np.int32(0x80)) if x < 0 else code
