@@ -18,7 +18,7 @@ from rmsprop._kinds import Member, dtype_name, float32_work
 from rmsprop._options import Hyperparameters
 from rmsprop.torch import _foreach, _lowbit
 from rmsprop.torch._backends import Backend, KernelUnavailableError, backend, device_kind
-from rmsprop.torch._compat import STATE_KEYS, torch_functional
+from rmsprop.torch._compat import STATE_KEYS, strides, torch_functional
 from rmsprop.torch._dtensor import local
 from rmsprop.torch._foreach import PLAIN, count
 from rmsprop.torch._plan import Plan, plannable
@@ -72,6 +72,7 @@ def run(
     backends: dict[str, Backend | None] = {}
     fused: dict[tuple[Any, ...], tuple[Backend, list[Member], list[torch.Tensor], list[int]]] = {}
     rest: list[int] = []
+    copies: list[tuple[torch.Tensor, torch.Tensor]] = []  # (parameter, its dense copy)
     for i, (p, state) in enumerate(zip(params, states, strict=True)):
         member = _member(p, state, torch_rounding)
         kind = device_kind(member[0])
@@ -79,8 +80,13 @@ def run(
             backends[kind] = backend(kind, group["rounding"], elements) if kernels else None
         chosen = backends[kind]
         if chosen is None or type(member[0]) not in PLAIN or not chosen.takes(*member, hp):
-            rest.append(i)
-            continue
+            dense = _dense(chosen, member, hp) if _lowbit.needs_kernel(group, state) else None
+            if chosen is None or dense is None:
+                rest.append(i)
+                continue
+            if dense[0] is not member[0]:
+                copies.append((member[0], dense[0]))
+            member = dense
         q, g, buffers = member
         key = (_correction(hp, state), q.device, q.dtype, g.dtype, buffers[0].dtype)
         _, members, steps, indices = fused.setdefault(key, (chosen, [], [], []))
@@ -91,22 +97,43 @@ def run(
         bits = group["state_bits"]
         raise RuntimeError(
             f"state_bits={bits} runs on the family's kernels (Numba on the CPU, Triton on "
-            "CUDA), which take dense tensors laid out alike: some of these are not, or the "
-            "kernel is not there; nothing was updated"
+            "CUDA): the kernel is not there for some of these tensors, or does not take "
+            "their kind; nothing was updated"
         )
-    for (correction, *_), (chosen, members, steps, indices) in fused.items():
-        try:
-            low = _lowbit.launch_options(
-                group, [states[i] for i in indices], steps, [streams[i] for i in indices]
-            )
-            launch = chosen.launch(members, hp, group["float32_arithmetic"], **low)
-            launch([g for _, g, _ in members], hp, correction)
-        except KernelUnavailableError:
-            rest += indices
-            continue
-        count(steps)
+    try:
+        for (correction, *_), (chosen, members, steps, indices) in fused.items():
+            try:
+                low = _lowbit.launch_options(
+                    group, [states[i] for i in indices], steps, [streams[i] for i in indices]
+                )
+                launch = chosen.launch(members, hp, group["float32_arithmetic"], **low)
+                launch([g for _, g, _ in members], hp, correction)
+            except KernelUnavailableError:
+                rest += indices
+                continue
+            count(steps)
+    finally:  # what was computed in dense copies is written back, even when interrupted
+        for p, copy in copies:
+            p.detach().copy_(copy)
     if rest:
         _fallback(hp, group, [params[i] for i in rest], [states[i] for i in rest])
+
+
+def _dense(chosen: Backend | None, member: Member, hp: Hyperparameters) -> Member | None:
+    """A parameter whose state only the kernels write (state_bits 16, 8) and that no
+    kernel takes as it is laid out, as the kernel would take it: a view with gaps as a
+    contiguous copy (its state's order: rmsprop.torch._compat.strides), a gradient
+    laid out otherwise as a copy laid out as the parameter; None where that changes
+    nothing or the kernel still refuses. The caller writes a parameter's copy back."""
+    p, g, buffers = member
+    if chosen is None or type(p) not in PLAIN:
+        return None
+    q = p if strides(p) == tuple(p.stride()) else p.contiguous()
+    h = g if g.stride() == q.stride() else torch.empty_like(q, dtype=g.dtype).copy_(g)
+    if q is p and h is g:
+        return None  # not the layout that it refused
+    dense = (q, h, buffers)
+    return dense if chosen.takes(*dense, hp) else None
 
 
 def _worth(group: dict[str, Any], params: list[torch.Tensor]) -> int:
