@@ -159,7 +159,7 @@ def _read(x: Any, code: int) -> Any:
     if code == BFLOAT16:  # the upper half of a float32
         return np.float64(float32_of_bits(np.uint32(x) << np.uint32(16)))
     if code >= FLOAT16:  # either float16 kind
-        return float16_value(np.int64(x))
+        return np.float64(float16_value(x))
     return np.float64(x)
 
 
@@ -169,7 +169,7 @@ def _read32(x: Any, code: int) -> Any:
     if code == BFLOAT16:
         return float32_of_bits(np.uint32(x) << np.uint32(16))
     if code >= FLOAT16:  # either float16 kind
-        return np.float32(float16_value(np.int64(x)))
+        return float16_value(x)
     return x
 
 

@@ -9,7 +9,6 @@ Helpers marked inline are inlined by Numba, so that LLVM vectorizes the loops ar
 them. This module imports Numba.
 """
 
-import math
 from typing import Any
 
 import numpy as np
@@ -29,18 +28,23 @@ from rmsprop._numba_support import (
 NATIVE, BFLOAT16, FLOAT16, FLOAT16_ONCE = 0, 1, 2, 3
 
 
+_U32 = np.uint32
+
+
 @jit
-def float16_value(h: int) -> float:
-    """The value of IEEE 754 half-precision bits ``h``, exactly."""
-    exponent = (h >> 10) & 0x1F
-    mantissa = h & 0x3FF
-    if exponent == 0:
-        value = mantissa * 5.960464477539063e-08  # subnormal: mantissa * 2**-24
-    elif exponent == 31:
-        value = np.inf if mantissa == 0 else np.nan
-    else:
-        value = math.ldexp(np.float64(1024 + mantissa), exponent - 25)
-    return float(-value if h & 0x8000 else value)
+def float16_value(h: Any) -> Any:
+    """The float32 value of IEEE 754 half-precision bits ``h``, exactly (NaN as the
+    quiet NaN of its sign). Selects rather than branches, in 32-bit integers (each
+    result cast back: Numba widens them), so that the loops around it vectorize."""
+    bits = _U32(_U32(h) & _U32(0xFFFF))
+    sign = _U32(_U32(bits & _U32(0x8000)) << _U32(16))
+    magnitude = _U32(bits & _U32(0x7FFF))
+    normal = _U32(_U32(magnitude << _U32(13)) + _U32(112 << 23))  # exponent rebiased
+    tiny = bits_of_float32(np.float32(np.int32(magnitude)) * np.float32(2.0**-24))
+    special = _U32(0x7F800000) if magnitude == _U32(0x7C00) else _U32(0x7FC00000)
+    chosen = special if magnitude >= _U32(0x7C00) else normal
+    chosen = tiny if magnitude < _U32(0x400) else chosen  # subnormal halves and zeros
+    return float32_of_bits(_U32(chosen | sign))
 
 
 @jit
@@ -48,44 +52,46 @@ def narrow(x: float, code: int) -> Any:
     """``x`` rounded to the 16-bit kind ``code`` to nearest even: once for FLOAT16_ONCE
     (as NumPy rounds), through float32 for the others (as torch rounds); NaN stays NaN."""
     if code == FLOAT16_ONCE:
-        bits = bits_of_float64(x)
-        exponent = (bits >> 52) & 0x7FF
-        return half(bits >> 48, exponent - 1008, bits & 0xFFFFFFFFFFFFF, 52, exponent == 0x7FF)
+        return half(odd_float32(x))
     single = np.float32(x)
-    bits = np.int64(bits_of_float32(single))
     if code == BFLOAT16:
+        bits = np.int64(bits_of_float32(single))
         if np.isnan(single):
             return np.uint16(0x7FC0)
         return np.uint16((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16)
-    exponent = (bits >> 23) & 0xFF
-    return half(bits >> 16, exponent - 112, bits & 0x7FFFFF, 23, exponent == 0xFF)
+    return half(single)
 
 
 @jit
-def half(high: int, half_exponent: int, mantissa: int, width: int, special: bool) -> Any:
-    """The float16 bits nearest to a binary float, ties to even: its sign bit at bit 15
-    of ``high``, its exponent rebiased for float16, its ``width``-bit mantissa, and
-    whether it is an infinity or a NaN (``special``)."""
-    sign = high & 0x8000
-    if special:
-        return np.uint16(sign | 0x7C00 | (0x200 if mantissa else 0))
-    if half_exponent >= 31:
-        return np.uint16(sign | 0x7C00)  # too large: infinity
-    if half_exponent <= 0:  # a subnormal half, or zero
-        if half_exponent < -10:
-            return np.uint16(sign)
-        full = mantissa | (1 << width)
-        shift = width - 9 - half_exponent
-        q = full >> shift
-        rest = full & ((1 << shift) - 1)
-    else:
-        shift = width - 10
-        q = (half_exponent << 10) | (mantissa >> shift)
-        rest = mantissa & ((1 << shift) - 1)
-    halfway = 1 << (shift - 1)
-    if rest > halfway or (rest == halfway and q & 1):
-        q += 1  # a carry into the exponent is right, up to infinity
-    return np.uint16(sign | q)
+def odd_float32(x: float) -> Any:
+    """float64 ``x`` rounded to float32 *to odd*: toward zero, then the last bit set if
+    that was inexact. Rounded again to nearest even in fewer than 23 bits (float16),
+    it is ``x`` rounded once (the extra bits keep every tie and its sides apart)."""
+    single = np.float32(x)
+    bits = bits_of_float32(single)
+    bits = _U32(bits - _U32(1)) if abs(np.float64(single)) > abs(x) else bits  # toward 0
+    inexact = np.float64(float32_of_bits(bits)) != x  # NaN too: it stays NaN
+    return float32_of_bits(_U32(bits | _U32(1)) if inexact else bits)
+
+
+@jit
+def half(single: Any) -> Any:
+    """The float16 bits of float32 ``single`` to nearest even (subnormals, overflow to
+    infinity; NaN as the quiet NaN of its sign), by selects in 32-bit integers: halves
+    below 2**-14 by one float32 addition that rounds at their spacing, normal ones by
+    rebiasing the exponent and adding the rounding increment below the kept bits."""
+    bits = bits_of_float32(single)
+    sign = _U32(bits & _U32(0x80000000))
+    magnitude = _U32(bits ^ sign)
+    large = _U32(0x7E00) if magnitude > _U32(0x7F800000) else _U32(0x7C00)  # NaN, or inf
+    spaced = float32_of_bits(magnitude) + np.float32(0.5)  # units of 2**-24 from 0.5
+    small = _U32(bits_of_float32(spaced) - _U32(0x3F000000))
+    odd = _U32(_U32(magnitude >> _U32(13)) & _U32(1))
+    rebiased = _U32(magnitude + _U32((-112 << 23) & 0xFFFFFFFF))
+    normal = _U32(_U32(_U32(rebiased + _U32(0xFFF)) + odd) >> _U32(13))
+    chosen = large if magnitude >= _U32(0x47800000) else normal  # 65536 and beyond
+    chosen = small if magnitude < _U32(0x38800000) else chosen  # below 2**-14
+    return np.uint16(_U32(chosen | _U32(sign >> _U32(16))))
 
 
 #: rmsprop._random's bits for the kernels, in uint64 arithmetic (Numba types Python ints
