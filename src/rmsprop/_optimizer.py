@@ -396,25 +396,21 @@ class RMSProp:
             by_dtype.setdefault(self._dtype(self._params[request[0]]), []).append(request)
         for dtype, members in by_dtype.items():
             shapes = [self._params[i].shape for i, _, _ in members]
-            sources = [source for _, _, source in members]
-            if dtype == np.uint8:  # 8-bit codes
-                coded = [
-                    source if isinstance(source, _state_bits.Coded)
-                    else _state_bits.fill(_state_bits.values(source, key), shape, key)
-                    for (_, key, source), shape in zip(members, shapes, strict=True)
-                ]  # fmt: skip
-                scales = _views(np.dtype(np.float32), [c.scales.shape for c in coded])
-                for view, c in zip(scales, coded, strict=True):
-                    view[...] = c.scales
-                sources = [c.codes for c in coded]
             views = _views(dtype, shapes)
-            for k, ((i, key, _), source, view) in enumerate(
-                zip(members, sources, views, strict=True)
-            ):
-                view[...] = _state_bits.values(source, key)
-                self._state[i][key] = view
-                if dtype == np.uint8:
-                    self._state[i][key + _state_bits.SCALE] = scales[k]
+            if dtype != np.uint8:
+                for (i, key, source), view in zip(members, views, strict=True):
+                    view[...] = _state_bits.values(source, key)  # codes decoded
+                    self._state[i][key] = view
+                continue
+            coded = [  # 8-bit codes: given, or encoded from values
+                source if isinstance(source, _state_bits.Coded)
+                else _state_bits.fill(source, shape, key)
+                for (_, key, source), shape in zip(members, shapes, strict=True)
+            ]  # fmt: skip
+            scales = _views(np.dtype(np.float32), [c.scales.shape for c in coded])
+            for (i, key, _), c, view, scale in zip(members, coded, views, scales, strict=True):
+                view[...], scale[...] = c.codes, c.scales
+                self._state[i][key], self._state[i][key + _state_bits.SCALE] = view, scale
 
 
 def _views(dtype: np.dtype[Any], shapes: Sequence[tuple[int, ...]]) -> list[NDArray]:
