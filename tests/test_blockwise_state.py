@@ -21,6 +21,7 @@ kernels = pytest.importorskip("rmsprop._kernels", reason="Numba is not installed
 import rmsprop.torch  # noqa: E402
 from rmsprop import _accel  # noqa: E402
 from rmsprop._numba_support import GROUP_CHUNK, MIN_CHUNK, work_table  # noqa: E402
+from rmsprop.torch import _lowbit_ops  # noqa: E402
 
 KEYS = ("square_avg", "momentum_buffer", "grad_avg")
 OPTION_SETS = [
@@ -194,8 +195,10 @@ def _members(hp, sizes, seed=0):
     return members, scales, counters, streams
 
 
+@pytest.mark.parametrize("launch_type", [kernels.Launch, _lowbit_ops.Launch], ids=["numba", "ops"])
 @pytest.mark.parametrize("options", OPTION_SETS, ids=str)
-def test_the_kernel_writes_the_references_bytes(options):
+def test_the_kernel_writes_the_references_bytes(options, launch_type):
+    """The Numba kernel, and its step in torch operations (for devices without it)."""
     hp = Hyperparameters.from_preset("pytorch", lr=1e-2, **options)
     members, scales, counters, streams = _members(hp, [1, 7, 300, 40_000, 70_001])
     seed = 2**40 + 5
@@ -203,7 +206,7 @@ def test_the_kernel_writes_the_references_bytes(options):
         _reference(p, g, codes, scales[k], hp, int(counters[k]) + 1, streams[k], seed)
         for k, (p, g, codes) in enumerate(members)
     ]
-    launch = kernels.Launch(members, hp, stochastic=(counters, streams, seed), scales=scales)
+    launch = launch_type(members, hp, stochastic=(counters, streams, seed), scales=scales)
     launch([g for _, g, _ in members], hp)
     for k, ((p, _, codes), (new_p, out)) in enumerate(zip(members, expected, strict=True)):
         assert np.array_equal(p.numpy(), new_p, equal_nan=True)
@@ -409,10 +412,10 @@ def test_channels_last_codes_follow_the_parameters_memory():
 
 
 @pytest.mark.parametrize("bits", [16, 8])
-def test_a_view_with_gaps_steps_as_its_dense_copy_and_no_kernel_is_refused(bits):
+def test_a_view_with_gaps_steps_as_its_dense_copy_with_or_without_kernels(bits):
     """A parameter no kernel takes as it is laid out (a view with gaps) steps through a
     dense copy, written back: the bytes of a dense parameter; without the kernels, the
-    step is refused before any write."""
+    kernels' step in torch operations writes the same bytes."""
     holder = torch.zeros(200, 100)
     gappy = torch.nn.Parameter(holder[:, ::2])
     twin = torch.nn.Parameter(torch.zeros(200, 50))
@@ -435,14 +438,15 @@ def test_a_view_with_gaps_steps_as_its_dense_copy_and_no_kernel_is_refused(bits)
             opt.step()
         results.append(p.detach())
     assert torch.equal(*results)
-    dense = torch.nn.Parameter(torch.ones(5000))
-    dense.grad = torch.ones(5000)
     previous = _accel.set_enabled(False)
     try:
-        opt = rmsprop.torch.RMSProp([dense], lr=0.1, state_bits=bits)
-        with pytest.raises(RuntimeError, match="kernel is not there"):
+        holder.zero_()
+        opt = rmsprop.torch.RMSProp([gappy], lr=0.1, momentum=0.9, state_bits=bits, seed=5)
+        for g in steps:
+            gappy.grad = g.t().contiguous().t()
             opt.step()
-        assert (dense == 1).all()
+        assert torch.equal(gappy.detach(), twin.detach())
+        assert not holder[:, 1::2].any()
     finally:
         _accel.set_enabled(previous)
 

@@ -14,6 +14,7 @@ torch = pytest.importorskip("torch")
 kernels = pytest.importorskip("rmsprop._kernels", reason="Numba is not installed")
 
 from rmsprop import Hyperparameters, _random, _rule  # noqa: E402
+from rmsprop.torch import _lowbit_ops  # noqa: E402
 
 OPTION_SETS = [
     {},
@@ -44,8 +45,10 @@ def _reference(p, g, state, hp, step, stream, seed):
     return np.asarray(new_p, np.float64).astype(np.float32), out
 
 
+@pytest.mark.parametrize("launch_type", ["numba", "ops"])
 @pytest.mark.parametrize("options", OPTION_SETS, ids=str)
-def test_the_kernel_writes_the_references_bits(options):
+def test_the_kernel_writes_the_references_bits(options, launch_type):
+    """The Numba kernel, and its step in torch operations (for devices without it)."""
     hp = Hyperparameters.from_preset("pytorch", lr=1e-2, **options)
     generator = torch.Generator().manual_seed(0)
     sizes = [1, 7, 40_000, 70_000]
@@ -64,7 +67,8 @@ def test_the_kernel_writes_the_references_bits(options):
         _reference(p, g, state, hp, int(counters[k]) + 1, streams[k], seed)
         for k, (p, g, state) in enumerate(members)
     ]
-    launch = kernels.Launch(members, hp, stochastic=(counters, streams, seed))
+    make = kernels.Launch if launch_type == "numba" else _lowbit_ops.Launch
+    launch = make(members, hp, stochastic=(counters, streams, seed))
     launch([g for _, g, _ in members], hp)
     for (p, _, state), (new_p, new_state) in zip(members, expected, strict=True):
         assert np.array_equal(p.numpy(), new_p)

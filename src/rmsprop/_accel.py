@@ -76,7 +76,8 @@ def disable_triton(cause: str | None) -> None:
     if cause is not None and _triton_enabled:
         warnings.warn(
             f"rmsprop: the Triton kernel is off for this process ({cause}); "
-            "the torch._foreach_* path is used instead",
+            "the torch._foreach_* path is used instead (for low-bit state, the kernels' "
+            "step in torch operations)",
             RuntimeWarning,
             stacklevel=3,
         )

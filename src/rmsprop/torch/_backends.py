@@ -12,6 +12,10 @@ CPU                :mod:`rmsprop._kernels` (Numba)        :mod:`rmsprop._torch_k
 CUDA               :mod:`rmsprop._triton`                 :mod:`rmsprop._triton`, torch's order
 =================  =====================================  ====================================
 
+Low-bit state (``state_bits`` 16 and 8), which only the family's kernels write, is
+written by :data:`LOWBIT_OPERATIONS` where they do not run (other devices, no Numba
+or Triton, a Triton kernel turned off): the same step in torch operations.
+
 The family kernels store float32, float64, bfloat16 and float16; torch's order stores
 float32 and float64, one dtype for parameter, gradient and state, and serves an
 option combination only where its first-use check found it reproduces this
@@ -30,6 +34,7 @@ import torch
 from rmsprop import _accel, _dispatch
 from rmsprop._kinds import Member
 from rmsprop._options import Hyperparameters
+from rmsprop.torch import _lowbit_ops
 from rmsprop.torch._foreach import PLAIN
 
 #: The storage dtypes of the family kernels.
@@ -61,6 +66,7 @@ class Backend:
 
     name: str
     make: Callable[..., Launched]
+    #: The device types it runs on; () for every one.
     device_types: tuple[str, ...]
     dtypes: tuple[torch.dtype, ...]
     #: torch's order: parameter, gradient and state of one dtype.
@@ -77,7 +83,7 @@ class Backend:
     ) -> bool:
         """Whether this kernel updates ``p`` (see :func:`kernel_can_update`)."""
         return (
-            device_kind(p) in self.device_types
+            (not self.device_types or device_kind(p) in self.device_types)
             and kernel_can_update(
                 (p.dtype,) if self.one_dtype else self.dtypes, p, g, buffers, self.codes
             )
@@ -110,7 +116,10 @@ class Backend:
         try:
             launched = self.make(members, hp, **options)
         except Exception as error:
-            raise _turned_off(error) from error
+            off = _turned_off(error)
+            if low:  # low-bit state, which only a kernel or the operations write
+                return LOWBIT_OPERATIONS.launch(members, hp, float32_arithmetic, **low)
+            raise off from error
 
         def run(
             grads: Sequence[torch.Tensor], hp: Hyperparameters, correction: float = 1.0
@@ -118,7 +127,11 @@ class Backend:
             try:
                 launched(grads, hp, correction)
             except Exception as error:
-                raise _turned_off(error) from error
+                off = _turned_off(error)
+                if not low:
+                    raise off from error
+                again = LOWBIT_OPERATIONS.launch(members, hp, float32_arithmetic, **low)
+                again(grads, hp, correction)
 
         return run
 
@@ -157,6 +170,12 @@ def _numba(order: str, elements: int) -> Backend | None:
         one_dtype=True, reproduces=_torch_kernel.matches,
     )  # fmt: skip
 
+
+#: Low-bit state where no kernel runs (every device): rmsprop.torch._lowbit_ops, the
+#: kernels' step in tensor operations.
+LOWBIT_OPERATIONS: Final = Backend(
+    "torch operations", _lowbit_ops.Launch, (), FAMILY_DTYPES, codes=True
+)
 
 #: (device, rounding) -> the backend, where it loads; "gpu" is _dispatch.GPU_DEVICE_TYPES.
 TABLE: Final[dict[tuple[str, str], Callable[[int], Backend | None]]] = {

@@ -5,8 +5,9 @@ where one holds; else every parameter the kernel of its device takes
 (:mod:`rmsprop.torch._backends`) goes to it, one launch per (bias correction,
 device, dtypes), and the rest to the fallback: the ``torch._foreach_*`` path for
 the family rule (:mod:`rmsprop.torch._foreach`), PyTorch's own functional RMSprop
-for ``rounding="pytorch"``. Each parameter's ``step`` counter advances right after
-it is written.
+for ``rounding="pytorch"``; low-bit state that no kernel takes, to the kernels' step
+in torch operations (:mod:`rmsprop.torch._lowbit_ops`). Each parameter's ``step``
+counter advances right after it is written.
 """
 
 import sys
@@ -17,7 +18,13 @@ import torch
 from rmsprop._kinds import Member, dtype_name, float32_work
 from rmsprop._options import Hyperparameters
 from rmsprop.torch import _foreach, _lowbit
-from rmsprop.torch._backends import Backend, KernelUnavailableError, backend, device_kind
+from rmsprop.torch._backends import (
+    LOWBIT_OPERATIONS,
+    Backend,
+    KernelUnavailableError,
+    backend,
+    device_kind,
+)
 from rmsprop.torch._compat import STATE_KEYS, strides, torch_functional
 from rmsprop.torch._dtensor import local
 from rmsprop.torch._foreach import PLAIN, count
@@ -80,7 +87,11 @@ def run(
             backends[kind] = backend(kind, group["rounding"], elements) if kernels else None
         chosen = backends[kind]
         if chosen is None or type(member[0]) not in PLAIN or not chosen.takes(*member, hp):
-            dense = _dense(chosen, member, hp) if _lowbit.needs_kernel(group, state) else None
+            needs = _lowbit.needs_kernel(group, state)
+            dense = _dense(chosen, member, hp) if needs else None
+            if dense is None and needs and kernels:  # no kernel: the operations write it
+                chosen = LOWBIT_OPERATIONS
+                dense = member if chosen.takes(*member, hp) else _dense(chosen, member, hp)
             if chosen is None or dense is None:
                 rest.append(i)
                 continue
@@ -88,7 +99,7 @@ def run(
                 copies.append((member[0], dense[0]))
             member = dense
         q, g, buffers = member
-        key = (_correction(hp, state), q.device, q.dtype, g.dtype, buffers[0].dtype)
+        key = (_correction(hp, state), chosen.name, q.device, q.dtype, g.dtype, buffers[0].dtype)
         _, members, steps, indices = fused.setdefault(key, (chosen, [], [], []))
         members.append(member)
         steps.append(state["step"])
@@ -96,9 +107,9 @@ def run(
     if any(_lowbit.needs_kernel(group, states[i]) for i in rest):
         bits = group["state_bits"]
         raise RuntimeError(
-            f"state_bits={bits} runs on the family's kernels (Numba on the CPU, Triton on "
-            "CUDA): the kernel is not there for some of these tensors, or does not take "
-            "their kind; nothing was updated"
+            f"state_bits={bits} is written by the family's kernels or their step in torch "
+            "operations, and neither takes some of these tensors (their kind or layout); "
+            "nothing was updated"
         )
     try:
         for (correction, *_), (chosen, members, steps, indices) in fused.items():

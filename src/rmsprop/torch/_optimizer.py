@@ -88,9 +88,9 @@ class RMSProp(Optimizer):
             resolution. 8: each buffer of a parameter of at least 4,096 elements as
             one-byte codes with a float32 scale per block of 256 (see
             ``rmsprop._blockwise``), rounded stochastically; smaller parameters keep
-            float32 state. Both run on the fused kernels (Numba, Triton): views with
-            gaps through dense copies; other devices, and CUDA without Triton, are
-            refused.
+            float32 state. Both run on the fused kernels (Numba, Triton), views with
+            gaps through dense copies; where no kernel runs (MPS, CUDA without
+            Triton), the same step in torch operations, many times slower.
         seed: the random streams of ``state_bits`` 16 and 8 (default 0).
         step_in_backward: step each parameter inside ``backward()`` as soon as
             its gradient is complete, and free the gradient (peak memory without
