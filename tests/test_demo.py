@@ -6,7 +6,7 @@ import json
 import pytest
 
 from rmsprop.cli import _demo, main
-from rmsprop.demo._digits import contenders, train
+from rmsprop.demo._digits import SIXTEEN_BIT, contenders, train
 
 pytest.importorskip("matplotlib")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -69,15 +69,28 @@ def test_torch_optim_rmsprop_follows_nearly_the_same_curve():
     assert 0 < max(gaps) < 1e-3
 
 
-def test_without_torch_the_demo_says_so(tmp_path, capsys, monkeypatch):
+def test_without_torch_and_ml_dtypes_the_demo_says_so(tmp_path, capsys, monkeypatch):
     real = importlib.util.find_spec
+    missing = ("torch", "ml_dtypes")
     monkeypatch.setattr(
-        _demo.importlib.util, "find_spec", lambda name: None if name == "torch" else real(name)
+        _demo.importlib.util, "find_spec", lambda name: None if name in missing else real(name)
     )
     assert main(["demo", "--steps", "60", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "torch.optim.RMSprop left out: PyTorch is not installed" in out
+    assert "16-bit state left out: it needs ml_dtypes" in out
     assert len(json.loads((tmp_path / "demo.json").read_text())["digits"]) == 3
+
+
+def test_16_bit_state_follows_float32_states_curve():
+    """The row with half the state memory: bfloat16 state, the same training within 0.1 %."""
+    pytest.importorskip("ml_dtypes")
+    ours, *_, sixteen = contenders(with_torch=False, with_16_bit=True)
+    assert sixteen.name == SIXTEEN_BIT
+    a, b = (train(c, 300, random_seed=0) for c in (ours, sixteen))
+    gaps = [abs(x - y) / x for x, y in zip(a.train_losses, b.train_losses, strict=True)]
+    assert 0 < max(gaps) < 1e-3  # not float32 state's numbers (1e-4 apart), the same training
+    assert abs(a.test_loss - b.test_loss) < 1e-3 * a.test_loss
 
 
 def test_without_matplotlib_one_line_and_status_2(tmp_path, capsys, monkeypatch):

@@ -166,7 +166,14 @@ def _digits(
     figure: Path, draw: Callable[[Any, BinaryIO], None], steps: int, random_seed: int
 ) -> list[dict[str, Any]]:
     from rmsprop._progress import Progress  # noqa: PLC0415
-    from rmsprop.demo._digits import BATCH, contenders, load_digits, split, train  # noqa: PLC0415
+    from rmsprop.demo._digits import (  # noqa: PLC0415
+        BATCH,
+        SIXTEEN_BIT,
+        contenders,
+        load_digits,
+        split,
+        train,
+    )
 
     _, labels = load_digits()
     train_rows, test_rows = split(labels, random_seed)
@@ -177,22 +184,30 @@ def _digits(
         "the same batches for every optimizer:"
     )
     with_torch = importlib.util.find_spec("torch") is not None
+    with_16_bit = importlib.util.find_spec("ml_dtypes") is not None
     rmsprop.load_kernels()  # the network's arrays are small: use the fused kernels from the start
     runs = []
-    for contender in contenders(with_torch):
+    for contender in contenders(with_torch, with_16_bit):
         with Progress(contender.name, steps) as bar:
             runs.append(train(contender, steps, random_seed, bar.update))
     if not with_torch:
         print("   (torch.optim.RMSprop left out: PyTorch is not installed)")
+    if not with_16_bit:
+        print("   (16-bit state left out: it needs ml_dtypes, pip install ml_dtypes)")
     print(
-        f"\n   {'optimizer':<21} {'settings':<27} {'train acc':>9} {'test acc':>9} "
+        f"\n   {'optimizer':<23} {'settings':<27} {'train acc':>9} {'test acc':>9} "
         f"{'test loss':>9} {'µs/step':>8}"
     )
     for r in runs:
         print(
-            f"   {r.name:<21} {r.settings:<27} {r.train_accuracy:9.1%} {r.test_accuracy:9.1%} "
+            f"   {r.name:<23} {r.settings:<27} {r.train_accuracy:9.1%} {r.test_accuracy:9.1%} "
             f"{r.test_loss:9.4f} {r.microseconds_per_step:8.1f}"
         )
     print("   (µs/step: median time of the optimizer's step alone, the network's work excluded)")
+    if with_16_bit:
+        print(
+            f"   {SIXTEEN_BIT}: the state in bfloat16 (half of float32's bytes), rounded\n"
+            "   stochastically, so that small updates still count on average."
+        )
     save_figure(figure, lambda target: draw(runs, target))
     return [r.summary() for r in runs]

@@ -153,8 +153,13 @@ class Contender:
     make: Callable[[list[Array]], Stepper]
 
 
-def contenders(with_torch: bool) -> list[Contender]:
-    """RMSProp (this library), SGD, Adam, and torch.optim.RMSprop when torch is importable."""
+#: The name of the row with half the state memory (bfloat16 state, state_bits=16).
+SIXTEEN_BIT = "rmsprop.RMSProp 16-bit"
+
+
+def contenders(with_torch: bool, with_16_bit: bool = False) -> list[Contender]:
+    """RMSProp (this library), SGD, Adam, torch.optim.RMSprop when torch is importable,
+    and RMSProp with 16-bit state (``state_bits=16``, which needs ml_dtypes)."""
     chosen = [
         Contender(
             "rmsprop.RMSProp", "lr=1e-3, beta=0.9", lambda p: rmsprop.RMSProp(p, lr=1e-3, beta=0.9)
@@ -168,6 +173,14 @@ def contenders(with_torch: bool) -> list[Contender]:
                 "torch.optim.RMSprop",
                 "lr=1e-3, alpha=0.9",
                 lambda p: TorchRMSprop(p, lr=1e-3, alpha=0.9),
+            )
+        )
+    if with_16_bit:
+        chosen.append(
+            Contender(
+                SIXTEEN_BIT,
+                "the same, state_bits=16",
+                lambda p: rmsprop.RMSProp(p, lr=1e-3, beta=0.9, state_bits=16),
             )
         )
     return chosen

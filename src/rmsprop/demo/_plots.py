@@ -15,6 +15,7 @@ COLORS = {
     "SGD": "#d95f02",
     "Adam": "#7570b3",
     "torch.optim.RMSprop": "#e7298a",
+    "rmsprop.RMSProp 16-bit": "#66a61e",
 }
 
 
@@ -71,11 +72,12 @@ def digits_training(runs: list[Run], out: FilePath | BinaryIO) -> None:
     fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5))
     window = 25
     for run in runs:
-        # torch.optim.RMSprop draws over rmsprop.RMSProp's nearly identical curve: dashed.
+        # torch.optim.RMSprop and 16-bit state draw over rmsprop.RMSProp's nearly identical
+        # curve: dashed, dotted.
         style = {
             "color": COLORS.get(run.name),
             "lw": 1.5,
-            "ls": "--" if "torch" in run.name else "-",
+            "ls": "--" if "torch" in run.name else ":" if "16-bit" in run.name else "-",
         }
         losses = np.array(run.train_losses)
         smooth = np.convolve(losses, np.ones(window) / window, mode="valid")
