@@ -183,6 +183,32 @@ def test_a_failing_kernel_hands_low_bit_state_to_the_operations():
         _accel.set_triton_enabled(previous)
 
 
+@pytest.mark.parametrize("bits", [16, 8])
+def test_a_buffer_the_options_do_not_use_is_left_alone(bits):
+    """A momentum buffer kept from steps with momentum, in a step without: neither the
+    kernel nor the operations touch it."""
+    hp = Hyperparameters(lr=0.01)  # momentum 0
+    results = []
+    for make in (_kernels.Launch, _lowbit_ops.Launch):
+        generator = torch.Generator().manual_seed(2)
+        p, g = torch.randn(5000, generator=generator), torch.randn(5000, generator=generator)
+        if bits == 8:
+            buffers = [torch.full((5000,), k, dtype=torch.uint8) for k in (40, 200)]
+            scales = [torch.ones(_blockwise.blocks(5000)) for _ in range(2)]
+            low = {"scales": [[scales[0], scales[1], None]]}
+        else:
+            buffers = [torch.rand(5000, generator=generator).bfloat16() for _ in range(2)]
+            scales, low = [], {}
+        kept = [t.clone() for t in (buffers[1], *scales[1:])]
+        counter = torch.zeros(())  # alive while the launch is: the kernel keeps its address
+        launch = make([(p, g, [buffers[0], buffers[1], None])], hp,
+                      stochastic=([counter], [0], 1), **low)  # fmt: skip
+        launch([g], hp)
+        assert all(torch.equal(a, b) for a, b in zip(kept, (buffers[1], *scales[1:]), strict=True))
+        results.append((p, buffers[0], *scales[:1]))
+    assert all(torch.equal(a, b) for a, b in zip(*results, strict=True))
+
+
 def test_what_nothing_takes_is_still_refused_before_any_write():
     """A sparse gradient: neither a kernel nor the operations take it."""
     previous = _accel.set_enabled(False)

@@ -201,6 +201,10 @@ class Launch:
                 begin = start(self._seed, step, self._streams[i])
                 scales = None if self._scales is None else self._scales[i]
                 views = [flat(p), flat(g), *(None if b is None else flat(b) for b in buffers)]
+                # The buffers the options use: a kernel leaves any other untouched.
+                used = (True, bool(hp.momentum), hp.centered)
+                for k, on in enumerate(used):
+                    views[2 + k] = views[2 + k] if on else None
                 for first in range(0, p.numel(), SLICE):
                     self._slice(views, scales, first, begin, options, factor)
 
@@ -234,24 +238,22 @@ class Launch:
         )  # fmt: skip
         j = torch.arange(first, first + p.numel(), dtype=torch.int64, device=p.device)
         bits = None if scales is not None else draws(begin, j)
-        written: list[tuple[torch.Tensor, ...]] = []
+        written: list[tuple[torch.Tensor, torch.Tensor]] = []  # (where, what), all computed
         for k, (b, value) in enumerate(zip(buffers, new, strict=True)):
             if b is None:
                 continue
             if scales is not None:
                 b_codes, b_scales = encode(value, codes[k], weyl(begin, j, k))
-                written.append((b, b_codes, scales[k][blocks], b_scales))
+                written += [(b, b_codes), (scales[k][blocks], b_scales)]
             else:
                 random = (cast(torch.Tensor, bits) >> (16 * k)) & 0xFFFF
                 written.append((b.view(torch.int16), stochastic_bfloat16(value, random)))
         if p.dtype == torch.bfloat16:
-            p.view(torch.int16).copy_(bfloat16_bits(new_p))
+            written.append((p.view(torch.int16), bfloat16_bits(new_p)))
         else:  # float16 rounds through float32, as torch and the kernels round it
-            p.copy_(new_p if p.dtype != torch.float16 else new_p.to(torch.float32))
-        for target, *results in written:
-            target.copy_(results[0])
-            if len(results) == 3:
-                results[1].copy_(results[2])
+            written.append((p, new_p if p.dtype != torch.float16 else new_p.to(torch.float32)))
+        for target, value in written:
+            target.copy_(value)
 
 
 def _clamp_at_zero(x: torch.Tensor) -> torch.Tensor:
