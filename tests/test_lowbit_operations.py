@@ -209,6 +209,26 @@ def test_a_buffer_the_options_do_not_use_is_left_alone(bits):
     assert all(torch.equal(a, b) for a, b in zip(*results, strict=True))
 
 
+def test_ctrl_c_between_two_writes_still_writes_them_all():
+    """Codes and their scales are written together: a KeyboardInterrupt raised after one
+    copy (where Python delivers Ctrl-C: between calls) lets the others finish."""
+
+    class Target:
+        def __init__(self, interrupt):
+            self.value, self.interrupt = None, interrupt
+
+        def copy_(self, value):
+            self.value = value
+            if self.interrupt:
+                self.interrupt = False
+                raise KeyboardInterrupt
+
+    targets = [Target(False), Target(True), Target(False), Target(False)]
+    with pytest.raises(KeyboardInterrupt):
+        _lowbit_ops.write([(t, k) for k, t in enumerate(targets)])
+    assert [t.value for t in targets] == [0, 1, 2, 3]
+
+
 def test_what_nothing_takes_is_still_refused_before_any_write():
     """A sparse gradient: neither a kernel nor the operations take it."""
     previous = _accel.set_enabled(False)

@@ -252,7 +252,20 @@ class Launch:
             written.append((p.view(torch.int16), bfloat16_bits(new_p)))
         else:  # float16 rounds through float32, as torch and the kernels round it
             written.append((p, new_p if p.dtype != torch.float16 else new_p.to(torch.float32)))
-        for target, value in written:
+        write(written)
+
+
+def write(pairs: Sequence[tuple[Any, Any]]) -> None:
+    """``target.copy_(value)`` for each pair, every one of them even when Ctrl-C lands
+    between two (Python raises it between calls, never inside one): 8-bit codes are
+    never left beside scales of another step."""
+    done = 0
+    try:
+        while done < len(pairs):
+            pairs[done][0].copy_(pairs[done][1])
+            done += 1
+    finally:  # interrupted: the rest (a copy done twice writes the same)
+        for target, value in pairs[done:]:
             target.copy_(value)
 
 
