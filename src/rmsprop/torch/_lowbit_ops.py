@@ -12,9 +12,10 @@ block, rounded as the kernels round. On the CPU it writes the kernels' bytes, bi
 bit (tested); elsewhere, what the device's division and square root give (CUDA's are
 IEEE's; MPS computes in float32 only, its arithmetic Metal's).
 
-It is not fused: each element passes through a few dozen tensor operations, about 16
-times the kernels' time on the CPU, and what it holds at a time is bounded by slicing
-each parameter into :data:`SLICE` elements (at most about 130 bytes each, measured).
+It is not fused: each element passes through a few dozen tensor operations, 15 to 23
+times the kernels' time on the CPU (``benchmarks/bench_lowbit_operations.py``), and
+what it holds at a time is bounded by slicing each parameter into :data:`SLICE`
+elements (at most about 130 bytes each, measured).
 """
 
 from collections import namedtuple
