@@ -25,7 +25,6 @@ import ctypes
 import math
 import sys
 import types
-from collections import namedtuple
 from collections.abc import Sequence
 from functools import cache, lru_cache
 from typing import Any, Final, cast
@@ -36,7 +35,7 @@ import numpy.typing as npt
 from numba import njit, prange
 
 from rmsprop import _blockwise, _options, _random, _rule
-from rmsprop._kinds import NUMPY_KINDS, Member, float32_work, storage_kind
+from rmsprop._kinds import BLOCKWISE, NUMPY_KINDS, STOCHASTIC, Member, float32_work, storage_kind
 from rmsprop._numba_codes import (
     BFLOAT16,
     BITS20,
@@ -77,13 +76,10 @@ from rmsprop._numba_support import (
     source_version,
     work_table,
 )
-from rmsprop._options import OPTION_NAMES, Hyperparameters, Scalars, Switches
+from rmsprop._options import Hyperparameters, OptionValues, Scalars, Switches
 
 NDArray = npt.NDArray[Any]
 __all__ = ["GROUP_CHUNK", "PARALLEL_MIN", "PARTS", "Launch", "update", "work_table"]
-
-# The options as the compiled rule sees them: the attributes of Hyperparameters.
-_Options: Any = cast(Any, namedtuple)("_Options", OPTION_NAMES)
 
 
 #: The version of what a kernel compiles: the rule, its options and the helpers here.
@@ -144,13 +140,6 @@ def _check_sizes(size: int, *arrays: NDArray | None) -> None:
     for array in arrays:
         if array is not None and array.size != size:
             raise ValueError(f"kernel arrays must all have {size} elements, one has {array.size}")
-
-
-#: The state kind of bfloat16 buffers written with stochastic rounding.
-STOCHASTIC: Final = "bfloat16 stochastic"
-#: The state kind of 8-bit blockwise buffers (rmsprop._blockwise): one-byte codes and a
-#: float32 scale per block, written with stochastic rounding.
-BLOCKWISE: Final = "8-bit blockwise"
 
 
 @jit
@@ -274,7 +263,7 @@ def _group_kernel(  # noqa: PLR0915 - one loop nest, compiled as one kernel (see
                 if not into:
                     p_new, v_new = p, v
                 zero = work(0.0)
-                options = _Options(
+                options = OptionValues(
                     work(lr), work(beta), work(eps), eps_in_sqrt, zero,
                     work(momentum) if momentum_on else zero,
                     nesterov, lr_in_momentum, centered,

@@ -35,6 +35,11 @@ TORCH_KINDS: Final = {
     "torch.float32": "float32",
     "torch.float64": "float64",
 }
+#: The state kind of bfloat16 buffers written with stochastic rounding.
+STOCHASTIC: Final = "bfloat16 stochastic"
+#: The state kind of 8-bit blockwise buffers (rmsprop._blockwise): one-byte codes and a
+#: float32 scale per block, written with stochastic rounding.
+BLOCKWISE: Final = "8-bit blockwise"
 #: Kinds and dtype names whose values a float32 holds exactly (8-bit codes: all but
 #: those under 2**-149, which float32 arithmetic rounds, as it rounds its results).
 _FLOAT32_EXACT: Final = frozenset(
@@ -42,8 +47,8 @@ _FLOAT32_EXACT: Final = frozenset(
         "float16",
         "float16 via float32",
         "bfloat16",
-        "bfloat16 stochastic",
-        "8-bit blockwise",
+        STOCHASTIC,
+        BLOCKWISE,
         "float32",
     }
 )

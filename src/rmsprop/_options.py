@@ -2,9 +2,10 @@
 
 import dataclasses
 import math
+from collections import namedtuple
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Final, NamedTuple, Self, TypedDict
+from typing import Any, Final, NamedTuple, Self, TypedDict, cast
 
 from rmsprop._validation import describe, real
 
@@ -205,6 +206,9 @@ weight_decay=0.0, decoupled_weight_decay=False, maximize=False, bias_correction=
 
 
 OPTION_NAMES: Final = tuple(field.name for field in dataclasses.fields(Hyperparameters))
+#: The options as plain values of a kernel's own types (float32 scalars, say): what the
+#: compiled rule and the low-bit torch operations pass rmsprop._rule.family_update.
+OptionValues: Any = cast(Any, namedtuple)("OptionValues", OPTION_NAMES)
 #: The switches of the seed's rule: every option at its default.
 SEED_RULE: Final = Hyperparameters(lr=0.0).switches
 

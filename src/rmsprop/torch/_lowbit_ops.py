@@ -18,25 +18,21 @@ what it holds at a time is bounded by slicing each parameter into :data:`SLICE`
 elements (at most about 130 bytes each, measured).
 """
 
-from collections import namedtuple
 from collections.abc import Sequence
 from typing import Any, Final, cast
 
 import torch
 
 from rmsprop import _blockwise, _random
-from rmsprop._kinds import Member, float32_work, storage_kind
-from rmsprop._options import OPTION_NAMES, Hyperparameters
+from rmsprop._kinds import BLOCKWISE, STOCHASTIC, Member, float32_work, storage_kind
+from rmsprop._options import OPTION_NAMES, Hyperparameters, OptionValues
 from rmsprop._rule import State, family_update
 from rmsprop.torch._foreach import exact_sqrt
+from rmsprop.torch._lowbit import memory_order
 
 #: Elements of a parameter stepped at a time: a multiple of the 8-bit block.
 SLICE: Final = 1 << 18
-#: The state kinds of rmsprop._kernels: bfloat16 rounded stochastically, 8-bit codes.
-STOCHASTIC: Final = "bfloat16 stochastic"
-BLOCKWISE: Final = "8-bit blockwise"
 
-_Options: Any = cast(Any, namedtuple)("_Options", OPTION_NAMES)
 _SCALARS: Final = ("lr", "beta", "eps", "initial_cache", "momentum", "weight_decay")
 
 
@@ -150,11 +146,6 @@ def decode(codes: torch.Tensor, scales: torch.Tensor, code: _blockwise.Code, wor
     return table[codes.to(torch.int64)].to(work) * factor
 
 
-def flat(t: torch.Tensor) -> torch.Tensor:
-    """A dense tensor's elements in memory order, as a 1-D view."""
-    return t.detach().as_strided((t.numel(),), (1,), t.storage_offset())
-
-
 class Launch:
     """:class:`rmsprop._kernels.Launch` for low-bit state, in torch operations on any
     device: members ``(param, grad, [square_avg, momentum_buffer, grad_avg])`` dense and
@@ -193,7 +184,7 @@ class Launch:
             for name in _SCALARS:
                 if values[name]:
                     values[name] = torch.tensor(values[name], dtype=work)
-            options, factor = _Options(**values), torch.tensor(correction, dtype=work)
+            options, factor = OptionValues(**values), torch.tensor(correction, dtype=work)
         with torch.no_grad():
             for i, ((p, _, buffers), g) in enumerate(zip(self._members, grads, strict=True)):
                 if not p.numel():
@@ -201,7 +192,8 @@ class Launch:
                 step = self._counters[i].detach().to(torch.int64) + 1
                 begin = start(self._seed, step, self._streams[i])
                 scales = None if self._scales is None else self._scales[i]
-                views = [flat(p), flat(g), *(None if b is None else flat(b) for b in buffers)]
+                views = [memory_order(t.detach()) if t is not None else None
+                         for t in (p, g, *buffers)]  # fmt: skip
                 # The buffers the options use: a kernel leaves any other untouched.
                 used = (True, bool(hp.momentum), hp.centered)
                 for k, on in enumerate(used):
