@@ -12,7 +12,7 @@ import copy
 import numpy as np
 import pytest
 
-from rmsprop import Hyperparameters, _blockwise, _random, _rule
+from rmsprop import Hyperparameters, _blockwise, _lowbit_numpy, _random, _rule
 from rmsprop._blockwise import BLOCK, SIGNED, UNSIGNED
 
 torch = pytest.importorskip("torch")
@@ -195,10 +195,27 @@ def _members(hp, sizes, seed=0):
     return members, scales, counters, streams
 
 
-@pytest.mark.parametrize("launch_type", [kernels.Launch, _lowbit_ops.Launch], ids=["numba", "ops"])
+def _numpy_launch(members, hp, *, stochastic, scales):
+    """rmsprop._lowbit_numpy's launch on the memory of CPU tensors."""
+    counters, streams, seed = stochastic
+    arrays = [(p.numpy(), g.numpy(), [None if c is None else c.numpy() for c in codes])
+              for p, g, codes in members]  # fmt: skip
+    launch = _lowbit_numpy.Launch(
+        arrays, hp, stochastic=([c.numpy() for c in counters], streams, seed),
+        scales=[[None if s is None else s.numpy() for s in row] for row in scales],
+    )  # fmt: skip
+    return lambda grads, hp: launch([g.numpy() for g in grads], hp)
+
+
+@pytest.mark.parametrize(
+    "launch_type",
+    [kernels.Launch, _lowbit_ops.Launch, _numpy_launch],
+    ids=["numba", "ops", "numpy"],
+)
 @pytest.mark.parametrize("options", OPTION_SETS, ids=str)
 def test_the_kernel_writes_the_references_bytes(options, launch_type):
-    """The Numba kernel, and its step in torch operations (for devices without it)."""
+    """The Numba kernel, and its step in torch operations (for devices without it) and
+    in NumPy (rmsprop.RMSProp without it), on the same memory."""
     hp = Hyperparameters.from_preset("pytorch", lr=1e-2, **options)
     members, scales, counters, streams = _members(hp, [1, 7, 300, 40_000, 70_001])
     seed = 2**40 + 5

@@ -17,6 +17,7 @@ pytest.importorskip("rmsprop._kernels", reason="Numba is not installed")
 
 import rmsprop.torch  # noqa: E402
 from rmsprop import _accel, _kernels  # noqa: E402
+from rmsprop._interrupt import write_all  # noqa: E402
 from rmsprop._options import Hyperparameters  # noqa: E402
 from rmsprop.torch import _backends, _lowbit_ops  # noqa: E402
 
@@ -210,23 +211,20 @@ def test_a_buffer_the_options_do_not_use_is_left_alone(bits):
 
 
 def test_ctrl_c_between_two_writes_still_writes_them_all():
-    """Codes and their scales are written together: a KeyboardInterrupt raised after one
-    copy (where Python delivers Ctrl-C: between calls) lets the others finish."""
+    """Codes and their scales are written together (by both steps without kernels, this
+    one and rmsprop._lowbit_numpy's): a KeyboardInterrupt raised after one copy (where
+    Python delivers Ctrl-C: between calls) lets the others finish."""
+    written, interrupt = {}, [True]
 
-    class Target:
-        def __init__(self, interrupt):
-            self.value, self.interrupt = None, interrupt
+    def copy(target, value):
+        written[target] = value
+        if target == 1 and interrupt[0]:
+            interrupt[0] = False
+            raise KeyboardInterrupt
 
-        def copy_(self, value):
-            self.value = value
-            if self.interrupt:
-                self.interrupt = False
-                raise KeyboardInterrupt
-
-    targets = [Target(False), Target(True), Target(False), Target(False)]
     with pytest.raises(KeyboardInterrupt):
-        _lowbit_ops.write([(t, k) for k, t in enumerate(targets)])
-    assert [t.value for t in targets] == [0, 1, 2, 3]
+        write_all([(k, 10 + k) for k in range(4)], copy)
+    assert written == {0: 10, 1: 11, 2: 12, 3: 13}
 
 
 def test_what_nothing_takes_is_still_refused_before_any_write():

@@ -13,7 +13,7 @@ import pytest
 torch = pytest.importorskip("torch")
 kernels = pytest.importorskip("rmsprop._kernels", reason="Numba is not installed")
 
-from rmsprop import Hyperparameters, _random, _rule  # noqa: E402
+from rmsprop import Hyperparameters, _lowbit_numpy, _random, _rule  # noqa: E402
 from rmsprop.torch import _lowbit_ops  # noqa: E402
 
 OPTION_SETS = [
@@ -45,10 +45,19 @@ def _reference(p, g, state, hp, step, stream, seed):
     return np.asarray(new_p, np.float64).astype(np.float32), out
 
 
-@pytest.mark.parametrize("launch_type", ["numba", "ops"])
+def _numpy_views(t):
+    """A CPU tensor's memory as a NumPy array (bfloat16: ml_dtypes')."""
+    if t is None or t.dtype != torch.bfloat16:
+        return None if t is None else t.numpy()
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    return t.view(torch.int16).numpy().view(ml_dtypes.bfloat16)
+
+
+@pytest.mark.parametrize("launch_type", ["numba", "ops", "numpy"])
 @pytest.mark.parametrize("options", OPTION_SETS, ids=str)
 def test_the_kernel_writes_the_references_bits(options, launch_type):
-    """The Numba kernel, and its step in torch operations (for devices without it)."""
+    """The Numba kernel, and its step in torch operations (for devices without it) and
+    in NumPy (rmsprop.RMSProp without it), on the same memory."""
     hp = Hyperparameters.from_preset("pytorch", lr=1e-2, **options)
     generator = torch.Generator().manual_seed(0)
     sizes = [1, 7, 40_000, 70_000]
@@ -67,9 +76,15 @@ def test_the_kernel_writes_the_references_bits(options, launch_type):
         _reference(p, g, state, hp, int(counters[k]) + 1, streams[k], seed)
         for k, (p, g, state) in enumerate(members)
     ]
-    make = kernels.Launch if launch_type == "numba" else _lowbit_ops.Launch
-    launch = make(members, hp, stochastic=(counters, streams, seed))
-    launch([g for _, g, _ in members], hp)
+    grads = [g for _, g, _ in members]
+    if launch_type == "numpy":
+        arrays = [(p.numpy(), g.numpy(), [_numpy_views(b) for b in state])
+                  for p, g, state in members]  # fmt: skip
+        stochastic = ([c.numpy() for c in counters], streams, seed)
+        _lowbit_numpy.Launch(arrays, hp, stochastic=stochastic)([g.numpy() for g in grads], hp)
+    else:
+        make = kernels.Launch if launch_type == "numba" else _lowbit_ops.Launch
+        make(members, hp, stochastic=(counters, streams, seed))(grads, hp)
     for (p, _, state), (new_p, new_state) in zip(members, expected, strict=True):
         assert np.array_equal(p.numpy(), new_p)
         for buffer, bits in zip(state, new_state, strict=False):

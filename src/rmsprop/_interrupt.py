@@ -12,6 +12,9 @@ watchdog thread learns of the signal from the interpreter's wakeup file
 descriptor, which the C-level handler writes at once, and if the command has not
 finished :data:`GRACE` seconds later, it prints the same line and ends the process
 with status 130 itself. A second Ctrl-C ends it at once.
+
+In the library, :func:`write_all` keeps writes that belong together (8-bit codes and
+their scales) from being split by a ``KeyboardInterrupt``.
 """
 
 import contextlib
@@ -20,8 +23,8 @@ import select
 import signal
 import sys
 import threading
-from collections.abc import Iterator
-from typing import Final
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, Final
 
 #: Seconds between Ctrl-C and the watchdog's exit, if no checkpoint ended the command.
 GRACE: Final = 0.8
@@ -106,3 +109,17 @@ def _watch(read: int, done: threading.Event) -> None:
                 _end_now()
     finally:
         os.close(read)
+
+
+def write_all(pairs: Sequence[tuple[Any, Any]], copy: Callable[[Any, Any], object]) -> None:
+    """``copy(target, value)`` for each pair, every one of them even when Ctrl-C lands
+    between two (Python raises it between calls, never inside one): 8-bit codes are
+    never left beside scales of another step. The interrupt is raised after the last."""
+    done = 0
+    try:
+        while done < len(pairs):
+            copy(*pairs[done])
+            done += 1
+    finally:  # interrupted: the rest (a copy done twice writes the same)
+        for target, value in pairs[done:]:
+            copy(target, value)

@@ -7,7 +7,7 @@ from typing import Any, Final, Unpack, cast
 import numpy as np
 import numpy.typing as npt
 
-from rmsprop import _accel, _flat, _state_bits
+from rmsprop import _accel, _flat, _lowbit_numpy, _state_bits
 from rmsprop._dispatch import Rule, kernel_kinds, update_arrays
 from rmsprop._kinds import NUMPY_KINDS
 from rmsprop._options import Hyperparameters, Options
@@ -49,8 +49,9 @@ class RMSProp:
             each buffer of a parameter of at least 4,096 elements as one-byte
             codes with a float32 scale per block of 256, rounded stochastically
             (smaller parameters keep float32 state). As ``rmsprop.torch.RMSProp``'s
-            ``state_bits``, on the same Numba kernel (see
-            :mod:`rmsprop._state_bits`): float16, float32 and float64 parameters.
+            ``state_bits``, on the same Numba kernel, or with the kernels off in
+            NumPy, writing the same bytes (see :mod:`rmsprop._state_bits`):
+            float16, float32 and float64 parameters.
         seed: the random bits of ``state_bits`` 16 and 8 (default 0): they depend
             only on it, the step, the parameter's index and the element.
         **options: ``lr`` (required unless the preset has one), ``beta``,
@@ -92,10 +93,9 @@ class RMSProp:
             for i, p in enumerate(params):
                 if p.dtype not in NUMPY_KINDS:
                     raise TypeError(
-                        f"state_bits={state_bits} runs on the fused kernels, which take float16, "
-                        f"float32 and float64 parameters; params[{i}] is {p.dtype}"
+                        f"state_bits={state_bits} takes float16, float32 and float64 "
+                        f"parameters; params[{i}] is {p.dtype}"
                     )
-            _lowbit_kernels(state_bits)
         self._params: tuple[NDArray, ...] = tuple(params)
         self._state_dtype = dtype
         self._bits, self._seed = state_bits, int(seed)
@@ -221,10 +221,10 @@ class RMSProp:
 
     def _lowbit_step(self, checked: list[NDArray | None], grads: Sequence[Any]) -> None:
         """The step with ``state_bits`` 16 or 8: every parameter on the fused kernel, in
-        groups of one parameter dtype, gradient dtype and state kind. The state is in C
-        order; a parameter laid out otherwise is updated through a C-ordered copy, a
+        groups of one parameter dtype, gradient dtype and state kind (where the kernels
+        are off, the same step in NumPy: :mod:`rmsprop._lowbit_numpy`). The state is in
+        C order; a parameter laid out otherwise is updated through a C-ordered copy, a
         gradient that is not a C-ordered float16/32/64 array through one in float64."""
-        _lowbit_kernels(self._bits)
         hp = self._hp
         correction = hp.correction(self._steps + 1)
         self._add_missing_buffers()
@@ -242,16 +242,26 @@ class RMSProp:
             state = str(self._state[i]["cache"].dtype)  # uint8 for codes
             groups.setdefault((NUMPY_KINDS[p.dtype], NUMPY_KINDS[g.dtype], state), []).append(i)
         launches = []
+        fused = _accel.load() is not None
         try:
             for kinds, members in groups.items():
                 arrays = [checked[i] for i in members]
+                if not fused and kinds[2] == "float32":  # 8-bit state's small parameters:
+                    # float32 state, by the 32-bit step's path
+                    rule = Rule.family(hp, correction, self._float32_arithmetic)
+                    for i, grad in zip(members, arrays, strict=True):
+                        buffers = tuple(self._state[i].get(name) for name in BUFFERS)
+                        update_arrays(
+                            rule, targets.get(i, self._params[i]), cast(NDArray, grad), buffers
+                        )
+                    continue
                 launch = self._launch(kinds, members, arrays, hp, targets)
                 launch(arrays, hp, correction)
                 launches.append((launch, members))
         finally:  # what was computed is written back, even when interrupted
             for i, target in targets.items():
                 self._params[i][...] = target
-        self._end_step(checked, grads, launches, bool(targets))
+        self._end_step(checked, grads, launches, bool(targets) or not fused)
 
     def _launch(
         self,
@@ -264,7 +274,9 @@ class RMSProp:
         """The group launch over ``members``, kept while the parameters and state are the
         same arrays (the state changes identity only on zero_state and load_state_dict).
         ``targets``: C-ordered copies that stand in for some parameters (never kept)."""
-        key = (kinds, tuple(members), hp.switches, self._float32_arithmetic)
+        kernels = _accel.load()
+        launch_type = _lowbit_numpy.Launch if kernels is None else kernels.Launch
+        key = (kinds, tuple(members), hp.switches, self._float32_arithmetic, launch_type)
         state = [self._state[i] for i in members]
         found = self._launches.get(key)
         if found is not None and all(
@@ -272,10 +284,8 @@ class RMSProp:
             for held, buffers in zip(found[1], state, strict=True)
         ):
             return found[0]
-        kernels = _accel.load()
-        assert kernels is not None  # step() found them
         targets = targets or {}
-        launch = kernels.Launch(
+        launch = launch_type(
             [
                 (targets.get(i, self._params[i]), g, [buffers.get(name) for name in BUFFERS])
                 for i, g, buffers in zip(members, grads, state, strict=True)
@@ -422,15 +432,6 @@ def _views(dtype: np.dtype[Any], shapes: Sequence[tuple[int, ...]]) -> list[NDAr
         arena[offset : offset + size].reshape(shape)
         for offset, size, shape in zip(offsets, sizes, shapes, strict=True)
     ]
-
-
-def _lowbit_kernels(bits: int) -> None:
-    """Raise ``RuntimeError`` unless the fused kernels, which write low-bit state, load."""
-    if _accel.load() is None:
-        raise RuntimeError(
-            f"state_bits={bits} runs on the fused Numba kernels, which are off in this process "
-            "(RMSPROP_KERNELS=0, or Numba failed to load); nothing was updated"
-        )
 
 
 _DTYPE = operator.attrgetter("dtype")

@@ -1,6 +1,7 @@
 """Low-bit state (``state_bits`` 16 and 8) of the NumPy optimizer, ``rmsprop.RMSProp``.
 
-The same state as ``rmsprop.torch.RMSProp``'s, written by the same Numba kernel:
+The same state as ``rmsprop.torch.RMSProp``'s, written by the same Numba kernel (with
+the kernels off, by the same step in NumPy, :mod:`rmsprop._lowbit_numpy`):
 
 - ``state_bits=16``: every buffer in bfloat16 (NumPy's bfloat16 is ``ml_dtypes``'
   :data:`ml_dtypes.bfloat16`, the dtype JAX uses), each new value rounded

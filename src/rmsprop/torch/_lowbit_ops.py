@@ -24,6 +24,7 @@ from typing import Any, Final, cast
 import torch
 
 from rmsprop import _blockwise, _random
+from rmsprop._interrupt import write_all
 from rmsprop._kinds import BLOCKWISE, STOCHASTIC, Member, float32_work, storage_kind
 from rmsprop._options import OPTION_NAMES, Hyperparameters, OptionValues
 from rmsprop._rule import State, family_update
@@ -245,21 +246,11 @@ class Launch:
             written.append((p.view(torch.int16), bfloat16_bits(new_p)))
         else:  # float16 rounds through float32, as torch and the kernels round it
             written.append((p, new_p if p.dtype != torch.float16 else new_p.to(torch.float32)))
-        write(written)
+        write_all(written, _copy)  # codes never beside another step's scales
 
 
-def write(pairs: Sequence[tuple[Any, Any]]) -> None:
-    """``target.copy_(value)`` for each pair, every one of them even when Ctrl-C lands
-    between two (Python raises it between calls, never inside one): 8-bit codes are
-    never left beside scales of another step."""
-    done = 0
-    try:
-        while done < len(pairs):
-            pairs[done][0].copy_(pairs[done][1])
-            done += 1
-    finally:  # interrupted: the rest (a copy done twice writes the same)
-        for target, value in pairs[done:]:
-            target.copy_(value)
+def _copy(target: torch.Tensor, value: torch.Tensor) -> None:
+    target.copy_(value)
 
 
 def _clamp_at_zero(x: torch.Tensor) -> torch.Tensor:
