@@ -69,6 +69,16 @@ def storage_kind(dtype: Any) -> str | None:
     return TORCH_KINDS.get(str(dtype))
 
 
+def lowbit_kinds(p_dtype: Any, g_dtype: Any, blockwise: bool) -> tuple[str, str, str]:
+    """The storage kinds of a launch that writes low-bit state (8-bit codes where
+    ``blockwise``, else bfloat16 rounded stochastically) over parameters and gradients
+    of these NumPy or torch dtypes; ``TypeError`` where the kernels have none."""
+    p_kind, g_kind = storage_kind(p_dtype), storage_kind(g_dtype)
+    if p_kind is None or g_kind is None:
+        raise TypeError(f"no storage kind for {p_dtype} or {g_dtype}")
+    return p_kind, g_kind, BLOCKWISE if blockwise else STOCHASTIC
+
+
 def float32_work(names: Iterable[str], float32_arithmetic: bool) -> bool:
     """Whether a step over values of these kinds or dtype names computes in float32.
 

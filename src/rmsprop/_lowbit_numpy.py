@@ -23,8 +23,8 @@ import numpy.typing as npt
 
 from rmsprop import _blockwise, _random
 from rmsprop._interrupt import write_all
-from rmsprop._kinds import BLOCKWISE, STOCHASTIC, Member, float32_work, storage_kind
-from rmsprop._options import OPTION_NAMES, Hyperparameters, OptionValues
+from rmsprop._kinds import Member, float32_work, lowbit_kinds
+from rmsprop._options import Hyperparameters, converted
 from rmsprop._rule import State, family_update
 
 NDArray = npt.NDArray[Any]
@@ -32,7 +32,6 @@ NDArray = npt.NDArray[Any]
 #: Elements of an array stepped at a time: a multiple of the 8-bit block.
 SLICE: Final = 1 << 18
 
-_SCALARS: Final = ("lr", "beta", "eps", "initial_cache", "momentum", "weight_decay")
 _CODES: Final = (_blockwise.UNSIGNED, _blockwise.SIGNED, _blockwise.SIGNED)
 
 
@@ -56,25 +55,15 @@ class Launch:
         self._counters, self._streams, self._seed = stochastic
         self._scales = scales
         p, g, _ = self._members[0]
-        kinds = (
-            storage_kind(p.dtype),
-            storage_kind(g.dtype),
-            BLOCKWISE if scales is not None else STOCHASTIC,
-        )
-        if kinds[0] is None or kinds[1] is None:
-            raise TypeError(f"no storage kind for {p.dtype} or {g.dtype}")
-        narrow = float32_work([str(kind) for kind in kinds], float32_arithmetic)
+        kinds = lowbit_kinds(p.dtype, g.dtype, scales is not None)
+        narrow = float32_work(kinds, float32_arithmetic)
         self._work = np.dtype(np.float32 if narrow else np.float64)
 
     def __call__(self, grads: Sequence[Any], hp: Hyperparameters, correction: float = 1.0) -> None:
         options: Any = hp
         factor: Any = correction
         if self._work == np.float32:  # float32 scalars, as the kernel's
-            values = {name: getattr(hp, name) for name in OPTION_NAMES}
-            for name in _SCALARS:
-                if values[name]:
-                    values[name] = np.full(1, values[name], dtype=np.float32)
-            options, factor = OptionValues(**values), np.full(1, correction, dtype=np.float32)
+            options, factor = converted(hp, correction, _float32)
         # The options a step uses: a kernel leaves any other buffer untouched.
         used = (True, bool(hp.momentum), hp.centered)
         for i, ((p, _, buffers), g) in enumerate(zip(self._members, grads, strict=True)):
@@ -134,6 +123,12 @@ class Launch:
                 written.append((b.view(np.uint16), half.astype(np.uint16)))
         written.append((p, new_p))
         write_all(written, _copy)
+
+
+def _float32(value: float) -> NDArray:
+    """A float32 scalar that NumPy 1.x keeps float32 beside Python numbers (a 0-d array
+    or NumPy scalar would widen ``1 - beta`` to float64 there): one element."""
+    return np.full(1, value, dtype=np.float32)
 
 
 def _copy(target: NDArray, value: NDArray) -> None:

@@ -3,7 +3,7 @@
 import dataclasses
 import math
 from collections import namedtuple
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, NamedTuple, Self, TypedDict, cast
 
@@ -209,6 +209,22 @@ OPTION_NAMES: Final = tuple(field.name for field in dataclasses.fields(Hyperpara
 #: The options as plain values of a kernel's own types (float32 scalars, say): what the
 #: compiled rule and the low-bit torch operations pass rmsprop._rule.family_update.
 OptionValues: Any = cast(Any, namedtuple)("OptionValues", OPTION_NAMES)
+#: The options that are numbers, which a kernel computes with in its own type.
+_SCALAR_OPTIONS: Final = ("lr", "beta", "eps", "initial_cache", "momentum", "weight_decay")
+
+
+def converted(hp: Hyperparameters, correction: float, convert: Callable[[float], Any]) -> Any:
+    """``(options, correction)``: ``hp`` as :data:`OptionValues` whose non-zero numbers,
+    and the bias ``correction``, are ``convert``-ed (to a float32 scalar of some array
+    library, say: the Numba kernel's float32 scalars, for the steps that reproduce it
+    in array operations). Zeros stay Python zeros: options that are off."""
+    values = {name: getattr(hp, name) for name in OPTION_NAMES}
+    for name in _SCALAR_OPTIONS:
+        if values[name]:
+            values[name] = convert(values[name])
+    return OptionValues(**values), convert(correction)
+
+
 #: The switches of the seed's rule: every option at its default.
 SEED_RULE: Final = Hyperparameters(lr=0.0).switches
 

@@ -18,6 +18,7 @@ what it holds at a time is bounded by slicing each parameter into :data:`SLICE`
 elements (at most about 130 bytes each, measured).
 """
 
+import functools
 from collections.abc import Sequence
 from typing import Any, Final, cast
 
@@ -25,16 +26,14 @@ import torch
 
 from rmsprop import _blockwise, _random
 from rmsprop._interrupt import write_all
-from rmsprop._kinds import BLOCKWISE, STOCHASTIC, Member, float32_work, storage_kind
-from rmsprop._options import OPTION_NAMES, Hyperparameters, OptionValues
+from rmsprop._kinds import Member, float32_work, lowbit_kinds
+from rmsprop._options import Hyperparameters, converted
 from rmsprop._rule import State, family_update
 from rmsprop.torch._foreach import exact_sqrt
 from rmsprop.torch._lowbit import memory_order
 
 #: Elements of a parameter stepped at a time: a multiple of the 8-bit block.
 SLICE: Final = 1 << 18
-
-_SCALARS: Final = ("lr", "beta", "eps", "initial_cache", "momentum", "weight_decay")
 
 
 def _signed(value: int) -> int:
@@ -168,11 +167,9 @@ class Launch:
         self._counters, self._streams, self._seed = stochastic
         self._scales = scales
         p, g, _ = self._members[0]
-        state = BLOCKWISE if scales is not None else STOCHASTIC
-        kinds = (storage_kind(p.dtype), storage_kind(g.dtype), state)
-        if None in kinds:
-            raise TypeError(f"no storage kind for {p.dtype} or {g.dtype}")
-        narrow = float32_work(cast(tuple[str, str, str], kinds), float32_arithmetic)
+        narrow = float32_work(
+            lowbit_kinds(p.dtype, g.dtype, scales is not None), float32_arithmetic
+        )
         # MPS has no float64: there the step computes in float32.
         self._work = torch.float32 if narrow or p.device.type == "mps" else torch.float64
 
@@ -181,11 +178,7 @@ class Launch:
         options: Any = hp
         factor: Any = correction
         if work == torch.float32:  # float32 0-d tensors: float32 scalars, as the kernel's
-            values: dict[str, Any] = {name: getattr(hp, name) for name in OPTION_NAMES}
-            for name in _SCALARS:
-                if values[name]:
-                    values[name] = torch.tensor(values[name], dtype=work)
-            options, factor = OptionValues(**values), torch.tensor(correction, dtype=work)
+            options, factor = converted(hp, correction, functools.partial(torch.tensor, dtype=work))
         with torch.no_grad():
             for i, ((p, _, buffers), g) in enumerate(zip(self._members, grads, strict=True)):
                 if not p.numel():
