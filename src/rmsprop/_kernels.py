@@ -35,7 +35,15 @@ import numpy.typing as npt
 from numba import njit, prange
 
 from rmsprop import _blockwise, _options, _random, _rule
-from rmsprop._kinds import BLOCKWISE, NUMPY_KINDS, STOCHASTIC, Member, float32_work, storage_kind
+from rmsprop._kinds import (
+    BLOCKWISE,
+    NUMPY_KINDS,
+    STOCHASTIC,
+    Member,
+    float32_work,
+    stochastic_kinds,
+    storage_kind,
+)
 from rmsprop._numba_codes import (
     BFLOAT16,
     BITS20,
@@ -59,7 +67,9 @@ from rmsprop._numba_codes import (
     largest32,
     largest64,
     narrow,
+    parameter_random,
     power,
+    stochastic_bfloat16,
     store_stochastic,
     stream,
 )
@@ -211,8 +221,12 @@ def _group_kernel(  # noqa: PLR0915 - one loop nest, compiled as one kernel (see
     # 8-bit blockwise state (rmsprop._blockwise): one-byte codes, and the float32 scales
     # of the square average, momentum buffer and gradient average at columns 10 to 12;
     # stochastic too, and every chunk starts on a block.
+    # bfloat16 parameters rounded stochastically (kinds[0] STOCHASTIC): with the top 16-bit
+    # word of the element's draw, from the same sequence (the same columns 7 to 9).
     blockwise = kinds[2] == BLOCKWISE
     stochastic = kinds[2] in (STOCHASTIC, BLOCKWISE)
+    rounded_params = kinds[0] == STOCHASTIC
+    drawn = stochastic or rounded_params
     storage[BLOCKWISE] = np.uint8
     codes[BLOCKWISE] = NATIVE  # decoded by the blockwise loop itself
     p_type, g_type, s_type = (storage.get(kind, np.uint16) for kind in kinds)
@@ -272,7 +286,7 @@ def _group_kernel(  # noqa: PLR0915 - one loop nest, compiled as one kernel (see
                 )  # fmt: skip
                 step_correction = work(correction)
                 # Stochastic rounding: where the row's random sequence starts.
-                begin = stream(addresses, t) if stochastic else np.uint64(0)
+                begin = stream(addresses, t) if drawn else np.uint64(0)
                 if blockwise:  # each block: decode, the rule, the block's scales, encode
                     largest = largest32 if float32 else largest64
                     exponent_of = exponent32 if float32 else exponent64
@@ -306,7 +320,11 @@ def _group_kernel(  # noqa: PLR0915 - one loop nest, compiled as one kernel (see
                                 read_p(p[i], p_code), read_g(g[i], g_code), state, options,
                                 sqrt, clamp, step_correction,
                             )  # fmt: skip
-                            store_p(p, i, new_p, p_code)
+                            if rounded_params:
+                                r = parameter_random(begin, first + i)
+                                p[i] = stochastic_bfloat16(new_p, r)
+                            else:
+                                store_p(p, i, new_p, p_code)
                             nv[k] = new.cache
                             if momentum_on:
                                 nb[k] = new.momentum_buffer
@@ -351,7 +369,10 @@ def _group_kernel(  # noqa: PLR0915 - one loop nest, compiled as one kernel (see
                         read_p(p[i], p_code), read_g(g[i], g_code), state, options, sqrt, clamp,
                         step_correction,
                     )  # fmt: skip
-                    store_p(p_new, i, new_p, p_code)
+                    if rounded_params:
+                        p_new[i] = stochastic_bfloat16(new_p, parameter_random(begin, first + i))
+                    else:
+                        store_p(p_new, i, new_p, p_code)
                     if stochastic:
                         used = (momentum_on, centered)
                         store_stochastic(v_new, b, a, i, first + i, new, begin, used)
@@ -379,7 +400,9 @@ class Launch:
     ``stochastic``: bfloat16 state written with stochastic rounding, given each
     member's float32 step counter (a 0-d tensor or array, kept alive by the caller;
     read at each call, whose step is the next), each member's random stream, and the
-    seed (see :mod:`rmsprop._random`).
+    seed (see :mod:`rmsprop._random`). ``round_params``: bfloat16 parameters written
+    with stochastic rounding too, from the same streams; ``round_state=False``: only
+    they (the state of its own kind, rounded to nearest).
     """
 
     def __init__(
@@ -390,6 +413,8 @@ class Launch:
         float32_arithmetic: bool = False,
         stochastic: tuple[Sequence[Any], Sequence[int], int] | None = None,
         scales: Sequence[Sequence[Any]] | None = None,
+        round_params: bool = False,
+        round_state: bool = True,
     ) -> None:
         self.options = hp.switches
         self._keep = [i for i, (p, _, _) in enumerate(members) if _size(p)]
@@ -435,11 +460,10 @@ class Launch:
             kinds = (kinds[0], kinds[1], BLOCKWISE)
         if None in kinds:
             raise TypeError(f"no storage kind for {p.dtype}, {g.dtype} or {v.dtype}")
-        if stochastic is not None and scales is None:
-            if kinds[2] != "bfloat16":
-                raise TypeError(f"stochastic rounding writes bfloat16 state, not {v.dtype}")
-            kinds = (kinds[0], kinds[1], STOCHASTIC)
-        self._kinds = cast(tuple[str, str, str], kinds)
+        self._kinds = stochastic_kinds(
+            cast(tuple[str, str, str], kinds), stochastic is not None, scales, round_params,
+            round_state,
+        )  # fmt: skip
         self._float32 = float32_work(self._kinds, float32_arithmetic)
 
     def __call__(self, grads: Sequence[Any], hp: Hyperparameters, correction: float = 1.0) -> None:

@@ -13,7 +13,7 @@ as torch's ``copy_`` rounds.
 """
 
 from collections.abc import Iterable, Sequence
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import numpy as np
 
@@ -69,14 +69,52 @@ def storage_kind(dtype: Any) -> str | None:
     return TORCH_KINDS.get(str(dtype))
 
 
-def lowbit_kinds(p_dtype: Any, g_dtype: Any, blockwise: bool) -> tuple[str, str, str]:
-    """The storage kinds of a launch that writes low-bit state (8-bit codes where
-    ``blockwise``, else bfloat16 rounded stochastically) over parameters and gradients
-    of these NumPy or torch dtypes; ``TypeError`` where the kernels have none."""
-    p_kind, g_kind = storage_kind(p_dtype), storage_kind(g_dtype)
-    if p_kind is None or g_kind is None:
-        raise TypeError(f"no storage kind for {p_dtype} or {g_dtype}")
-    return p_kind, g_kind, BLOCKWISE if blockwise else STOCHASTIC
+def lowbit_kinds(
+    p_dtype: Any,
+    g_dtype: Any,
+    s_dtype: Any,
+    scales: object,
+    round_params: bool = False,
+    round_state: bool = True,
+) -> tuple[str, str, str]:
+    """The storage kinds of a launch given random streams over parameters, gradients
+    and state of these NumPy or torch dtypes (8-bit codes where it has ``scales``): see
+    :func:`stochastic_kinds`; ``TypeError`` where the kernels have none."""
+    kinds = (
+        storage_kind(p_dtype),
+        storage_kind(g_dtype),
+        BLOCKWISE if scales is not None else storage_kind(s_dtype),
+    )
+    if None in kinds:
+        raise TypeError(f"no storage kind for {p_dtype}, {g_dtype} or {s_dtype}")
+    return stochastic_kinds(
+        cast(tuple[str, str, str], kinds), True, scales, round_params, round_state
+    )
+
+
+def stochastic_kinds(
+    kinds: tuple[str, str, str],
+    drawn: bool,
+    scales: object,
+    round_params: bool = False,
+    round_state: bool = True,
+) -> tuple[str, str, str]:
+    """A kernel launch's storage kinds once stochastic rounding is applied (``TypeError``
+    where it cannot be): the state, given random streams (``drawn``) and no 8-bit
+    ``scales``, is bfloat16 rounded stochastically unless ``round_state`` is False;
+    the parameters are, with ``round_params``, bfloat16 rounded stochastically."""
+    p_kind, g_kind, s_kind = kinds
+    if drawn and scales is None and round_state:
+        if s_kind != "bfloat16":
+            raise TypeError(f"stochastic rounding writes bfloat16 state, not {s_kind}")
+        s_kind = STOCHASTIC
+    if round_params:
+        if not drawn:
+            raise TypeError("parameters rounded stochastically need the random streams")
+        if p_kind != "bfloat16":
+            raise TypeError(f"stochastic rounding writes bfloat16 parameters, not {p_kind}")
+        p_kind = STOCHASTIC
+    return p_kind, g_kind, s_kind
 
 
 def float32_work(names: Iterable[str], float32_arithmetic: bool) -> bool:

@@ -54,8 +54,8 @@ class Launch:
         self._members = list(members)
         self._counters, self._streams, self._seed = stochastic
         self._scales = scales
-        p, g, _ = self._members[0]
-        kinds = lowbit_kinds(p.dtype, g.dtype, scales is not None)
+        p, g, buffers = self._members[0]
+        kinds = lowbit_kinds(p.dtype, g.dtype, buffers[0].dtype, scales)
         narrow = float32_work(kinds, float32_arithmetic)
         self._work = np.dtype(np.float32 if narrow else np.float64)
 

@@ -148,6 +148,14 @@ def store_stochastic(
 
 
 @_inline
+def parameter_random(begin: Any, j: int) -> Any:
+    """The 16 random bits of parameter element ``j`` rounded stochastically: the top word
+    of its draw from the sequence starting at ``begin`` (:func:`rmsprop._random.word` 3;
+    the state takes words 0 to 2 of the same draw)."""
+    return mix(begin + (np.uint64(j) + np.uint64(1)) * GAMMA) >> np.uint64(48)
+
+
+@_inline
 def stochastic_bfloat16(x: Any, random: Any) -> Any:
     """``x`` rounded to float32 (to nearest), then to bfloat16 stochastically with 16
     ``random`` bits (a uint64 below 2^16), as :func:`rmsprop._random.round_bfloat16`

@@ -26,7 +26,7 @@ import torch
 
 from rmsprop import _blockwise, _random
 from rmsprop._interrupt import write_all
-from rmsprop._kinds import Member, float32_work, lowbit_kinds
+from rmsprop._kinds import STOCHASTIC, Member, float32_work, lowbit_kinds
 from rmsprop._options import Hyperparameters, converted
 from rmsprop._rule import State, family_update
 from rmsprop.torch._foreach import exact_sqrt
@@ -150,7 +150,9 @@ class Launch:
     """:class:`rmsprop._kernels.Launch` for low-bit state, in torch operations on any
     device: members ``(param, grad, [square_avg, momentum_buffer, grad_avg])`` dense and
     laid out alike (as :func:`rmsprop.torch._backends.kernel_can_update` checks), with
-    ``stochastic=(counters, streams, seed)`` and, for 8-bit codes, ``scales``."""
+    ``stochastic=(counters, streams, seed)`` and, for 8-bit codes, ``scales``; with
+    ``round_params``, bfloat16 parameters rounded stochastically too (and with
+    ``round_state=False`` only they: any state, rounded to nearest)."""
 
     def __init__(
         self,
@@ -160,16 +162,18 @@ class Launch:
         float32_arithmetic: bool = False,
         stochastic: tuple[Sequence[Any], Sequence[int], int] | None = None,
         scales: Sequence[Sequence[Any]] | None = None,
+        round_params: bool = False,
+        round_state: bool = True,
     ) -> None:
         if stochastic is None:
-            raise TypeError("the torch-operations launch writes low-bit state only")
+            raise TypeError("the torch-operations launch writes what is rounded stochastically")
         self._members = list(members)
         self._counters, self._streams, self._seed = stochastic
         self._scales = scales
-        p, g, _ = self._members[0]
-        narrow = float32_work(
-            lowbit_kinds(p.dtype, g.dtype, scales is not None), float32_arithmetic
-        )
+        p, g, buffers = self._members[0]
+        kinds = lowbit_kinds(p.dtype, g.dtype, buffers[0].dtype, scales, round_params, round_state)
+        self._round = (kinds[0] == STOCHASTIC, kinds[2] == STOCHASTIC)  # parameters, state
+        narrow = float32_work(kinds, float32_arithmetic)
         # MPS has no float64: there the step computes in float32.
         self._work = torch.float32 if narrow or p.device.type == "mps" else torch.float64
 
@@ -224,7 +228,8 @@ class Launch:
             _clamp_at_zero, correction,
         )  # fmt: skip
         j = torch.arange(first, first + p.numel(), dtype=torch.int64, device=p.device)
-        bits = None if scales is not None else draws(begin, j)
+        round_params, round_state = self._round
+        bits = draws(begin, j) if round_params or round_state else None
         written: list[tuple[torch.Tensor, torch.Tensor]] = []  # (where, what), all computed
         for k, (b, value) in enumerate(zip(buffers, new, strict=True)):
             if b is None:
@@ -232,14 +237,25 @@ class Launch:
             if scales is not None:
                 b_codes, b_scales = encode(value, codes[k], weyl(begin, j, k))
                 written += [(b, b_codes), (scales[k][blocks], b_scales)]
-            else:
+            elif round_state:
                 random = (cast(torch.Tensor, bits) >> (16 * k)) & 0xFFFF
                 written.append((b.view(torch.int16), stochastic_bfloat16(value, random)))
-        if p.dtype == torch.bfloat16:
-            written.append((p.view(torch.int16), bfloat16_bits(new_p)))
-        else:  # float16 rounds through float32, as torch and the kernels round it
-            written.append((p, new_p if p.dtype != torch.float16 else new_p.to(torch.float32)))
+            else:
+                written.append(_nearest(b, value))
+        if round_params:  # the top word of the draw, which the state does not take
+            random = _shift(cast(torch.Tensor, bits), 48)
+            written.append((p.view(torch.int16), stochastic_bfloat16(new_p, random)))
+        else:
+            written.append(_nearest(p, new_p))
         write_all(written, _copy)  # codes never beside another step's scales
+
+
+def _nearest(target: torch.Tensor, value: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Where and what to write for ``value`` rounded to nearest into ``target``, as the
+    kernels round it: bfloat16 and float16 through float32 (bfloat16 NaN as 0x7FC0)."""
+    if target.dtype == torch.bfloat16:
+        return target.view(torch.int16), bfloat16_bits(value)
+    return target, value if target.dtype != torch.float16 else value.to(torch.float32)
 
 
 def _copy(target: torch.Tensor, value: torch.Tensor) -> None:
