@@ -11,6 +11,7 @@ checkpoint, refused where it cannot apply.
 """
 
 import copy
+import functools
 
 import numpy as np
 import pytest
@@ -127,3 +128,24 @@ def test_the_parameters_bits_are_the_references_and_the_state_is_unchanged(
         if scales is not None:
             for s, t in zip(scales[k], plain_scales[k], strict=True):
                 assert s is None or torch.equal(s, t)
+
+
+@pytest.mark.parametrize("state", STATES)
+def test_the_triton_kernel_writes_the_same_bits(state):
+    """Under Triton's interpreter (CPU tensors), the GPU kernel rounds parameters with
+    the CPU kernel's bits, whatever the state."""
+    pytest.importorskip("triton")
+    from rmsprop import _triton  # noqa: PLC0415
+
+    hp = Hyperparameters.from_preset("pytorch", lr=1e-2, momentum=0.9, centered=True)
+    results = []
+    for make in (kernels.Launch, _triton.Launch):
+        members, counters, streams, scales = _members(hp, state, [3, 5000])
+        sizing = {"chunk": 1 << 13, "block": 1 << 13} if make is _triton.Launch else {}
+        _launch(functools.partial(make, **sizing), members, counters, streams, scales, 99, hp,
+                state, True)  # fmt: skip
+        tensors = [t for p, _, s in members for t in (p, *s) if t is not None]
+        tensors += [t for row in scales or [] for t in row if t is not None]
+        results.append([t.view(torch.uint8).clone() for t in tensors])
+    for a, b in zip(*results, strict=True):
+        assert torch.equal(a, b)

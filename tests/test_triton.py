@@ -456,7 +456,8 @@ def test_compiled_kernels_are_launched_directly_with_every_argument_in_order(mon
     ((grid, args),) = launches
     assert grid == (2, 1, 1)
     assert len(args) == len(_triton._family_kernel.arg_names)
-    assert args[-4:] == (SMALL["chunk"], SMALL["block"], False, False)  # not stochastic, not 8-bit
+    # not stochastic, not 8-bit, neither parameters nor state rounded stochastically
+    assert args[-6:] == (SMALL["chunk"], SMALL["block"], False, False, False, False)
 
 
 def test_a_triton_whose_launcher_differs_falls_back_to_the_jit(monkeypatch):

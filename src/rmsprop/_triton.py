@@ -41,8 +41,8 @@ import triton
 import triton.language as tl
 from triton.compiler import CompiledKernel
 
-from rmsprop import _blockwise, _torch_probe
-from rmsprop._kinds import Member, dtype_name, float32_work
+from rmsprop import _blockwise, _kinds, _torch_probe
+from rmsprop._kinds import Member, dtype_name, float32_work, stochastic_kinds
 from rmsprop._options import Hyperparameters
 from rmsprop._triton_codes import (
     decode8,
@@ -145,14 +145,17 @@ def _block(  # type: ignore[no-untyped-def]
     NESTEROV: tl.constexpr, LR_IN_MOMENTUM: tl.constexpr, DECOUPLED: tl.constexpr,
     MOMENTUM: tl.constexpr, DECAY: tl.constexpr, BIAS_CORRECTION: tl.constexpr,
     ORDER: tl.constexpr, SMALL_WEIGHT: tl.constexpr, FUSED: tl.constexpr,
-    STOCHASTIC: tl.constexpr, BLOCKWISE: tl.constexpr,
+    STOCHASTIC: tl.constexpr, BLOCKWISE: tl.constexpr, ROUND_PARAMS: tl.constexpr,
+    ROUND_STATE: tl.constexpr,
 ):  # fmt: skip
     """Read one block, apply the rule (or torch's order of it), write the results back.
     ``h0`` to ``h6`` are the hyperparameter values in float64 (see :func:`_hyper`);
-    ``STOCHASTIC``: the state is bfloat16 rounded stochastically with the element's
-    draw from the random sequence starting at ``step`` (rmsprop._random);
-    ``BLOCKWISE``: the state is 8-bit codes (rmsprop._blockwise), this block is block
-    ``quant`` of their scales at ``svp``, ``sbp``, ``sap``, and rounded stochastically."""
+    ``STOCHASTIC``: the random sequence starts at ``step`` (rmsprop._random), and with
+    ``ROUND_STATE`` the state is bfloat16 rounded stochastically with the element's
+    draw; ``BLOCKWISE``: the state is 8-bit codes (rmsprop._blockwise), this block is
+    block ``quant`` of their scales at ``svp``, ``sbp``, ``sap``, and rounded
+    stochastically; ``ROUND_PARAMS``: bfloat16 parameters rounded stochastically with
+    the top 16-bit word of the element's draw."""
     p = read(pp, offsets, mask, MASKED, WORK)
     g = read(gp, offsets, mask, MASKED, WORK)
     if BLOCKWISE:  # the codes' constants: rmsprop._blockwise.UNSIGNED and SIGNED
@@ -186,7 +189,25 @@ def _block(  # type: ignore[no-untyped-def]
             h0.to(WORK), h1.to(WORK), h2.to(WORK), h3.to(WORK), h4.to(WORK), h5.to(WORK),
             h6.to(WORK), MAXIMIZE, CENTERED, MOMENTUM, DECAY, SMALL_WEIGHT, FUSED,
         )  # fmt: skip
-    write(pp, offsets, mask, p, MASKED)
+    if ROUND_PARAMS:  # the top word of the element's draw, which the state does not take
+        drawn = mix(step + (offsets.to(tl.uint64) + 1) * 0x9E3779B97F4A7C15)
+        write_stochastic(pp, offsets, mask, p, drawn >> 48, MASKED)
+    else:
+        write(pp, offsets, mask, p, MASKED)
+    _write_state(
+        vp, bp, ap, svp, sbp, sap, quant, offsets, mask, v, b, a, step, MASKED, MOMENTUM,
+        CENTERED, STOCHASTIC, BLOCKWISE, ROUND_STATE,
+    )  # fmt: skip
+
+
+@triton.jit
+def _write_state(  # type: ignore[no-untyped-def]
+    vp, bp, ap, svp, sbp, sap, quant, offsets, mask, v, b, a, step, MASKED: tl.constexpr,
+    MOMENTUM: tl.constexpr, CENTERED: tl.constexpr, STOCHASTIC: tl.constexpr,
+    BLOCKWISE: tl.constexpr, ROUND_STATE: tl.constexpr,
+):  # fmt: skip
+    """Write a block's new state: 8-bit codes, bfloat16 rounded stochastically, or the
+    state's dtype rounded to nearest (see :func:`_block`)."""
     if BLOCKWISE:  # rmsprop._random.weyl's bits from ``step``, the sequence's start
         j = offsets.to(tl.uint32)
         random = ((step & 0xFFFFF).to(tl.uint32) + j * 0x9E377) & 0xFFFFF
@@ -201,7 +222,7 @@ def _block(  # type: ignore[no-untyped-def]
             write8(
                 ap, sap, quant, offsets, mask, a, random, 112, 0x7F, 2.0**-14, 2.0**37, True, MASKED
             )
-    elif STOCHASTIC:  # ``step`` holds where the tensor's random sequence starts
+    elif STOCHASTIC and ROUND_STATE:  # ``step``: where the tensor's random sequence starts
         bits = mix(step + (offsets.to(tl.uint64) + 1) * 0x9E3779B97F4A7C15)
         write_stochastic(vp, offsets, mask, v, bits & 0xFFFF, MASKED)
         if MOMENTUM:
@@ -226,6 +247,7 @@ def _family_kernel(  # type: ignore[no-untyped-def]
     ORDER: tl.constexpr, SMALL_WEIGHT: tl.constexpr, FUSED: tl.constexpr,
     ALIGNED: tl.constexpr, CHUNK_SIZE: tl.constexpr, BLOCK_SIZE: tl.constexpr,
     STOCHASTIC: tl.constexpr = False, BLOCKWISE: tl.constexpr = False,
+    ROUND_PARAMS: tl.constexpr = False, ROUND_STATE: tl.constexpr = True,
 ):  # fmt: skip
     """One program per chunk: ``chunks[2k], chunks[2k + 1]`` are its tensor and first element.
 
@@ -234,10 +256,11 @@ def _family_kernel(  # type: ignore[no-untyped-def]
     ``sizes[t]`` its element count; ``hyper`` the hyperparameter values in float64
     (see :func:`_hyper`). ``STOCHASTIC``: rows of 8, whose last three are the address
     of the tensor's float32 step counter (this step is its next), its random stream
-    and the seed; the state is bfloat16 rounded stochastically. ``BLOCKWISE`` (with
-    ``STOCHASTIC``): rows of 11, whose last three are the addresses of the float32
-    scales of the tensor's 8-bit codes (rmsprop._blockwise), and BLOCK_SIZE is its
-    block.
+    and the seed; the state is bfloat16 rounded stochastically (unless not
+    ``ROUND_STATE``). ``BLOCKWISE`` (with ``STOCHASTIC``): rows of 11, whose last three
+    are the addresses of the float32 scales of the tensor's 8-bit codes
+    (rmsprop._blockwise), and BLOCK_SIZE is its block. ``ROUND_PARAMS`` (with
+    ``STOCHASTIC``): bfloat16 parameters rounded stochastically too.
     """
     ROW: tl.constexpr = 11 if BLOCKWISE else (8 if STOCHASTIC else 5)
     chunk = tl.program_id(0).to(tl.int64)
@@ -291,14 +314,14 @@ def _family_kernel(  # type: ignore[no-untyped-def]
                 pp, gp, vp, bp, ap, offsets, None, h0, h1, h2, h3, h4, h5, h6, step, stream,
                 seed, svp, sbp, sap, quant, WORK, False, MAXIMIZE, CENTERED, EPS_IN_SQRT,
                 NESTEROV, LR_IN_MOMENTUM, DECOUPLED, MOMENTUM, DECAY, BIAS_CORRECTION, ORDER,
-                SMALL_WEIGHT, FUSED, STOCHASTIC, BLOCKWISE,
+                SMALL_WEIGHT, FUSED, STOCHASTIC, BLOCKWISE, ROUND_PARAMS, ROUND_STATE,
             )  # fmt: skip
         elif base < size:
             _block(
                 pp, gp, vp, bp, ap, offsets, offsets < size, h0, h1, h2, h3, h4, h5, h6, step,
                 stream, seed, svp, sbp, sap, quant, WORK, True, MAXIMIZE, CENTERED, EPS_IN_SQRT,
                 NESTEROV, LR_IN_MOMENTUM, DECOUPLED, MOMENTUM, DECAY, BIAS_CORRECTION, ORDER,
-                SMALL_WEIGHT, FUSED, STOCHASTIC, BLOCKWISE,
+                SMALL_WEIGHT, FUSED, STOCHASTIC, BLOCKWISE, ROUND_PARAMS, ROUND_STATE,
             )  # fmt: skip
 
 
@@ -350,6 +373,8 @@ class Launch:
         warps: int = WARPS,
         stochastic: tuple[Sequence[torch.Tensor], Sequence[int], int] | None = None,
         scales: Sequence[Sequence[torch.Tensor | None]] | None = None,
+        round_params: bool = False,
+        round_state: bool = True,
     ) -> None:
         self._keep = [i for i, (p, _, _) in enumerate(members) if p.numel()]
         p, g, buffers = members[self._keep[0] if self._keep else 0]
@@ -367,7 +392,15 @@ class Launch:
         self._blockwise = scales is not None
         self._width = 11 if self._blockwise else (5 if stochastic is None else 8)
         self._stochastic = stochastic is not None
-        _check_low_bits(state_dtype, self._stochastic, self._blockwise)
+        kinds = (dtype_name(p.dtype), dtype_name(g.dtype), dtype_name(state_dtype))
+        if self._blockwise:
+            if state_dtype != torch.uint8:
+                raise TypeError(f"8-bit blockwise state is uint8 codes, not {state_dtype}")
+            kinds = (*kinds[:2], "8-bit blockwise")
+        kinds = stochastic_kinds(kinds, self._stochastic, scales, round_params, round_state)
+        if self._blockwise and not self._stochastic:
+            raise TypeError("8-bit blockwise state is written with stochastic rounding")
+        self._rounding = (kinds[0] == _kinds.STOCHASTIC, kinds[2] == _kinds.STOCHASTIC)
         if self._blockwise:  # one program block per block of codes
             block, warps = BLOCKWISE_BLOCK, BLOCKWISE_WARPS
         self._aligned = all(address % ALIGNMENT == 0 for address in pointers)
@@ -379,10 +412,7 @@ class Launch:
         static = _upload(torch.cat([torch.tensor(sizes, dtype=torch.int64), chunks]), self.device)
         self._sizes, self._chunks = static[: len(sizes)], static[len(sizes) :]
         self.grid = (owner.numel(), 1, 1)
-        names = (dtype_name(p.dtype), dtype_name(g.dtype), dtype_name(state_dtype))
-        if self._blockwise:
-            names = (*names[:2], "8-bit blockwise")
-        float32 = float32_work(names, float32_arithmetic)
+        float32 = float32_work(kinds, float32_arithmetic)
         if order == FAMILY:
             work = tl.float32 if float32 else tl.float64
         else:  # torch's order computes in the storage dtype (one of TORCH_ORDER_DTYPES)
@@ -414,7 +444,7 @@ class Launch:
         addresses, aligned = found
         constants = (
             *self._dtypes, *self._switches, *self._order, aligned, *self._sizing, self._stochastic,
-            self._blockwise,
+            self._blockwise, *self._rounding,
         )  # fmt: skip
         hyper = _hyper(hp, correction, self.device, self._order[0], self._dtypes[0])
         args = (addresses, self._sizes, self._chunks, hyper, *constants)
@@ -458,16 +488,6 @@ def _row(
             raise TypeError("8-bit blockwise state needs the square average's scales")
         row += [(square if s is None else s).data_ptr() for s in scales[i]]
     return row
-
-
-def _check_low_bits(state_dtype: torch.dtype, stochastic: bool, blockwise: bool) -> None:
-    """Raise unless the state is what stochastic rounding and 8-bit codes write."""
-    if blockwise and (not stochastic or state_dtype != torch.uint8):
-        raise TypeError(
-            f"8-bit blockwise state is uint8 codes rounded stochastically, not {state_dtype}"
-        )
-    if stochastic and not blockwise and state_dtype != torch.bfloat16:
-        raise TypeError(f"stochastic rounding writes bfloat16 state, not {state_dtype}")
 
 
 def _hyper(
