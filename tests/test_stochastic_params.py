@@ -66,15 +66,13 @@ def _members(hp, state, sizes, seed=0):
     return members, counters, streams, scales if state == "8-bit" else None
 
 
-def _expected(members, counters, streams, seed, hp, work=np.float64):
+def _expected(members, counters, streams, seed, hp):
     """The reference: each new parameter rounded to float32, then stochastically."""
     out = []
     for (p, g, buffers), counter, stream in zip(members, counters, streams, strict=True):
-        values = []
-        for b, k in zip(buffers, KEYS, strict=True):
-            values.append(None if b is None else b.double().numpy())
-        if values[0] is not None and buffers[0].dtype == torch.uint8:
+        if buffers[0].dtype == torch.uint8:
             return None  # 8-bit state: compared with the same launch without it
+        values = [None if b is None else b.double().numpy() for b in buffers]
         new_p, _ = _rule.family_update(
             p.double().numpy(), g.double().numpy(), _rule.State(*values), hp, np.sqrt,
             lambda x: np.maximum(x, 0.0), 1.0,
@@ -82,7 +80,7 @@ def _expected(members, counters, streams, seed, hp, work=np.float64):
         begin = _random.start(seed, int(counter) + 1, stream)
         j = np.arange(p.numel(), dtype=np.uint64)
         random = _random.word(_random.draw(begin, j), 3).astype(np.int64)
-        single = np.asarray(new_p, work).astype(np.float32).view(np.uint32).astype(np.int64)
+        single = np.asarray(new_p).astype(np.float32).view(np.uint32).astype(np.int64)
         out.append(_random.round_bfloat16(single, random, np.where))
     return out
 
@@ -149,3 +147,148 @@ def test_the_triton_kernel_writes_the_same_bits(state):
         results.append([t.view(torch.uint8).clone() for t in tensors])
     for a, b in zip(*results, strict=True):
         assert torch.equal(a, b)
+
+
+# --- through the optimizer --------------------------------------------------------------
+
+
+def _model(seed=0):
+    """bfloat16 parameters of both sides of the 8-bit size threshold, and a float32 one."""
+    generator = torch.Generator().manual_seed(seed)
+    shapes = [(64, 80), (300,), (5,)]
+    params = [torch.nn.Parameter(torch.randn(s, generator=generator).bfloat16()) for s in shapes]
+    params.append(torch.nn.Parameter(torch.randn(70, generator=generator)))
+    return params
+
+
+def _train(params, steps=3, seed=1, **options):
+    opt = rmsprop.torch.RMSProp(params, preset="pytorch", lr=1e-3, seed=11, **options)
+    generator = torch.Generator().manual_seed(seed)
+    for _ in range(steps):
+        for p in params:
+            p.grad = torch.randn(p.shape, generator=generator).to(p.dtype)
+        opt.step()
+    return opt
+
+
+def _snapshot(params, opt):
+    tensors = [p.detach() for p in params]
+    tensors += [t for s in opt.state.values() for t in s.values() if isinstance(t, torch.Tensor)]
+    return [t.reshape(-1).clone().view(torch.uint8) for t in tensors]
+
+
+@pytest.mark.parametrize("bits", [32, 16, 8])
+def test_kernels_operations_and_the_triton_kernel_agree(bits, monkeypatch):
+    """The optimizer on the Numba kernel, on its step in torch operations (kernels
+    off) and on the Triton kernel (CPU tensors under its interpreter): the same bytes."""
+    pytest.importorskip("triton")
+    import rmsprop._dispatch  # noqa: PLC0415
+
+    options = {"momentum": 0.9, "centered": True, "state_bits": bits}
+    results = []
+    for route in ("numba", "ops", "triton"):
+        if route == "triton":
+            monkeypatch.setattr(rmsprop._dispatch, "GPU_DEVICE_TYPES", ("cpu",))
+        previous = _accel.set_enabled(route == "numba")
+        try:
+            params = _model()
+            with np.errstate(all="ignore"):
+                opt = _train(params, stochastic_rounding=True, **options)
+            results.append(_snapshot(params, opt))
+        finally:
+            _accel.set_enabled(previous)
+    for other in results[1:]:
+        assert all(torch.equal(a, b) for a, b in zip(results[0], other, strict=True))
+
+
+def test_only_bfloat16_parameters_are_rounded_stochastically():
+    """One step: float32 parameters as without it; bfloat16 ones, some the other way
+    than to nearest, by one unit at most."""
+    rounded, nearest = _model(), _model()
+    _train(rounded, steps=1, stochastic_rounding=True)
+    _train(nearest, steps=1)
+    assert torch.equal(rounded[3], nearest[3])
+    for p, q in zip(rounded[:3], nearest[:3], strict=True):
+        assert not torch.equal(p, q)
+        gap = (p.detach().float() - q.detach().float()).abs()
+        assert torch.all(gap <= q.detach().float().abs() * 2.0**-7)
+
+
+def test_updates_below_bfloat16s_resolution_move_the_parameters_on_average():
+    """100,000 parameters at 1.5 (bfloat16 spacing 2**-7 there) and a step of 0.3 of it:
+    rounded to nearest nothing ever moves; rounded stochastically 30 % of them move a
+    unit, and over 20 steps the mean follows the float32 parameters (5 standard
+    deviations of the binomial counts)."""
+    n, steps = 100_000, 20
+    unit = 2.0**-7
+    results = {}
+    for rounded in (False, True, None):  # None: float32 parameters, the reference
+        dtype = torch.float32 if rounded is None else torch.bfloat16
+        p = torch.nn.Parameter(torch.full((n,), 1.5, dtype=dtype))
+        # The first step of the seed's rule moves by lr / sqrt(1 - beta) for any gradient.
+        lr = 0.3 * unit * (1 - 0.9) ** 0.5
+        opt = rmsprop.torch.RMSProp([p], lr=lr, beta=0.9, stochastic_rounding=bool(rounded))
+        moved = []
+        for _ in range(steps):
+            p.grad = torch.ones(n, dtype=dtype)
+            opt.step()
+            moved.append(float((1.5 - p.detach().double()).mean()))
+        results[rounded] = moved
+    assert results[False] == [0.0] * steps
+    for k, (ours, exact) in enumerate(zip(results[True], results[None], strict=True)):
+        # each step's movement is a sum of n independent unit draws
+        bound = 5 * unit * ((k + 1) * 0.25 / n) ** 0.5
+        assert abs(ours - exact) <= bound, (k, ours, exact)
+    assert abs(results[True][0] / unit - 0.3) < 0.01
+
+
+def test_the_same_seed_gives_the_same_bits_and_another_seed_others():
+    a, b, c = _model(), _model(), _model()
+    _train(a, stochastic_rounding=True)
+    _train(b, stochastic_rounding=True)
+    opt = rmsprop.torch.RMSProp(c, preset="pytorch", lr=1e-3, seed=12, stochastic_rounding=True)
+    generator = torch.Generator().manual_seed(1)
+    for _ in range(3):
+        for p in c:
+            p.grad = torch.randn(p.shape, generator=generator).to(p.dtype)
+        opt.step()
+    assert all(torch.equal(p, q) for p, q in zip(a, b, strict=True))
+    assert not torch.equal(a[0], c[0])
+
+
+@pytest.mark.parametrize("bits", [32, 16])
+def test_a_checkpoint_resumes_bit_for_bit(bits):
+    params = _model()
+    opt = _train(params, steps=2, stochastic_rounding=True, state_bits=bits, momentum=0.9)
+    saved = copy.deepcopy(opt.state_dict())
+    copies = [torch.nn.Parameter(p.detach().clone()) for p in params]
+    generator = torch.Generator().manual_seed(4)
+    grads = [[torch.randn(p.shape, generator=generator).to(p.dtype) for p in params]
+             for _ in range(2)]  # fmt: skip
+    resumed = rmsprop.torch.RMSProp(copies, preset="pytorch", lr=1e-3)
+    resumed.load_state_dict(saved)
+    assert resumed.param_groups[0]["stochastic_rounding"] and resumed.param_groups[0]["seed"] == 11
+    for step in grads:
+        for p, q, g in zip(params, copies, step, strict=True):
+            p.grad, q.grad = g.clone(), g.clone()
+        opt.step()
+        resumed.step()
+    assert all(torch.equal(p, q) for p, q in zip(params, copies, strict=True))
+
+
+def test_what_it_cannot_take_is_refused_before_any_write():
+    params = _model()
+    with pytest.raises(ValueError, match="rounding='once'"):
+        rmsprop.torch.RMSProp(params, preset="pytorch", lr=0.1, rounding="pytorch",
+                              stochastic_rounding=True)  # fmt: skip
+    with pytest.raises(TypeError, match="stochastic_rounding must be True or False"):
+        rmsprop.torch.RMSProp(params, lr=0.1, stochastic_rounding=1)
+    complex_param = torch.nn.Parameter(torch.zeros(3, dtype=torch.complex64))
+    with pytest.raises(RuntimeError, match="kernels"):
+        rmsprop.torch.RMSProp([complex_param], lr=0.1, stochastic_rounding=True)
+    p = torch.nn.Parameter(torch.ones(5000, dtype=torch.bfloat16))
+    opt = rmsprop.torch.RMSProp([p], lr=0.1, stochastic_rounding=True)
+    p.grad = torch.ones(5000, dtype=torch.bfloat16).to_sparse()
+    with pytest.raises(RuntimeError):
+        opt.step()
+    assert (p == 1).all()

@@ -130,6 +130,16 @@ def check_state_bits(group: dict[str, Any], params: Any = ()) -> None:
         raise ValueError(f"state_bits must be 8, 16 or 32, got {bits!r}")
     if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**63:
         raise ValueError(f"seed must be an integer from 0 to 2**63 - 1, got {seed!r}")
+    rounded = group.get("stochastic_rounding", False)
+    if not isinstance(rounded, bool):
+        raise TypeError(f"stochastic_rounding must be True or False, got {rounded!r}")
+    if rounded:
+        if group["rounding"] != "once":
+            raise ValueError(
+                "stochastic_rounding rounds the family's result (rounding='once'); "
+                "rounding='pytorch' writes torch's own rounding"
+            )
+        _check_plain(params, "stochastic_rounding")
     if bits == 32:
         return
     own = torch.bfloat16 if bits == 16 else torch.float32
@@ -139,10 +149,15 @@ def check_state_bits(group: dict[str, Any], params: Any = ()) -> None:
             f"state_bits={bits} keeps the state in {kind}, rounded stochastically: it takes "
             "rounding='once' and no other state_dtype"
         )
+    _check_plain(params, f"state_bits={bits}")
+
+
+def _check_plain(params: Any, what: str) -> None:
+    """Raise unless ``params`` are what the family's kernels take: real plain tensors."""
     for p in params:
         if p.is_complex() or type(p) not in (torch.Tensor, torch.nn.Parameter):
             raise RuntimeError(
-                f"state_bits={bits} runs on the family's kernels (Numba on the CPU, Triton on "
+                f"{what} runs on the family's kernels (Numba on the CPU, Triton on "
                 f"CUDA), which take real plain tensors; got a {p.dtype} {type(p).__name__}"
             )
 
@@ -280,7 +295,10 @@ def saved_groups(state_dict: dict[str, Any], current: list[dict[str, Any]]) -> l
             group |= TORCH_RULE | {"beta": saved["alpha"]}
         for name, default in OPTION_DEFAULTS.items():
             group.setdefault(name, default)
-        for name in ("state_dtype", "float32_arithmetic", "rounding", "state_bits", "seed"):
+        for name in (
+            "state_dtype", "float32_arithmetic", "rounding", "state_bits", "seed",
+            "stochastic_rounding",
+        ):  # fmt: skip
             group.setdefault(name, now[name])
         groups.append(group)
     for group in groups:

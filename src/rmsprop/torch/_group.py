@@ -87,7 +87,7 @@ def run(
             backends[kind] = backend(kind, group["rounding"], elements) if kernels else None
         chosen = backends[kind]
         if chosen is None or type(member[0]) not in PLAIN or not chosen.takes(*member, hp):
-            needs = _lowbit.needs_kernel(group, state)
+            needs = _lowbit.needs_kernel(group, state, member[0])
             dense = _dense(chosen, member, hp) if needs else None
             if dense is None and needs and kernels:  # no kernel: the operations write it
                 chosen = LOWBIT_OPERATIONS
@@ -104,10 +104,12 @@ def run(
         members.append(member)
         steps.append(state["step"])
         indices.append(i)
-    if any(_lowbit.needs_kernel(group, states[i]) for i in rest):
-        bits = group["state_bits"]
+    if any(_lowbit.needs_kernel(group, states[i], params[i]) for i in rest):
+        what = f"state_bits={group['state_bits']}"
+        if group["state_bits"] == 32:
+            what = "stochastic_rounding"
         raise RuntimeError(
-            f"state_bits={bits} is written by the family's kernels or their step in torch "
+            f"{what} is written by the family's kernels or their step in torch "
             "operations, and neither takes some of these tensors (their kind or layout); "
             "nothing was updated"
         )
@@ -115,8 +117,9 @@ def run(
         for (correction, *_), (chosen, members, steps, indices) in fused.items():
             try:
                 low = _lowbit.launch_options(
-                    group, [states[i] for i in indices], steps, [streams[i] for i in indices]
-                )
+                    group, [m[0] for m in members], [states[i] for i in indices], steps,
+                    [streams[i] for i in indices],
+                )  # fmt: skip
                 launch = chosen.launch(members, hp, group["float32_arithmetic"], **low)
                 launch([g for _, g, _ in members], hp, correction)
             except KernelUnavailableError:
@@ -149,9 +152,9 @@ def _dense(chosen: Backend | None, member: Member, hp: Hyperparameters) -> Membe
 
 def _worth(group: dict[str, Any], params: list[torch.Tensor]) -> int:
     """The size that decides whether to load Numba for this group (rmsprop._accel): its
-    elements, or any size where only the kernels can write its state (state_bits 8, 16)."""
-    low = group.get("state_bits", 32) != 32
-    return sys.maxsize if low else sum(p.numel() for p in params)
+    elements, or any size where only the kernels can write its state (state_bits 8, 16)
+    or its parameters (stochastic_rounding)."""
+    return sys.maxsize if _lowbit.drawn(group) else sum(p.numel() for p in params)
 
 
 def _member(p: torch.Tensor, state: dict[str, Any], torch_rounding: bool) -> Member:

@@ -128,23 +128,47 @@ def conform(
                 state.pop(SCALE_KEYS[key], None)
 
 
-def needs_kernel(group: dict[str, Any], state: dict[str, Any]) -> bool:
-    """Whether only the fused kernels can write this parameter's state: bfloat16 rounded
-    stochastically, or 8-bit codes."""
+def drawn(group: dict[str, Any]) -> bool:
+    """Whether a group rounds anything stochastically: its state (``state_bits`` 16, 8)
+    or its bfloat16 parameters (``stochastic_rounding``)."""
+    return group_bits(group) != 32 or bool(group.get("stochastic_rounding", False))
+
+
+def rounds_parameter(group: dict[str, Any], p: torch.Tensor) -> bool:
+    """Whether ``p`` is written with stochastic rounding: bfloat16 in a group with
+    ``stochastic_rounding``."""
+    return bool(group.get("stochastic_rounding", False)) and p.dtype == torch.bfloat16
+
+
+def needs_kernel(group: dict[str, Any], state: dict[str, Any], p: torch.Tensor) -> bool:
+    """Whether only the fused kernels (or their step in torch operations) can write this
+    parameter or its state: bfloat16 rounded stochastically, or 8-bit codes."""
     bits = group_bits(group)
-    return bits == 16 or (bits == 8 and is_coded(state))
+    return bits == 16 or (bits == 8 and is_coded(state)) or rounds_parameter(group, p)
 
 
 def launch_options(
-    group: dict[str, Any], states: list[dict[str, Any]], steps: list[Any], streams: list[int]
+    group: dict[str, Any],
+    params: list[torch.Tensor],
+    states: list[dict[str, Any]],
+    steps: list[Any],
+    streams: list[int],
 ) -> dict[str, Any]:
-    """What a launch over parameters with these states needs beyond their tensors: for
-    stochastic rounding each one's step counter, stream and the group's seed, and for
-    8-bit codes their scales (the keys of the kernels' ``Launch``); nothing otherwise."""
+    """What a launch over parameters of one dtype with these states needs beyond their
+    tensors (the keys of the kernels' ``Launch``): where the state or the parameters
+    are rounded stochastically, each one's step counter, stream and the group's seed,
+    whether the parameters are (``round_params``) and the state is not
+    (``round_state``); for 8-bit codes their scales; nothing otherwise."""
     bits = group_bits(group)
-    if bits == 32 or (bits == 8 and not (states and is_coded(states[0]))):
+    low = not (bits == 32 or (bits == 8 and not (states and is_coded(states[0]))))
+    rounded = bool(params) and rounds_parameter(group, params[0])
+    if not (low or rounded):
         return {}
     options: dict[str, Any] = {"stochastic": (steps, streams, group["seed"])}
-    if bits == 8:
+    if rounded:
+        options["round_params"] = True
+    if not low:
+        options["round_state"] = False
+    elif bits == 8:
         options["scales"] = [[s.get(SCALE_KEYS[key]) for key in STATE_KEYS] for s in states]
     return options

@@ -91,7 +91,17 @@ class RMSProp(Optimizer):
             float32 state. Both run on the fused kernels (Numba, Triton), views with
             gaps through dense copies; where no kernel runs (MPS, CUDA without
             Triton), the same step in torch operations, many times slower.
-        seed: the random streams of ``state_bits`` 16 and 8 (default 0).
+        seed: the random streams of ``state_bits`` 16 and 8 and of
+            ``stochastic_rounding`` (default 0).
+        stochastic_rounding: write bfloat16 parameters with stochastic rounding
+            (default False): each new value, rounded to float32, goes to one of its
+            two bfloat16 neighbours with the probabilities that make its expected
+            value the float32 value, from the same random streams as the state
+            (``seed``, the step, the parameter's place, the element), so that updates
+            below bfloat16's resolution still move a parameter on average, as with
+            float32 master weights, without them. Other parameters' dtypes are
+            rounded to nearest as usual. The fused kernels (or, where none runs, their
+            step in torch operations) write it; not with ``rounding="pytorch"``.
         step_in_backward: step each parameter inside ``backward()`` as soon as
             its gradient is complete, and free the gradient (peak memory without
             the gradients of the whole model); ``step()`` then only ends the
@@ -123,6 +133,7 @@ class RMSProp(Optimizer):
         step_in_backward: bool = False,
         state_bits: int = 32,
         seed: int = 0,
+        stochastic_rounding: bool = False,
         **options: Unpack[FamilyOptions],
     ) -> None:
         given: dict[str, Any] = dict(options)
@@ -140,6 +151,7 @@ class RMSProp(Optimizer):
             "rounding": rounding,
             "state_bits": state_bits,
             "seed": seed,
+            "stochastic_rounding": stochastic_rounding,
         }
         self._plans: dict[int, Plan] = {}  # by group index: see rmsprop.torch._plan
         self._seen = _Seen(None)
@@ -265,12 +277,12 @@ class RMSProp(Optimizer):
         return functools.partial(_group.run_plan, kept, grads, hp, group, params, self.state)
 
     def _streams(self, group: dict[str, Any], params: list[torch.Tensor]) -> list[int]:
-        """The random stream of each of ``params`` where the group rounds its state
-        stochastically (``state_bits=16``): its place among all the optimizer's
-        parameters, as ``state_dict()`` numbers them; else zeros. The places are kept
-        while every parameter asked for is still found at its place (one parameter a
-        call with ``step_in_backward``: no walk over them all each time)."""
-        if group.get("state_bits", 32) == 32:
+        """The random stream of each of ``params`` where the group rounds anything
+        stochastically (``state_bits`` 16 or 8, ``stochastic_rounding``): its place among
+        all the optimizer's parameters, as ``state_dict()`` numbers them; else zeros. The
+        places are kept while every parameter asked for is still found at its place (one
+        parameter a call with ``step_in_backward``: no walk over them all each time)."""
+        if not _lowbit.drawn(group):
             return [0] * len(params)
         places = self._places
         if places is None or not all(
@@ -402,7 +414,7 @@ class RMSprop(RMSProp):
         )  # fmt: skip
         defaults = {name: value for name, value in hp.as_dict().items() if name != "beta"}
         defaults |= {"alpha": hp.beta, **flags, "state_dtype": None, "float32_arithmetic": False}
-        defaults |= {"state_bits": 32, "seed": 0}
+        defaults |= {"state_bits": 32, "seed": 0, "stochastic_rounding": False}
         defaults["rounding"] = "pytorch"
         self._plans = {}
         self._seen = _Seen(None)

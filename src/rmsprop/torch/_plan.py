@@ -116,8 +116,9 @@ class Plan:
             chosen = [(params[i], params[i].grad, _buffers(states[i])) for i in indices]
             steps = [states[i]["step"] for i in indices]
             low = _lowbit.launch_options(
-                group, [states[i] for i in indices], steps, [streams[i] for i in indices]
-            )
+                group, [params[i] for i in indices], [states[i] for i in indices], steps,
+                [streams[i] for i in indices],
+            )  # fmt: skip
             launch = backend.launch(chosen, hp, group["float32_arithmetic"], **low)
             every = None if len(indices) == len(params) else indices
             launches.append((launch, every, steps, counter_run(steps)))
@@ -193,5 +194,5 @@ def _options(group: dict[str, Any], hp: Hyperparameters) -> tuple[Any, ...]:
     order also compiles in which of lerp_'s formulas ``beta`` selects)."""
     return (
         hp.switches, abs(1.0 - hp.beta) < 0.5, group["float32_arithmetic"], group["rounding"],
-        group.get("state_bits", 32), group.get("seed", 0),
+        group.get("state_bits", 32), group.get("seed", 0), group.get("stochastic_rounding"),
     )  # fmt: skip
