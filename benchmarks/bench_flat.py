@@ -43,11 +43,13 @@ MODELS = {"resnet50": ("ResNet-50", resnet50_shapes), "bert-base": ("BERT-base",
 LR, BETA = 1e-3, 0.9
 
 
-def _torch_params(shapes: list[tuple[int, ...]]) -> list[torch.nn.Parameter]:
+def _torch_params(
+    shapes: list[tuple[int, ...]], dtype: torch.dtype = torch.float32
+) -> list[torch.nn.Parameter]:
     generator = torch.Generator().manual_seed(0)
-    params = [torch.nn.Parameter(torch.randn(s, generator=generator)) for s in shapes]
+    params = [torch.nn.Parameter(torch.randn(s, generator=generator).to(dtype)) for s in shapes]
     for p in params:
-        p.grad = torch.randn(p.shape, generator=generator)
+        p.grad = torch.randn(p.shape, generator=generator).to(dtype)
     return params
 
 
@@ -56,10 +58,12 @@ def torch_step(
     f32: bool,
     flat: bool = False,
     separate_state: bool = False,
+    dtype: torch.dtype = torch.float32,
     **options: Any,
 ) -> Callable[[], None]:
-    """A step of rmsprop.torch.RMSProp over parameters of ``shapes``, after two steps."""
-    params = _torch_params(shapes)
+    """A step of rmsprop.torch.RMSProp over parameters of ``shapes`` (and ``dtype``, their
+    gradients' too), after two steps."""
+    params = _torch_params(shapes, dtype)
     if flat:
         rmsprop.torch.flatten_(params)
         generator = torch.Generator().manual_seed(1)

@@ -9,7 +9,11 @@ min and max, and each one's share of the roofline of its own bytes. The steps ar
 rmsprop.torch.RMSProp's, and rmsprop.RMSProp's with 8-bit state (the same kernel
 through the NumPy front end).
 
-    .venv/bin/python benchmarks/bench_state_bits.py [--rounds 9]
+With ``--bfloat16-params``: bfloat16 parameters and gradients with float32 state over
+ResNet-50's shapes, written rounded to nearest and stochastically
+(``stochastic_rounding=True``), beside the roofline of their 14 bytes an element.
+
+    .venv/bin/python benchmarks/bench_state_bits.py [--rounds 9] [--bfloat16-params]
 """
 
 import argparse
@@ -52,20 +56,50 @@ def _roofline(n: int, state: str) -> Callable[[], None]:
     return lambda: loop(p, g, v, one)
 
 
-def _share(results: list[bench.Result], roofline: dict[str, float]) -> None:
+def _share(results: list[bench.Result], roofline: dict[str, float], of: str = "") -> None:
+    """Each result's median, spread, and share of the roofline of its kind (``of``: one
+    roofline for every row, named so)."""
     width = max(len(r.name) for r in results)
     for r in results:
         spread = f"({min(r.times) * 1e3:.2f} to {max(r.times) * 1e3:.2f})"
         kind = next((k for k in ("16-bit", "8-bit") if f"({k}" in r.name), "float32")
         share = roofline[kind] / r.median
-        print(f"  {r.name:<{width}}  {r.median * 1e3:8.2f} {spread:>18}  {share:5.2f} of {kind}")
+        print(f"  {r.name:<{width}}  {r.median * 1e3:8.2f} {spread:>18}  {share:5.2f} of "
+              f"{of or kind}")  # fmt: skip
+
+
+def bfloat16_params(rounds: int) -> None:
+    """bfloat16 parameters, float32 state: rounded to nearest and stochastically."""
+    shapes = resnet50_shapes()
+    n = sum(math.prod(s) for s in shapes)
+    step = functools.partial
+    bf16 = torch.bfloat16
+    factories: dict[str, Callable[[], Callable[[], None]]] = {
+        "roofline, bfloat16 parameters (14 B)": step(_roofline, n, "8-bit"),
+    }
+    for label, f32 in (("float32 arithmetic", True), ("default rounding", False)):
+        factories |= {
+            f"to nearest, {label}": step(torch_step, shapes, f32, dtype=bf16),
+            f"stochastic_rounding, {label}": step(
+                torch_step, shapes, f32, dtype=bf16, stochastic_rounding=True
+            ),
+        }
+    results = bench.measure(factories, n, "bfloat16", rounds, lambda: None)
+    print(f"\nResNet-50's shapes, bfloat16 parameters and float32 state ({n:,}); ms, {rounds} "
+          "rounds")  # fmt: skip
+    _share(results, {"float32": results[0].median}, of="14 B")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=9)
-    rounds = parser.parse_args().rounds
+    parser.add_argument("--bfloat16-params", action="store_true")
+    arguments = parser.parse_args()
+    rounds = arguments.rounds
     rmsprop.load_kernels()
+    if arguments.bfloat16_params:
+        bfloat16_params(rounds)
+        return
     shapes = resnet50_shapes()
     n = sum(math.prod(s) for s in shapes)
     step = functools.partial

@@ -19,7 +19,12 @@ state from 4,096 elements, as here). bitsandbytes accepts ``momentum`` but does 
 use it (0.50.2: its RMSprop update has no momentum buffer), so ``state_bits=8`` also
 runs without momentum, to compare like with like.
 
-    .venv/bin/python benchmarks/train_state_bits.py [--seeds 3]
+With ``--bfloat16``, the question is rather the parameters': both networks in bfloat16
+(inputs too), rmsprop.torch.RMSProp writing them rounded to nearest or stochastically
+(``stochastic_rounding=True``), beside the same networks in float32, at ``--lr``
+(default 1e-3; at 1e-4 most updates fall below bfloat16's resolution).
+
+    .venv/bin/python benchmarks/train_state_bits.py [--seeds 3] [--bfloat16 [--lr 1e-4]]
 """
 
 import argparse
@@ -36,11 +41,11 @@ from rmsprop.demo._digits import load_digits, split
 Factory = Callable[[list[torch.nn.Parameter], int], torch.optim.Optimizer]
 
 
-def _ours(bits: int, momentum: float = 0.9) -> Factory:
+def _ours(bits: int, momentum: float = 0.9, lr: float = 1e-3, rounded: bool = False) -> Factory:
     def make(params: list[torch.nn.Parameter], seed: int) -> torch.optim.Optimizer:
         return rmsprop.torch.RMSProp(
-            params, preset="pytorch", lr=1e-3, momentum=momentum, state_bits=bits, seed=seed,
-            float32_arithmetic=True,
+            params, preset="pytorch", lr=lr, momentum=momentum, state_bits=bits, seed=seed,
+            float32_arithmetic=True, stochastic_rounding=rounded,
         )  # fmt: skip
 
     return make
@@ -72,13 +77,26 @@ def contenders() -> dict[str, Factory]:
     return chosen
 
 
-def _digits(seed: int, make: Factory) -> tuple[float, float]:
+def bfloat16_contenders(lr: float) -> dict[str, tuple[Factory, torch.dtype]]:
+    """Float32 and bfloat16 parameters, by their row's label: (optimizer, dtype)."""
+    return {
+        "float32 parameters": (_ours(32, lr=lr), torch.float32),
+        "bfloat16, to nearest": (_ours(32, lr=lr), torch.bfloat16),
+        "bfloat16, stochastic_rounding": (_ours(32, lr=lr, rounded=True), torch.bfloat16),
+        "bfloat16, stochastic_rounding, state_bits=16": (
+            _ours(16, lr=lr, rounded=True), torch.bfloat16,
+        ),
+    }  # fmt: skip
+
+
+def _digits(seed: int, make: Factory, dtype: torch.dtype = torch.float32) -> tuple[float, float]:
     images, labels = load_digits()
     train, test = split(labels, random_seed=0)
-    x = torch.tensor(images, dtype=torch.float32)
+    x = torch.tensor(images, dtype=torch.float32).to(dtype)
     y = torch.tensor(labels)
     torch.manual_seed(seed)
     net = torch.nn.Sequential(torch.nn.Linear(64, 512), torch.nn.Tanh(), torch.nn.Linear(512, 10))
+    net.to(dtype)
     opt = make(list(net.parameters()), seed)
     generator = torch.Generator().manual_seed(seed)
     order = torch.tensor(train)
@@ -88,7 +106,7 @@ def _digits(seed: int, make: Factory) -> tuple[float, float]:
             torch.nn.functional.cross_entropy(net(x[batch]), y[batch]).backward()
             opt.step()
     with torch.no_grad():
-        loss = float(torch.nn.functional.cross_entropy(net(x[train]), y[train]))
+        loss = float(torch.nn.functional.cross_entropy(net(x[train]).float(), y[train]))
         accuracy = float((net(x[test]).argmax(1) == y[test]).float().mean())
     return loss, accuracy
 
@@ -112,13 +130,15 @@ def _text(n: int) -> torch.Tensor:
 CONTEXT = 8
 
 
-def _chars(seed: int, make: Factory, text: torch.Tensor) -> tuple[float, float]:
+def _chars(
+    seed: int, make: Factory, text: torch.Tensor, dtype: torch.dtype = torch.float32
+) -> tuple[float, float]:
     torch.manual_seed(seed)
-    embed = torch.nn.Embedding(64, 64)
+    embed = torch.nn.Embedding(64, 64).to(dtype)
     head = torch.nn.Sequential(
         torch.nn.Flatten(), torch.nn.Linear(64 * CONTEXT, 512), torch.nn.Tanh(),
         torch.nn.Linear(512, 64),
-    )  # fmt: skip
+    ).to(dtype)  # fmt: skip
     params = [*embed.parameters(), *head.parameters()]
     opt = make(params, seed)
     held_out = text[-20_000:]
@@ -128,12 +148,12 @@ def _chars(seed: int, make: Factory, text: torch.Tensor) -> tuple[float, float]:
     for _ in range(1500):
         batch = windows[torch.randint(0, windows.shape[0], (64,), generator=generator)]
         opt.zero_grad()
-        logits = head(embed(batch[:, :CONTEXT]))
+        logits = head(embed(batch[:, :CONTEXT])).float()
         torch.nn.functional.cross_entropy(logits, batch[:, CONTEXT]).backward()
         opt.step()
     with torch.no_grad():
         test = held_out.unfold(0, CONTEXT + 1, 1)
-        logits = head(embed(test[:, :CONTEXT]))
+        logits = head(embed(test[:, :CONTEXT])).float()
         loss = float(torch.nn.functional.cross_entropy(logits, test[:, CONTEXT]))
         accuracy = float((logits.argmax(1) == test[:, CONTEXT]).float().mean())
     return loss, accuracy
@@ -146,19 +166,25 @@ def _summary(values: list[float]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=3)
-    seeds = range(parser.parse_args().seeds)
+    parser.add_argument("--bfloat16", action="store_true", help="bfloat16 parameters")
+    parser.add_argument("--lr", type=float, default=1e-3, help="with --bfloat16")
+    arguments = parser.parse_args()
+    seeds = range(arguments.seeds)
     torch.set_num_threads(2)
     text = _text(220_000)
     tasks = {
         "digits (train loss, test accuracy)": _digits,
-        "chars (held-out loss, accuracy)": lambda s, m: _chars(s, m, text),
+        "chars (held-out loss, accuracy)": lambda s, m, d: _chars(s, m, text, d),
     }
-    chosen = contenders()
+    chosen = {label: (make, torch.float32) for label, make in contenders().items()}
+    if arguments.bfloat16:
+        chosen = bfloat16_contenders(arguments.lr)
+        print(f"lr={arguments.lr:g}")
     width = max(map(len, chosen))
     for title, run in tasks.items():
         print(f"\n{title}, {len(seeds)} seeds: mean (min to max)")
-        for label, make in chosen.items():
-            results = [run(seed, make) for seed in seeds]
+        for label, (make, dtype) in chosen.items():
+            results = [run(seed, make, dtype) for seed in seeds]
             losses, accuracies = zip(*results, strict=True)
             print(f"  {label:<{width}}  {_summary(list(losses))}  {_summary(list(accuracies))}")
 

@@ -136,3 +136,40 @@ def write8(  # type: ignore[no-untyped-def]
         tl.store(pointer + offsets, code.to(tl.uint8), mask=mask)
     else:
         tl.store(pointer + offsets, code.to(tl.uint8))
+
+
+@triton.jit
+def write_state(  # type: ignore[no-untyped-def]
+    vp, bp, ap, svp, sbp, sap, quant, offsets, mask, v, b, a, step, MASKED: tl.constexpr,
+    MOMENTUM: tl.constexpr, CENTERED: tl.constexpr, STOCHASTIC: tl.constexpr,
+    BLOCKWISE: tl.constexpr, ROUND_STATE: tl.constexpr,
+):  # fmt: skip
+    """Write a block's new state: 8-bit codes, bfloat16 rounded stochastically, or the
+    state's dtype rounded to nearest (see ``rmsprop._triton._block``)."""
+    if BLOCKWISE:  # rmsprop._random.weyl's bits from ``step``, the sequence's start
+        j = offsets.to(tl.uint32)
+        random = ((step & 0xFFFFF).to(tl.uint32) + j * 0x9E377) & 0xFFFFF
+        write8(vp, svp, quant, offsets, mask, v, random, 96, 0xFF, 2.0**-30, 2.0**53, False, MASKED)
+        if MOMENTUM:
+            random = (((step >> 20) & 0xFFFFF).to(tl.uint32) + j * 0x6A09F) & 0xFFFFF
+            write8(
+                bp, sbp, quant, offsets, mask, b, random, 112, 0x7F, 2.0**-14, 2.0**37, True, MASKED
+            )
+        if CENTERED:
+            random = (((step >> 40) & 0xFFFFF).to(tl.uint32) + j * 0xBB67B) & 0xFFFFF
+            write8(
+                ap, sap, quant, offsets, mask, a, random, 112, 0x7F, 2.0**-14, 2.0**37, True, MASKED
+            )
+    elif STOCHASTIC and ROUND_STATE:  # ``step``: where the tensor's random sequence starts
+        bits = mix(step + (offsets.to(tl.uint64) + 1) * 0x9E3779B97F4A7C15)
+        write_stochastic(vp, offsets, mask, v, bits & 0xFFFF, MASKED)
+        if MOMENTUM:
+            write_stochastic(bp, offsets, mask, b, (bits >> 16) & 0xFFFF, MASKED)
+        if CENTERED:
+            write_stochastic(ap, offsets, mask, a, (bits >> 32) & 0xFFFF, MASKED)
+    else:
+        write(vp, offsets, mask, v, MASKED)
+        if MOMENTUM:
+            write(bp, offsets, mask, b, MASKED)
+        if CENTERED:
+            write(ap, offsets, mask, a, MASKED)
