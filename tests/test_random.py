@@ -149,6 +149,28 @@ def test_each_weyl_sequence_visits_every_20_bit_value_once_per_period():
     assert all(w % 2 == 1 for w in WEYL)
 
 
+def test_the_parameters_bits_take_every_16_bit_value_16_times_a_period():
+    """stochastic_rounding's bits: the upper 16 of a fourth Weyl sequence, whose offset
+    comes from mix(begin), not from the bits that start the state's three."""
+    from rmsprop._random import (  # noqa: PLC0415
+        PARAMETER_WEYL,
+        WEYL,
+        mix,
+        parameter_bits,
+        parameter_offset,
+    )
+
+    j = np.arange(1 << 20, dtype=np.uint64)
+    begin = 0x0123456789ABCDEF
+    offset = parameter_offset(begin)
+    assert offset == mix(begin) & 0xFFFFF
+    bits = parameter_bits(offset, j)
+    assert bits.max() < 1 << 16
+    assert np.array_equal(np.bincount(bits.astype(np.int64)), np.full(1 << 16, 16))
+    assert parameter_bits(offset, np.uint64(2**32 + 7)) == parameter_bits(offset, np.uint64(7))
+    assert PARAMETER_WEYL % 2 == 1 and PARAMETER_WEYL not in WEYL
+
+
 def test_an_elements_weyl_bits_are_uniform_over_steps():
     """Element j's bits over 20,000 steps (the start of each step's sequence from
     start()): their mean and the share under half within 5 sigma of uniform's."""

@@ -1,9 +1,9 @@
 """bfloat16 parameters written with stochastic rounding (``stochastic_rounding=True``).
 
 The new parameter, evaluated as without it (in float64, or float32 with
-``float32_arithmetic``), is rounded to float32, then to bfloat16 with the top 16-bit
-word of the element's draw (rmsprop._random) from the sequence of (seed, step,
-stream): the word the state does not use. Checked against that reference for every
+``float32_arithmetic``), is rounded to float32, then to bfloat16 with 16 random bits
+of the parameters' own Weyl sequence (rmsprop._random.parameter_bits), which starts
+from (seed, step, stream). Checked against that reference for every
 launch (the Numba kernel, its step in torch operations, the Triton kernel under its
 interpreter) and every kind of state, whose bytes must be those of the same launch
 without it; then through the optimizer: unbiased, reproducible, resumed from a
@@ -77,9 +77,9 @@ def _expected(members, counters, streams, seed, hp):
             p.double().numpy(), g.double().numpy(), _rule.State(*values), hp, np.sqrt,
             lambda x: np.maximum(x, 0.0), 1.0,
         )  # fmt: skip
-        begin = _random.start(seed, int(counter) + 1, stream)
+        offset = _random.parameter_offset(_random.start(seed, int(counter) + 1, stream))
         j = np.arange(p.numel(), dtype=np.uint64)
-        random = _random.word(_random.draw(begin, j), 3).astype(np.int64)
+        random = _random.parameter_bits(offset, j).astype(np.int64)
         single = np.asarray(new_p).astype(np.float32).view(np.uint32).astype(np.int64)
         out.append(_random.round_bfloat16(single, random, np.where))
     return out

@@ -67,9 +67,9 @@ from rmsprop._numba_codes import (
     largest32,
     largest64,
     narrow,
-    parameter_random,
+    parameter_offset,
     power,
-    stochastic_bfloat16,
+    stochastic_parameter,
     store_stochastic,
     stream,
 )
@@ -221,8 +221,8 @@ def _group_kernel(  # noqa: PLR0915 - one loop nest, compiled as one kernel (see
     # 8-bit blockwise state (rmsprop._blockwise): one-byte codes, and the float32 scales
     # of the square average, momentum buffer and gradient average at columns 10 to 12;
     # stochastic too, and every chunk starts on a block.
-    # bfloat16 parameters rounded stochastically (kinds[0] STOCHASTIC): with the top 16-bit
-    # word of the element's draw, from the same sequence (the same columns 7 to 9).
+    # bfloat16 parameters rounded stochastically (kinds[0] STOCHASTIC): with 16 bits of a
+    # Weyl sequence of their own, from the same start (the same columns 7 to 9).
     blockwise = kinds[2] == BLOCKWISE
     stochastic = kinds[2] in (STOCHASTIC, BLOCKWISE)
     rounded_params = kinds[0] == STOCHASTIC
@@ -287,6 +287,8 @@ def _group_kernel(  # noqa: PLR0915 - one loop nest, compiled as one kernel (see
                 step_correction = work(correction)
                 # Stochastic rounding: where the row's random sequence starts.
                 begin = stream(addresses, t) if drawn else np.uint64(0)
+                # The parameters' Weyl sequence (rmsprop._random.parameter_bits) starts here.
+                po = parameter_offset(begin) if rounded_params else np.uint32(0)
                 if blockwise:  # each block: decode, the rule, the block's scales, encode
                     largest = largest32 if float32 else largest64
                     exponent_of = exponent32 if float32 else exponent64
@@ -321,8 +323,7 @@ def _group_kernel(  # noqa: PLR0915 - one loop nest, compiled as one kernel (see
                                 sqrt, clamp, step_correction,
                             )  # fmt: skip
                             if rounded_params:
-                                r = parameter_random(begin, first + i)
-                                p[i] = stochastic_bfloat16(new_p, r)
+                                p[i] = stochastic_parameter(new_p, po, first + i)
                             else:
                                 store_p(p, i, new_p, p_code)
                             nv[k] = new.cache
@@ -370,7 +371,7 @@ def _group_kernel(  # noqa: PLR0915 - one loop nest, compiled as one kernel (see
                         step_correction,
                     )  # fmt: skip
                     if rounded_params:
-                        p_new[i] = stochastic_bfloat16(new_p, parameter_random(begin, first + i))
+                        p_new[i] = stochastic_parameter(new_p, po, first + i)
                     else:
                         store_p(p_new, i, new_p, p_code)
                     if stochastic:

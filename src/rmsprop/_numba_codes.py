@@ -147,12 +147,29 @@ def store_stochastic(
         a[i] = stochastic_bfloat16(new.grad_avg, (bits >> np.uint64(32)) & _MASK16)
 
 
+@jit
+def parameter_offset(begin: Any) -> Any:
+    """:func:`rmsprop._random.parameter_offset` as a uint32."""
+    return np.uint32(mix(begin) & np.uint64(_random.WEYL_MASK))
+
+
+_PARAMETER_WEYL = np.uint32(_random.PARAMETER_WEYL)
+
+
 @_inline
-def parameter_random(begin: Any, j: int) -> Any:
-    """The 16 random bits of parameter element ``j`` rounded stochastically: the top word
-    of its draw from the sequence starting at ``begin`` (:func:`rmsprop._random.word` 3;
-    the state takes words 0 to 2 of the same draw)."""
-    return mix(begin + (np.uint64(j) + np.uint64(1)) * GAMMA) >> np.uint64(48)
+def stochastic_parameter(x: Any, offset: Any, j: int) -> Any:
+    """Parameter element ``j``'s new value ``x`` rounded to float32, then to bfloat16
+    stochastically with :func:`rmsprop._random.parameter_bits` (its sequence starting at
+    ``offset``): :func:`stochastic_bfloat16`'s bits, in 32-bit arithmetic only, so that
+    the loop keeps its 32-bit vector lanes (no float32 value's bits overflow adding 16
+    random bits, but a negative NaN's, which the select replaces)."""
+    weyl = np.uint32(np.uint32(offset + np.uint32(j) * _PARAMETER_WEYL) & WEYL_MASK)
+    random = np.uint32(weyl >> np.uint32(4))
+    bits = np.uint32(bits_of_float32(np.float32(x)))
+    nan = np.uint32(bits & np.uint32(0x7FFFFFFF)) > np.uint32(0x7F800000)
+    quiet = np.uint32(np.uint32(bits >> np.uint32(16)) | np.uint32(0x0040))
+    rounded = np.uint32(np.uint32(bits + random) >> np.uint32(16))
+    return np.uint16(quiet if nan else rounded)
 
 
 @_inline

@@ -89,3 +89,22 @@ def weyl(begin: Any, j: Any, k: int) -> Any:
     """
     offset = (begin >> (20 * k)) & WEYL_MASK
     return (offset + (j & 0xFFFFFFFF) * WEYL[k]) & WEYL_MASK
+
+
+#: The increment of the parameters' sequence (``stochastic_rounding``): the fractional
+#: part of sqrt(5), times 2^20 (odd).
+PARAMETER_WEYL: Final = 0x3C6EF
+
+
+def parameter_offset(begin: Any) -> Any:
+    """Where the parameters' sequence of a step starts: the low 20 bits of
+    ``mix(begin)`` (``begin``'s own bits start the state's three sequences)."""
+    return mix(begin) & WEYL_MASK
+
+
+def parameter_bits(offset: Any, j: Any) -> Any:
+    """16 random bits for parameter element ``j`` written with stochastic rounding: the
+    upper 16 of the 20 bits of the Weyl sequence ``o + j * PARAMETER_WEYL`` modulo 2^20
+    from ``offset`` (:func:`parameter_offset`), as :func:`weyl` draws the state's: a
+    multiply-add per element, uniform and independent from step to step."""
+    return ((offset + (j & 0xFFFFFFFF) * PARAMETER_WEYL) & WEYL_MASK) >> 4

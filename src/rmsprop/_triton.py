@@ -155,7 +155,7 @@ def _block(  # type: ignore[no-untyped-def]
     draw; ``BLOCKWISE``: the state is 8-bit codes (rmsprop._blockwise), this block is
     block ``quant`` of their scales at ``svp``, ``sbp``, ``sap``, and rounded
     stochastically; ``ROUND_PARAMS``: bfloat16 parameters rounded stochastically with
-    the top 16-bit word of the element's draw."""
+    16 bits of their own Weyl sequence (rmsprop._random.parameter_bits)."""
     p = read(pp, offsets, mask, MASKED, WORK)
     g = read(gp, offsets, mask, MASKED, WORK)
     if BLOCKWISE:  # the codes' constants: rmsprop._blockwise.UNSIGNED and SIGNED
@@ -189,9 +189,10 @@ def _block(  # type: ignore[no-untyped-def]
             h0.to(WORK), h1.to(WORK), h2.to(WORK), h3.to(WORK), h4.to(WORK), h5.to(WORK),
             h6.to(WORK), MAXIMIZE, CENTERED, MOMENTUM, DECAY, SMALL_WEIGHT, FUSED,
         )  # fmt: skip
-    if ROUND_PARAMS:  # the top word of the element's draw, which the state does not take
-        drawn = mix(step + (offsets.to(tl.uint64) + 1) * 0x9E3779B97F4A7C15)
-        write_stochastic(pp, offsets, mask, p, drawn >> 48, MASKED)
+    if ROUND_PARAMS:  # rmsprop._random.parameter_bits, from ``step``, the sequence's start
+        start = (mix(step) & 0xFFFFF).to(tl.uint32)
+        weyl = (start + offsets.to(tl.uint32) * 0x3C6EF) & 0xFFFFF
+        write_stochastic(pp, offsets, mask, p, weyl >> 4, MASKED)
     else:
         write(pp, offsets, mask, p, MASKED)
     write_state(

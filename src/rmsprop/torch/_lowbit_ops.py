@@ -229,7 +229,7 @@ class Launch:
         )  # fmt: skip
         j = torch.arange(first, first + p.numel(), dtype=torch.int64, device=p.device)
         round_params, round_state = self._round
-        bits = draws(begin, j) if round_params or round_state else None
+        bits = draws(begin, j) if round_state else None
         written: list[tuple[torch.Tensor, torch.Tensor]] = []  # (where, what), all computed
         for k, (b, value) in enumerate(zip(buffers, new, strict=True)):
             if b is None:
@@ -242,9 +242,10 @@ class Launch:
                 written.append((b.view(torch.int16), stochastic_bfloat16(value, random)))
             else:
                 written.append(_nearest(b, value))
-        if round_params:  # the top word of the draw, which the state does not take
-            random = _shift(cast(torch.Tensor, bits), 48)
-            written.append((p.view(torch.int16), stochastic_bfloat16(new_p, random)))
+        if round_params:  # rmsprop._random.parameter_bits
+            offset = mix(begin) & _random.WEYL_MASK
+            sequence = (offset + (j & 0xFFFFFFFF) * _random.PARAMETER_WEYL) & _random.WEYL_MASK
+            written.append((p.view(torch.int16), stochastic_bfloat16(new_p, sequence >> 4)))
         else:
             written.append(_nearest(p, new_p))
         write_all(written, _copy)  # codes never beside another step's scales
