@@ -35,7 +35,8 @@ TORCH_KINDS: Final = {
     "torch.float32": "float32",
     "torch.float64": "float64",
 }
-#: The state kind of bfloat16 buffers written with stochastic rounding.
+#: The kind of bfloat16 values written with stochastic rounding: state buffers, and
+#: parameters (``stochastic_rounding``).
 STOCHASTIC: Final = "bfloat16 stochastic"
 #: The state kind of 8-bit blockwise buffers (rmsprop._blockwise): one-byte codes and a
 #: float32 scale per block, written with stochastic rounding.

@@ -103,8 +103,8 @@ class Backend:
     ) -> Launched:
         """A launch over ``members``; a fallible kernel's failures (now or when called)
         turn it off and raise :exc:`KernelUnavailableError` before any write.
-        ``low``: ``stochastic`` (the state rounded stochastically) and ``scales`` (8-bit
-        blockwise codes), for the family's kernels only (see
+        ``low``: ``stochastic`` (the random streams), ``scales`` (8-bit blockwise codes),
+        ``round_params`` and ``round_state``, for the family's kernels only (see
         :class:`rmsprop._kernels.Launch`)."""
         options: dict[str, Any] = {"float32_arithmetic": float32_arithmetic}
         if low:

@@ -122,9 +122,11 @@ def check_rounding(group: dict[str, Any], hp: Hyperparameters) -> bool:
 
 
 def check_state_bits(group: dict[str, Any], params: Any = ()) -> None:
-    """Check a group's ``state_bits`` and ``seed``: 32 (the state in ``state_dtype``), or
-    16 (bfloat16 written with stochastic rounding from the ``seed``'s random streams, by
-    the fused kernels: real plain tensors, the family's rounding); and ``params``."""
+    """Check a group's ``state_bits``, ``seed`` and ``stochastic_rounding``: 32 (the state
+    in ``state_dtype``), or 16 (bfloat16 written with stochastic rounding from the
+    ``seed``'s random streams, by the fused kernels: real plain tensors, the family's
+    rounding), or 8; ``stochastic_rounding`` (bfloat16 parameters rounded so) asks for
+    the same; and ``params``."""
     bits, seed = group.get("state_bits", 32), group.get("seed", 0)
     if bits not in (8, 16, 32) or isinstance(bits, bool):
         raise ValueError(f"state_bits must be 8, 16 or 32, got {bits!r}")
