@@ -1,4 +1,5 @@
-"""Low-bit state (``state_bits`` 16 and 8) where no fused kernel runs, in torch operations.
+"""Low-bit state (``state_bits`` 16 and 8) and bfloat16 parameters rounded stochastically
+(``stochastic_rounding``) where no fused kernel runs, in torch operations.
 
 The fused kernels write bfloat16 state rounded stochastically and 8-bit blockwise
 codes on the CPU (Numba) and on CUDA (Triton). Where neither runs (Apple's MPS, CUDA
