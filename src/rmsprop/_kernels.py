@@ -27,7 +27,7 @@ import sys
 import types
 from collections.abc import Sequence
 from functools import cache, lru_cache
-from typing import Any, Final, cast
+from typing import Any, Final
 
 import numba
 import numpy as np
@@ -41,8 +41,7 @@ from rmsprop._kinds import (
     STOCHASTIC,
     Member,
     float32_work,
-    stochastic_kinds,
-    storage_kind,
+    launch_kinds,
 )
 from rmsprop._numba_codes import (
     BFLOAT16,
@@ -454,16 +453,9 @@ class Launch:
         self._chunks, self._parts = work_table(self._sizes)
         self.elements = int(self._sizes.sum())
         p, g, (v, _, _) = members[self._keep[0]] if self._keep else members[0]
-        kinds = (storage_kind(p.dtype), storage_kind(g.dtype), storage_kind(v.dtype))
-        if scales is not None:
-            if str(v.dtype).removeprefix("torch.") != "uint8":
-                raise TypeError(f"8-bit blockwise state is stored as uint8 codes, not {v.dtype}")
-            kinds = (kinds[0], kinds[1], BLOCKWISE)
-        if None in kinds:
-            raise TypeError(f"no storage kind for {p.dtype}, {g.dtype} or {v.dtype}")
-        self._kinds = stochastic_kinds(
-            cast(tuple[str, str, str], kinds), stochastic is not None, scales, round_params,
-            round_state,
+        self._kinds = launch_kinds(
+            p.dtype, g.dtype, v.dtype, drawn=stochastic is not None, scales=scales,
+            round_params=round_params, round_state=round_state,
         )  # fmt: skip
         self._float32 = float32_work(self._kinds, float32_arithmetic)
 

@@ -70,26 +70,32 @@ def storage_kind(dtype: Any) -> str | None:
     return TORCH_KINDS.get(str(dtype))
 
 
-def lowbit_kinds(
+def launch_kinds(
     p_dtype: Any,
     g_dtype: Any,
     s_dtype: Any,
-    scales: object,
+    *,
+    drawn: bool,
+    scales: object = None,
     round_params: bool = False,
     round_state: bool = True,
 ) -> tuple[str, str, str]:
-    """The storage kinds of a launch given random streams over parameters, gradients
-    and state of these NumPy or torch dtypes (8-bit codes where it has ``scales``): see
-    :func:`stochastic_kinds`; ``TypeError`` where the kernels have none."""
-    kinds = (
-        storage_kind(p_dtype),
-        storage_kind(g_dtype),
-        BLOCKWISE if scales is not None else storage_kind(s_dtype),
-    )
+    """The storage kinds of a kernel launch (or its step in array operations) over
+    parameters, gradients and state of these NumPy or torch dtypes: 8-bit codes where
+    it has ``scales`` (uint8 state, random streams ``drawn``), then stochastic rounding
+    as :func:`stochastic_kinds` applies it; ``TypeError`` where the kernels have none."""
+    s_kind = storage_kind(s_dtype)
+    if scales is not None:
+        if dtype_name(s_dtype) != "uint8":
+            raise TypeError(f"8-bit blockwise state is stored as uint8 codes, not {s_dtype}")
+        if not drawn:
+            raise TypeError("8-bit blockwise state is written with stochastic rounding")
+        s_kind = BLOCKWISE
+    kinds = (storage_kind(p_dtype), storage_kind(g_dtype), s_kind)
     if None in kinds:
         raise TypeError(f"no storage kind for {p_dtype}, {g_dtype} or {s_dtype}")
     return stochastic_kinds(
-        cast(tuple[str, str, str], kinds), True, scales, round_params, round_state
+        cast(tuple[str, str, str], kinds), drawn, scales, round_params, round_state
     )
 
 

@@ -23,7 +23,7 @@ import numpy.typing as npt
 
 from rmsprop import _blockwise, _random
 from rmsprop._interrupt import write_all
-from rmsprop._kinds import Member, float32_work, lowbit_kinds
+from rmsprop._kinds import Member, float32_work, launch_kinds
 from rmsprop._options import Hyperparameters, converted
 from rmsprop._rule import State, family_update
 
@@ -55,7 +55,7 @@ class Launch:
         self._counters, self._streams, self._seed = stochastic
         self._scales = scales
         p, g, buffers = self._members[0]
-        kinds = lowbit_kinds(p.dtype, g.dtype, buffers[0].dtype, scales)
+        kinds = launch_kinds(p.dtype, g.dtype, buffers[0].dtype, drawn=True, scales=scales)
         narrow = float32_work(kinds, float32_arithmetic)
         self._work = np.dtype(np.float32 if narrow else np.float64)
 

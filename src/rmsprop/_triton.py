@@ -42,7 +42,7 @@ import triton.language as tl
 from triton.compiler import CompiledKernel
 
 from rmsprop import _blockwise, _kinds, _torch_probe
-from rmsprop._kinds import Member, dtype_name, float32_work, stochastic_kinds
+from rmsprop._kinds import Member, float32_work, launch_kinds
 from rmsprop._options import Hyperparameters
 from rmsprop._triton_codes import (
     decode8,
@@ -356,14 +356,10 @@ class Launch:
         self._blockwise = scales is not None
         self._width = 11 if self._blockwise else (5 if stochastic is None else 8)
         self._stochastic = stochastic is not None
-        kinds = (dtype_name(p.dtype), dtype_name(g.dtype), dtype_name(state_dtype))
-        if self._blockwise:
-            if state_dtype != torch.uint8:
-                raise TypeError(f"8-bit blockwise state is uint8 codes, not {state_dtype}")
-            kinds = (*kinds[:2], "8-bit blockwise")
-        kinds = stochastic_kinds(kinds, self._stochastic, scales, round_params, round_state)
-        if self._blockwise and not self._stochastic:
-            raise TypeError("8-bit blockwise state is written with stochastic rounding")
+        kinds = launch_kinds(
+            p.dtype, g.dtype, state_dtype, drawn=self._stochastic, scales=scales,
+            round_params=round_params, round_state=round_state,
+        )  # fmt: skip
         self._rounding = (kinds[0] == _kinds.STOCHASTIC, kinds[2] == _kinds.STOCHASTIC)
         if self._blockwise:  # one program block per block of codes
             block, warps = BLOCKWISE_BLOCK, BLOCKWISE_WARPS

@@ -27,7 +27,7 @@ import torch
 
 from rmsprop import _blockwise, _random
 from rmsprop._interrupt import write_all
-from rmsprop._kinds import STOCHASTIC, Member, float32_work, lowbit_kinds
+from rmsprop._kinds import STOCHASTIC, Member, float32_work, launch_kinds
 from rmsprop._options import Hyperparameters, converted
 from rmsprop._rule import State, family_update
 from rmsprop.torch._foreach import exact_sqrt
@@ -172,7 +172,10 @@ class Launch:
         self._counters, self._streams, self._seed = stochastic
         self._scales = scales
         p, g, buffers = self._members[0]
-        kinds = lowbit_kinds(p.dtype, g.dtype, buffers[0].dtype, scales, round_params, round_state)
+        kinds = launch_kinds(
+            p.dtype, g.dtype, buffers[0].dtype, drawn=True, scales=scales,
+            round_params=round_params, round_state=round_state,
+        )  # fmt: skip
         self._round = (kinds[0] == STOCHASTIC, kinds[2] == STOCHASTIC)  # parameters, state
         narrow = float32_work(kinds, float32_arithmetic)
         # MPS has no float64: there the step computes in float32.
