@@ -239,6 +239,41 @@ def test_the_optimizer_sends_dense_tensors_to_the_kernel(kernel_calls):
         assert torch.equal(a, b)
 
 
+def test_a_flattened_group_is_one_launch_over_spans(monkeypatch):
+    """A group flattened by flatten_ is stepped as one member spanning each flat buffer
+    (rmsprop.torch._spans), padding included: the foreach path's numbers, bit for bit."""
+    sizes = []
+    call = _triton.Launch.__call__
+    monkeypatch.setattr(
+        _triton.Launch, "__call__", lambda self, g, *a: sizes.append(len(g)) or call(self, g, *a)
+    )
+    monkeypatch.setattr(rmsprop._dispatch, "GPU_DEVICE_TYPES", ("cpu",))
+    previous = _accel.set_enabled(False)
+    results = []
+    try:
+        for triton_on in (True, False):
+            was = _accel.set_triton_enabled(triton_on)
+            torch.manual_seed(0)
+            net = torch.nn.Sequential(
+                torch.nn.Conv2d(3, 4, 3), torch.nn.Flatten(), torch.nn.Linear(4 * 5 * 5, 3)
+            )
+            rmsprop.torch.flatten_(net)
+            opt = rmsprop.torch.RMSProp(net.parameters(), lr=1e-2, momentum=0.9, centered=True)
+            x, y = torch.randn(8, 3, 7, 7), torch.randn(8, 3)
+            with np.errstate(all="ignore"):
+                for _ in range(3):
+                    opt.zero_grad()
+                    torch.nn.functional.mse_loss(net(x), y).backward()
+                    opt.step()
+            results.append([p.detach().clone() for p in net.parameters()])
+            _accel.set_triton_enabled(was)
+    finally:
+        _accel.set_enabled(previous)
+    assert sizes == [1, 1, 1]
+    for a, b in zip(*results, strict=True):
+        assert torch.equal(a, b)
+
+
 def test_stepping_inside_backward_equals_group_steps_on_the_kernel(kernel_calls):
     """step_in_backward=True through the Triton kernel (one launch per parameter, from
     its hook) equals ordinary group steps through it, bit for bit."""

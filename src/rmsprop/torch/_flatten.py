@@ -24,6 +24,7 @@ from typing import Any
 import torch
 
 from rmsprop._flat import layout
+from rmsprop.torch import _spans
 from rmsprop.torch._compat import strides
 from rmsprop.torch._foreach import PLAIN
 
@@ -66,12 +67,15 @@ def flatten_(params: torch.nn.Module | Iterable[torch.Tensor]) -> list[torch.Ten
     flat = []
     with torch.no_grad():
         for (device, dtype), members in buckets.items():
-            offsets, total = layout([p.numel() for p in members], dtype.itemsize)
+            sizes = [p.numel() for p in members]
+            offsets, total = layout(sizes, dtype.itemsize)
             values = torch.zeros(total, dtype=dtype, device=device)
+            _spans.register(values, offsets, sizes)
             grads = None
             if any(p.requires_grad for p in members):
                 grads = torch.zeros(total, dtype=dtype, device=device)
                 _GRADIENT_BUFFERS[id(grads)] = grads
+                _spans.register(grads, offsets, sizes)
             for p, offset in zip(members, offsets, strict=True):
                 layout_of_p = strides(p)
                 view = values.as_strided(p.shape, layout_of_p, offset)

@@ -5,17 +5,22 @@ step needs no per-parameter host values: no bias correction, not PyTorch's
 differentiable or capturable functional) gets a :class:`Plan`: its launches,
 built once, one per (device, dtypes), and where the launch's step counters are
 consecutive elements of one buffer (:mod:`rmsprop.torch._state`), one view that
-advances them all. A later step reuses it, skipping the per-parameter
-classification, when the group is the same dict with the same options and the
-same parameters, the same of them having gradients, every parameter still at its
-address, each gradient a plain dense tensor laid out as its parameter, and each
-state dict and buffer the one it was; anything else takes the general path, which
-builds a new plan. Only the gradients may be new tensors. These checks read every
-parameter, in C (``map`` over the group: about 0.5 µs a parameter here, of a
-step's 0.7): none of them can be skipped without missing a change that PyTorch
-allows between steps (``p.data = ...`` frees the memory a launch would write;
-autograd replaces a gradient instead of accumulating into it under
-``backward(create_graph=True)``).
+advances them all; where its members fill consecutive slots of flat buffers in
+every role (:mod:`rmsprop.torch._spans`), also a launch over one stretch of each,
+taken while the gradients are where they were. A later step reuses the plan,
+skipping the per-parameter classification, when the group is the same dict with the
+same options and the same parameters, every parameter still at its address, each
+state dict and buffer the one it was, and the gradients the tensors of the last
+step (or new ones of the same parameters, each dense and laid out as its
+parameter); anything else takes the general path, which builds a new plan.
+
+These checks read every parameter, in C (``map`` over the group), about 0.5 µs a
+parameter here where the gradients are the last step's: reading a tensor's
+attribute costs 0.1 µs, and none can be skipped without missing a change that
+PyTorch allows between steps (``p.data = ...`` frees the memory a launch would
+write; ``p.grad = ...``, and autograd under ``backward(create_graph=True)``,
+replace a gradient instead of accumulating into it; ``optimizer.state[p][key] =
+...`` replaces a buffer).
 """
 
 import itertools
@@ -25,7 +30,7 @@ from typing import Any, cast
 import torch
 
 from rmsprop._options import Hyperparameters
-from rmsprop.torch import _lowbit
+from rmsprop.torch import _lowbit, _spans
 from rmsprop.torch._backends import Backend, KernelUnavailableError, Launched, device_kind
 from rmsprop.torch._compat import STATE_KEYS
 from rmsprop.torch._foreach import PLAIN, count
@@ -54,8 +59,8 @@ class Plan:
     """The launches of one group's step (see the module's docstring)."""
 
     __slots__ = (
-        "addresses", "backend", "buffers", "contiguous", "group", "launches", "members",
-        "options", "params", "states", "strides", "without",
+        "addresses", "backend", "buffers", "contiguous", "grads", "group", "launches",
+        "members", "options", "params", "states", "strides", "without",
     )  # fmt: skip
 
     def __init__(
@@ -65,14 +70,16 @@ class Plan:
         hp: Hyperparameters,
         members: list[int],
         states: list[dict[str, Any]],
-        launches: list[tuple[Launched, list[int] | None, list[torch.Tensor], Any]],
+        launches: list[tuple[Launched, list[int] | None, list[torch.Tensor], Any, Any]],
     ) -> None:
         self.backend, self.group, self.launches = backend, group, launches
         self.options = _options(group, hp)
         self.params = list(group["params"])
         #: Which of the group's parameters have a gradient (the plan's members), and not.
         self.members = members
-        self.without = [p.grad is None for p in self.params]
+        #: The gradients of the last step (None where a parameter had none).
+        self.grads = list(map(_GRAD, self.params))
+        self.without = [g is None for g in self.grads]
         memb = [self.params[i] for i in members]
         self.addresses = [p.data_ptr() for p in memb]
         self.states = states
@@ -121,7 +128,14 @@ class Plan:
             )  # fmt: skip
             launch = backend.launch(chosen, hp, group["float32_arithmetic"], **low)
             every = None if len(indices) == len(params) else indices
-            launches.append((launch, every, steps, counter_run(steps)))
+            whole = None if low else _spans.span(chosen, hp.eps)
+            spanned = None
+            if whole is not None:  # and the gradients' addresses it holds for
+                spanned = (
+                    backend.launch([whole], hp, group["float32_arithmetic"]), whole[1],
+                    [cast(torch.Tensor, g).data_ptr() for _, g, _ in chosen],
+                )  # fmt: skip
+            launches.append((launch, every, steps, counter_run(steps), spanned))
         with_grad = {id(p) for p in params}
         positions = [i for i, p in enumerate(group["params"]) if id(p) in with_grad]
         return cls(backend, group, hp, positions, states, launches)
@@ -133,10 +147,10 @@ class Plan:
         for the group, else None.
 
         Checked, over every parameter (in C, by ``map``): the group's parameters are the
-        same tensors at the same addresses, the same of them have a gradient, each
-        gradient is dense and laid out as its parameter, and each state buffer is still
-        the one the kernels write. A gradient may be a new tensor (after
-        ``zero_grad(set_to_none=True)``) anywhere in memory. ``same_state``: the
+        same tensors at the same addresses, the same of them have a gradient, and each
+        state buffer is still the one the kernels write; gradients that are not the
+        tensors of the last step (after ``zero_grad(set_to_none=True)``, anywhere in
+        memory) must each be dense and laid out as its parameter. ``same_state``: the
         optimizer's ``state`` maps every parameter to the dict it mapped it to at the
         end of the last step (then its dicts are not looked up again).
         """
@@ -147,18 +161,21 @@ class Plan:
             return None
         if not all(map(operator.is_, params, self.params)):
             return None
-        grads = list(map(_GRAD, params))
-        if list(map(operator.is_, grads, itertools.repeat(None))) != self.without:
+        every = list(map(_GRAD, params))
+        same = all(map(operator.is_, every, self.grads))
+        if not same and list(map(operator.is_, every, itertools.repeat(None))) != self.without:
             return None
+        grads = every
         if len(grads) != len(self.members):
             grads = [grads[i] for i in self.members]
             params = [params[i] for i in self.members]
-        if not (  # a sparse gradient is not contiguous, and has strides of 0
+        if not same and not (  # a sparse gradient is not contiguous, and has strides of 0
             all(map(operator.is_, map(type, grads), itertools.repeat(torch.Tensor)))
             and list(map(_CONTIGUOUS, grads)) == self.contiguous
             and all(grads[i].stride() == stride for i, stride in self.strides)
-            and list(map(_DATA_PTR, params)) == self.addresses
         ):
+            return None
+        if list(map(_DATA_PTR, params)) != self.addresses:
             return None
         states = self.states
         if not same_state and not all(map(operator.is_, map(state.__getitem__, params), states)):
@@ -166,15 +183,20 @@ class Plan:
         for key, kept in self.buffers:
             if not all(map(operator.is_, map(dict.get, states, itertools.repeat(key)), kept)):
                 return None
+        self.grads = every
         return params, grads
 
     def run(self, grads: list[torch.Tensor], hp: Hyperparameters) -> list[int]:
         """The step: each launch, then its parameters' counters. Returns the indices of
         the parameters left to the fallback (a kernel that turned itself off)."""
         left: list[int] = []
-        for launch, indices, steps, run in self.launches:
+        for launch, indices, steps, run, spanned in self.launches:
+            chosen = grads if indices is None else [grads[i] for i in indices]
             try:
-                launch(grads if indices is None else [grads[i] for i in indices], hp)
+                if spanned is not None and list(map(_DATA_PTR, chosen)) == spanned[2]:
+                    spanned[0]([spanned[1]], hp)  # the gradients are where the span has them
+                else:
+                    launch(chosen, hp)
             except KernelUnavailableError:
                 left += range(len(grads)) if indices is None else indices
                 continue

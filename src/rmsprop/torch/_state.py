@@ -21,7 +21,7 @@ import torch
 from rmsprop import _blockwise
 from rmsprop._flat import layout
 from rmsprop._options import Hyperparameters
-from rmsprop.torch import _lowbit
+from rmsprop.torch import _lowbit, _spans
 from rmsprop.torch._compat import STATE_KEYS, state_dtype, strides
 from rmsprop.torch._foreach import PLAIN
 
@@ -115,8 +115,10 @@ def _place(requests: list[Request]) -> None:
         arenas.setdefault((p.device, dtype), []).append(request)
     for (device, dtype), members in arenas.items():
         shapes = [_shape(p, key) for p, _, key, _, _ in members]
-        offsets, total = layout([shape.numel() for shape, _ in shapes], dtype.itemsize)
+        sizes = [shape.numel() for shape, _ in shapes]
+        offsets, total = layout(sizes, dtype.itemsize)
         arena = torch.zeros(total, dtype=dtype, device=device)
+        _spans.register(arena, offsets, sizes)
         for (_, state, key, _, source), (shape, stride), offset in zip(
             members, shapes, offsets, strict=True
         ):
