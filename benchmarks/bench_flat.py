@@ -7,8 +7,10 @@ optimizer step of rmsprop.torch.RMSProp and rmsprop.RMSProp with float32 arithme
 - parameters and gradients allocated one by one, state as the optimizers make it
   (flat: views of one buffer per dtype);
 - the same with the state one tensor per parameter (as before flat state);
-- parameters and gradients flattened by rmsprop.torch.flatten_ (torch), or allocated
-  by the caller as views of one array (NumPy arrays cannot be re-homed in place);
+- parameters and gradients flattened by rmsprop.torch.flatten_ (torch): one launch
+  over a stretch of each flat buffer (rmsprop.torch._spans), and for comparison the
+  same launch member by member; or allocated by the caller as views of one array
+  (NumPy arrays cannot be re-homed in place);
 
 beside the 5-stream roofline loop over flat NumPy arrays of the same size. Interleaved
 rounds in one process, one model at a time; medians with min and max, and each
@@ -29,6 +31,7 @@ import statistics
 import timeit
 from collections.abc import Callable
 from typing import Any
+from unittest import mock
 
 import numpy as np
 import torch
@@ -38,6 +41,7 @@ import rmsprop.torch
 from rmsprop import bench
 from rmsprop.bench import ROOFLINE
 from rmsprop.bench._peers import _roofline, bert_base_shapes, resnet50_shapes
+from rmsprop.torch import _spans
 
 MODELS = {"resnet50": ("ResNet-50", resnet50_shapes), "bert-base": ("BERT-base", bert_base_shapes)}
 LR, BETA = 1e-3, 0.9
@@ -59,10 +63,12 @@ def torch_step(
     flat: bool = False,
     separate_state: bool = False,
     dtype: torch.dtype = torch.float32,
+    spans: bool = True,
     **options: Any,
 ) -> Callable[[], None]:
     """A step of rmsprop.torch.RMSProp over parameters of ``shapes`` (and ``dtype``, their
-    gradients' too), after two steps."""
+    gradients' too), after two steps; ``spans=False``: its launches member by member
+    (the plan built without spans)."""
     params = _torch_params(shapes, dtype)
     if flat:
         rmsprop.torch.flatten_(params)
@@ -70,7 +76,11 @@ def torch_step(
         for p in params:
             p.grad.copy_(torch.randn(p.shape, generator=generator))
     opt = rmsprop.torch.RMSProp(params, lr=LR, beta=BETA, float32_arithmetic=f32, **options)
-    opt.step()
+    if spans:
+        opt.step()
+    else:  # the first step builds the plan the later steps keep: without spans
+        with mock.patch.object(_spans, "span", return_value=None):
+            opt.step()
     if separate_state:  # one tensor per buffer and counter, as before flat state
         for state in opt.state.values():
             for key, value in state.items():
@@ -133,6 +143,9 @@ def models(chosen: list[str], rounds: int) -> None:
                 torch_step, shapes, True, separate_state=True
             ),
             f"torch, {label}: flatten_": step(torch_step, shapes, True, flat=True),
+            f"torch, {label}: flatten_, member by member": step(
+                torch_step, shapes, True, flat=True, spans=False
+            ),
             f"NumPy, {label}: state flat": step(numpy_step, shapes, True),
             f"NumPy, {label}: state one array each": step(
                 numpy_step, shapes, True, separate_state=True

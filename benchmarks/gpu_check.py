@@ -43,6 +43,7 @@ import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
 parser.add_argument("--device", default="cuda")
@@ -70,6 +71,7 @@ import rmsprop.torch  # noqa: E402
 from rmsprop import _accel, _triton  # noqa: E402
 from rmsprop._options import Hyperparameters  # noqa: E402
 from rmsprop.bench import bert_base_shapes, resnet50_shapes  # noqa: E402
+from rmsprop.torch import _spans  # noqa: E402
 
 DEVICE = torch.device(ARGS.device)
 if ON_CPU:
@@ -408,12 +410,15 @@ def peers(shapes: list[tuple[int, ...]], mixed: bool) -> dict[str, Callable[[], 
         grid = (triton.cdiv(n, block),)
         return lambda: _copy_kernel[grid](p, g, v, n, BLOCK=block)
 
-    def ours(flat: bool = False, **kw: Any) -> Callable[[], Any]:
+    def ours(flat: bool = False, spans: bool = True, **kw: Any) -> Callable[[], Any]:
         state = torch.float32 if mixed else None
         params = tensors(shapes, dtype)
         if flat:  # gradients keep their values, copied into the flat buffer
             rmsprop.torch.flatten_(params)
         opt = rmsprop.torch.RMSProp(params, preset="pytorch", lr=LR, state_dtype=state, **kw)
+        if not spans:  # the first step builds the plan the later ones keep: without spans
+            with mock.patch.object(_spans, "span", return_value=None):
+                opt.step()
         return opt.step
 
     def ours_foreach() -> Callable[[], Any]:
@@ -470,6 +475,10 @@ def peers(shapes: list[tuple[int, ...]], mixed: bool) -> dict[str, Callable[[], 
         )
         factories["rmsprop.torch.RMSProp (Triton, float32 arithmetic), flatten_"] = lambda: ours(
             flat=True, float32_arithmetic=True
+        )
+        # the same launch member by member, not over one stretch of each flat buffer
+        factories["rmsprop.torch.RMSProp (Triton, float32 arithmetic), flatten_, no span"] = (
+            lambda: ours(flat=True, spans=False, float32_arithmetic=True)
         )
     if len(shapes) == 1 and n <= (1 << 24):
         factories["rmsprop.torch.RMSProp (foreach path, no Triton)"] = ours_foreach
