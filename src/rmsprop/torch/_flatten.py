@@ -48,7 +48,11 @@ def flatten_(params: torch.nn.Module | Iterable[torch.Tensor]) -> list[torch.Ten
     before its first step (state created before keeps its own layout). With
     ``DistributedDataParallel``, flatten first and wrap after, and leave
     ``gradient_as_bucket_view`` off (it would re-home the gradients into DDP's
-    buckets); FSDP flattens parameters itself.
+    buckets); FSDP flattens parameters itself. A param group whose parameters are
+    neighbours in one buffer is stepped as one launch over a stretch of it
+    (:mod:`rmsprop.torch._spans`): where groups alternate in the model, flatten each
+    group's parameters with a call of its own. The buffers' padding is the
+    optimizer's to write: make no tensors of the buffers returned.
 
     Example:
         >>> import torch, rmsprop.torch
