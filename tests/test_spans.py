@@ -240,3 +240,21 @@ def test_a_span_needs_consecutive_slots_at_the_same_offsets_in_every_role():
     assert _spans.span(swapped, 1e-8) is None  # not at the same offsets
     loose = [(p[0], g[0], [torch.zeros(10), None, None]), members[1]]
     assert _spans.span(loose, 1e-8) is None  # a buffer of its own
+
+
+def test_flatten_given_an_optimizer_gives_each_group_buffers_of_its_own(launches):
+    """Groups that alternate in the model: flatten_(optimizer) flattens each group by
+    itself, so that each is one stretch; unflatten_(optimizer) undoes it."""
+    nets = [_net(), _net()]
+    opts = [rmsprop.torch.RMSProp(_decay_and_no_decay(net), lr=1e-2) for net in nets]
+    assert len(flatten_(opts[0])) == 2
+    x, y = _batch()
+    for _ in range(3):
+        for net, opt in zip(nets, opts, strict=True):
+            opt.zero_grad()
+            torch.nn.functional.mse_loss(net(x), y).backward()
+            opt.step()
+    assert launches == [1, 1, 2, 4] * 3  # each flattened group one stretch; the twin's not
+    _same(nets, opts)
+    rmsprop.torch.unflatten_(opts[0])
+    assert len({p.untyped_storage().data_ptr() for p in nets[0].parameters()}) == 6

@@ -33,10 +33,12 @@ from rmsprop.torch._foreach import PLAIN
 _GRADIENT_BUFFERS: "weakref.WeakValueDictionary[int, torch.Tensor]" = weakref.WeakValueDictionary()
 
 
-def flatten_(params: torch.nn.Module | Iterable[torch.Tensor]) -> list[torch.Tensor]:
+def flatten_(
+    params: torch.nn.Module | torch.optim.Optimizer | Iterable[torch.Tensor],
+) -> list[torch.Tensor]:
     """Re-home parameters as views of one flat buffer per (device, dtype), and their
     gradients as views of a matching flat gradient buffer; returns the parameter
-    buffers.
+    buffers. Given an optimizer, each of its param groups gets buffers of its own.
 
     Every parameter that requires a gradient has one afterwards (zeros where it had
     none), as after ``zero_grad(set_to_none=False)``. Parameters are checked before
@@ -51,8 +53,9 @@ def flatten_(params: torch.nn.Module | Iterable[torch.Tensor]) -> list[torch.Ten
     buckets); FSDP flattens parameters itself. A param group whose parameters are
     neighbours in one buffer is stepped as one launch over a stretch of it
     (:mod:`rmsprop.torch._spans`): where groups alternate in the model, flatten each
-    group's parameters with a call of its own. The buffers' padding is the
-    optimizer's to write: make no tensors of the buffers returned.
+    group's parameters with a call of its own, or pass the optimizer (before its first
+    step). The buffers' padding is the optimizer's to write: make no tensors of the
+    buffers returned.
 
     Example:
         >>> import torch, rmsprop.torch
@@ -63,8 +66,17 @@ def flatten_(params: torch.nn.Module | Iterable[torch.Tensor]) -> list[torch.Ten
         >>> net.bias.grad
         tensor([0., 0.])
     """
+    if isinstance(params, torch.optim.Optimizer):
+        groups = [_unique(group["params"]) for group in params.param_groups]
+        _check([p for group in groups for p in group])  # all of them before any moves
+        return [buffer for group in groups for buffer in _rehome(group)]
     tensors = _unique(params.parameters() if isinstance(params, torch.nn.Module) else params)
     _check(tensors)
+    return _rehome(tensors)
+
+
+def _rehome(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
+    """flatten_ of checked, distinct tensors: their buffers."""
     buckets: dict[tuple[torch.device, torch.dtype], list[torch.Tensor]] = {}
     for p in tensors:
         buckets.setdefault((p.device, p.dtype), []).append(p)
@@ -95,10 +107,12 @@ def flatten_(params: torch.nn.Module | Iterable[torch.Tensor]) -> list[torch.Ten
     return flat
 
 
-def unflatten_(params: torch.nn.Module | Iterable[torch.Tensor]) -> None:
+def unflatten_(params: torch.nn.Module | torch.optim.Optimizer | Iterable[torch.Tensor]) -> None:
     """Give each parameter that is a view of larger memory, and each gradient in a flat
     buffer, memory of its own again (a copy, laid out as before): undoes
     :func:`flatten_`."""
+    if isinstance(params, torch.optim.Optimizer):
+        params = [p for group in params.param_groups for p in group["params"]]
     tensors = _unique(params.parameters() if isinstance(params, torch.nn.Module) else params)
     with torch.no_grad():
         for p in tensors:
