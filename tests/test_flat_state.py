@@ -245,3 +245,35 @@ def test_a_sparse_gradient_after_kept_launches_is_refused_before_any_write():
     for index, values in opt.state_dict()["state"].items():
         for key, value in values.items():
             assert torch.equal(value, state["state"][index][key])
+
+
+@needs_kernels
+def test_a_gradient_of_another_dtype_after_kept_launches_is_read_as_its_own():
+    """``p.grad_dtype`` lets a gradient change dtype between steps: bfloat16 here, half
+    the bytes of the float32 that the kept launches read. The step must take it as
+    bfloat16 (reading it as float32 would run past its end): the numbers of an optimizer
+    that takes the general path at every step."""
+    if not hasattr(torch.Tensor, "grad_dtype"):
+        pytest.skip("this torch has no grad_dtype")
+    generator = torch.Generator().manual_seed(7)
+    ours = _model(generator)
+    twin = [torch.nn.Parameter(p.detach().clone()) for p in ours]
+    opts = [rmsprop.torch.RMSProp(ours, lr=1e-2), rmsprop.torch.RMSProp(twin, lr=1e-2)]
+    for step in range(4):
+        grads = [torch.randn(p.shape, generator=generator) for p in ours]
+        for params, opt in zip((ours, twin), opts, strict=True):
+            for p, g in zip(params, grads, strict=True):
+                if step >= 2:
+                    p.grad = None
+                    p.grad_dtype = torch.bfloat16
+                    g = g.bfloat16()  # noqa: PLW2901
+                p.grad = g.clone()
+            if opt is opts[1]:
+                opt._plans.clear()  # no kept launches: the general path
+            opt.step()
+        if step == 1:
+            assert opts[0]._plans, "launches are kept"
+    for a, b in zip(ours, twin, strict=True):
+        assert torch.equal(a, b)
+        for key, value in opts[1].state[b].items():
+            assert torch.equal(opts[0].state[a][key], value), key

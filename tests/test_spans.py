@@ -258,3 +258,19 @@ def test_flatten_given_an_optimizer_gives_each_group_buffers_of_its_own(launches
     _same(nets, opts)
     rmsprop.torch.unflatten_(opts[0])
     assert len({p.untyped_storage().data_ptr() for p in nets[0].parameters()}) == 6
+
+
+def test_a_gradient_changed_in_place_to_another_dtype_is_never_read_as_the_old_one(launches):
+    """``p.grad.data = p.grad.data.bfloat16()`` keeps the gradient tensor and halves its
+    bytes: the kept launch, built for float32 gradients, must not read it."""
+    nets = [_net(), _net()]
+    flatten_(nets[0])
+
+    def narrow(step, net):
+        if step >= 2:
+            for p in net.parameters():
+                p.grad.data = p.grad.data.bfloat16()
+
+    opts = [_train(net, lambda n: n.parameters(), before=narrow) for net in nets]
+    assert launches[:2] == [1, 1] and 1 not in launches[2:4]
+    _same(nets, opts)

@@ -124,9 +124,15 @@ def unflatten_(params: torch.nn.Module | torch.optim.Optimizer | Iterable[torch.
 
 
 def is_flat_gradient(grad: torch.Tensor) -> bool:
-    """Whether ``grad`` is a view of a gradient buffer of :func:`flatten_`."""
+    """Whether ``grad`` is a view of a gradient buffer of :func:`flatten_` (still: after
+    ``grad.data = ...`` it keeps its base but not its memory)."""
     base = grad._base
-    return base is not None and _GRADIENT_BUFFERS.get(id(base)) is base
+    return (
+        base is not None
+        and _GRADIENT_BUFFERS.get(id(base)) is base
+        and grad.dtype == base.dtype
+        and grad.untyped_storage().data_ptr() == base.untyped_storage().data_ptr()
+    )
 
 
 def zero_kept(optimizer: torch.optim.Optimizer, set_to_none: bool) -> None:

@@ -11,16 +11,17 @@ taken while the gradients are where they were. A later step reuses the plan,
 skipping the per-parameter classification, when the group is the same dict with the
 same options and the same parameters, every parameter still at its address, each
 state dict and buffer the one it was, and the gradients the tensors of the last
-step (or new ones of the same parameters, each dense and laid out as its
-parameter); anything else takes the general path, which builds a new plan.
+step at the addresses they had (or others of the same parameters, each dense, of
+the dtype built for and laid out as its parameter); anything else takes the
+general path, which builds a new plan.
 
 These checks read every parameter, in C (``map`` over the group), about 0.5 µs a
 parameter here where the gradients are the last step's: reading a tensor's
 attribute costs 0.1 µs, and none can be skipped without missing a change that
 PyTorch allows between steps (``p.data = ...`` frees the memory a launch would
 write; ``p.grad = ...``, and autograd under ``backward(create_graph=True)``,
-replace a gradient instead of accumulating into it; ``optimizer.state[p][key] =
-...`` replaces a buffer).
+replace a gradient instead of accumulating into it; ``p.grad.data = ...`` moves
+it, in another dtype too; ``optimizer.state[p][key] = ...`` replaces a buffer).
 """
 
 import itertools
@@ -49,6 +50,7 @@ def plannable(group: dict[str, Any], hp: Hyperparameters) -> bool:
 #: A tensor's gradient, address and layout, read in C by ``map`` (the checks of a
 #: kept plan run over every parameter at every step: a Python loop would cost more).
 _GRAD = operator.attrgetter("grad")
+_DTYPE = operator.attrgetter("dtype")
 _DATA_PTR = torch.Tensor.data_ptr
 _CONTIGUOUS = torch.Tensor.is_contiguous
 #: The buffers that options add to the state, and the option that adds each.
@@ -59,8 +61,8 @@ class Plan:
     """The launches of one group's step (see the module's docstring)."""
 
     __slots__ = (
-        "addresses", "backend", "buffers", "contiguous", "grads", "group", "launches",
-        "members", "options", "params", "states", "strides", "without",
+        "addresses", "backend", "buffers", "contiguous", "dtypes", "grad_addresses", "grads",
+        "group", "launches", "members", "options", "params", "states", "strides", "without",
     )  # fmt: skip
 
     def __init__(
@@ -82,6 +84,8 @@ class Plan:
         self.without = [g is None for g in self.grads]
         memb = [self.params[i] for i in members]
         self.addresses = [p.data_ptr() for p in memb]
+        #: The members' gradients' addresses at the last step.
+        self.grad_addresses = [cast(torch.Tensor, p.grad).data_ptr() for p in memb]
         self.states = states
         #: The state the launches write, by key: (key, the buffer of each member).
         used = ["step", "square_avg", *(k for k, on in _BUFFERS if getattr(hp, on))]
@@ -89,6 +93,9 @@ class Plan:
             used += [_lowbit.SCALE_KEYS[key] for key in used[1:]]
         self.buffers = [(key, [state.get(key) for state in states]) for key in used]
         self.contiguous = [p.is_contiguous() for p in memb]
+        #: The gradients' dtypes, which a new gradient must share (``p.grad_dtype`` lets
+        #: a parameter's gradient change dtype between steps).
+        self.dtypes = [cast(torch.Tensor, p.grad).dtype for p in memb]
         #: Members laid out otherwise (dense): their index and strides, which their
         #: gradients must share.
         self.strides = [(i, p.stride()) for i, p in enumerate(memb) if not self.contiguous[i]]
@@ -150,9 +157,10 @@ class Plan:
         same tensors at the same addresses, the same of them have a gradient, and each
         state buffer is still the one the kernels write; gradients that are not the
         tensors of the last step (after ``zero_grad(set_to_none=True)``, anywhere in
-        memory) must each be dense and laid out as its parameter. ``same_state``: the
-        optimizer's ``state`` maps every parameter to the dict it mapped it to at the
-        end of the last step (then its dicts are not looked up again).
+        memory) must each be dense, of the dtype the plan was built for and laid out as
+        its parameter. ``same_state``: the optimizer's ``state`` maps every parameter to
+        the dict it mapped it to at the end of the last step (then its dicts are not
+        looked up again).
         """
         params = group["params"]
         if group is not self.group or len(params) != len(self.params):
@@ -169,12 +177,18 @@ class Plan:
         if len(grads) != len(self.members):
             grads = [grads[i] for i in self.members]
             params = [params[i] for i in self.members]
-        if not same and not (  # a sparse gradient is not contiguous, and has strides of 0
-            all(map(operator.is_, map(type, grads), itertools.repeat(torch.Tensor)))
-            and list(map(_CONTIGUOUS, grads)) == self.contiguous
-            and all(grads[i].stride() == stride for i, stride in self.strides)
-        ):
-            return None
+        # The last step's gradients where they were, or each checked again (``g.data =
+        # ...`` keeps the tensor and can change its memory, dtype and layout).
+        addresses = list(map(_DATA_PTR, grads)) if same else []
+        if addresses != self.grad_addresses:
+            if not (
+                all(map(operator.is_, map(type, grads), itertools.repeat(torch.Tensor)))
+                and list(map(_DTYPE, grads)) == self.dtypes
+                and list(map(_CONTIGUOUS, grads)) == self.contiguous  # a sparse one is not
+                and all(grads[i].stride() == stride for i, stride in self.strides)
+            ):
+                return None
+            addresses = list(map(_DATA_PTR, grads))
         if list(map(_DATA_PTR, params)) != self.addresses:
             return None
         states = self.states
@@ -183,17 +197,21 @@ class Plan:
         for key, kept in self.buffers:
             if not all(map(operator.is_, map(dict.get, states, itertools.repeat(key)), kept)):
                 return None
-        self.grads = every
+        self.grads, self.grad_addresses = every, addresses
         return params, grads
 
     def run(self, grads: list[torch.Tensor], hp: Hyperparameters) -> list[int]:
-        """The step: each launch, then its parameters' counters. Returns the indices of
+        """The step with the gradients :meth:`gradients` returned (or those the plan was
+        built with): each launch, then its parameters' counters. Returns the indices of
         the parameters left to the fallback (a kernel that turned itself off)."""
         left: list[int] = []
         for launch, indices, steps, run, spanned in self.launches:
             chosen = grads if indices is None else [grads[i] for i in indices]
+            where = self.grad_addresses
+            if spanned is not None and indices is not None:
+                where = [where[i] for i in indices]
             try:
-                if spanned is not None and list(map(_DATA_PTR, chosen)) == spanned[2]:
+                if spanned is not None and where == spanned[2]:
                     spanned[0]([spanned[1]], hp)  # the gradients are where the span has them
                 else:
                     launch(chosen, hp)
