@@ -6,9 +6,11 @@ here with their slots: where each view starts, and its size. Where a launch's
 members fill consecutive slots of one registered buffer in every role (parameters,
 gradients, each state buffer), at the same element offsets from one another in each,
 the launch can run over one stretch of each buffer, the padding between slots (less
-than a cache line each) included: a few long chunks where each member made its own
-short ones (ResNet-50's 161 tensors, 106 of them normalization vectors of 64 to 2,048
-values: 0.87 of the roofline member by member, 0.94 as one span; ``bench_flat.py``).
+than a cache line each) included: a few long chunks where each member made its own,
+and one gradient address to pass instead of one per member. On the CPU here it
+measured no faster than the launch member by member (ResNet-50's 161 tensors, 106 of
+them normalization vectors: 0.89 and 0.90 of the roofline, ``bench_flat.py``); on a
+GPU each short tensor costs a program block of its own (``gpu_check.py`` times both).
 
 Why the padding may be stepped: no tensor is a view of it (the slots are all the
 buffer's views that this package made, and none of them covers it), it is zero in
