@@ -25,6 +25,9 @@ Runs from the source tree with the machine's own packages (PyTorch, Triton; NumP
 4. **Costs**: the cold compile of each kernel, and the host time of one step
    over 10, 161 (ResNet-50's count), 199 (BERT-base's) and 1,000 small tensors,
    flattened by ``rmsprop.torch.flatten_`` and not.
+5. **CUDA graphs**: whether a flattened group's kept step can be captured with
+   ``torch.cuda.graph`` as it is and replayed bit for bit like eager steps, the
+   learning rate changed between replays (a probe: rmsprop does not capture yet).
 
 Writes ``gpu_check.json``, ``gpu_check.png`` and prints the tables.
 """
@@ -367,6 +370,67 @@ def check_optimizer_on_a_model() -> None:
         row = f"20 steps of a channels_last CNN, kernel against {name}"
         REPORT["exactness"].append({"options": row, "bit_identical": identical})
         log(f"exact {'yes' if identical else 'NO '} optimizer, {row}")
+    save()
+
+
+def probe_cuda_graph() -> None:
+    """Whether a flattened group's kept step, as it is, can be captured in a CUDA graph
+    (``torch.cuda.graph``) and replayed: six steps eagerly against two eager steps, a
+    capture and four replays, with the learning rate halved before the fifth step in
+    both. Records what happened (the error, where capture fails) rather than failing:
+    the answer is what the check is for (rmsprop does not capture its steps yet)."""
+    if DEVICE.type != "cuda":
+        log("CUDA graph probe: needs a CUDA device, skipped")
+        return
+    shapes = [(64, 3, 7, 7), (64,), (64,), (256, 64), (256,), (10, 256), (10,)]
+    outcome: dict[str, Any] = {}
+    results = []
+    for graphed in (False, True):
+        params = tensors(shapes, torch.float32, seed=3)
+        rmsprop.torch.flatten_(params)
+        opt = rmsprop.torch.RMSProp(params, preset="pytorch", lr=LR, momentum=0.9)
+        generator = torch.Generator(device=DEVICE).manual_seed(4)
+        grads = [[torch.randn(p.shape, device=DEVICE, generator=generator) for p in params]
+                 for _ in range(6)]  # fmt: skip
+
+        def load(k: int, params: list[Any] = params, grads: list[Any] = grads) -> None:
+            for p, g in zip(params, grads[k], strict=True):
+                p.grad.copy_(g)
+
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):  # the warm-up steps (plans kept), off the default stream
+            for k in range(2):
+                load(k)
+                opt.step()
+        torch.cuda.current_stream().wait_stream(side)
+        graph = None
+        if graphed:
+            try:
+                graph = torch.cuda.CUDAGraph()
+                with torch.cuda.graph(graph):
+                    opt.step()
+                outcome["captured"] = True
+            except Exception as error:  # what fails is the finding
+                outcome.update(captured=False, error=f"{type(error).__name__}: {error}")
+                log(f"CUDA graph probe: capture failed: {outcome['error']}")
+                break
+        for k in range(2, 6):
+            if k == 4:
+                opt.param_groups[0]["lr"] = LR / 2
+            load(k)
+            if graph is None:
+                opt.step()
+            else:
+                graph.replay()
+        sync()
+        results.append([p.detach().clone() for p in params])
+    if len(results) == 2:
+        outcome["bit_identical_with_lr_change"] = all(
+            same(a, b) for a, b in zip(*results, strict=True)
+        )
+        log(f"CUDA graph probe: {outcome}")
+    REPORT["cuda_graph"] = outcome
     save()
 
 
@@ -757,6 +821,7 @@ def main() -> None:
         lambda: memory("BERT-base bf16, f32 state, momentum + centered", bert, True, True),
         lambda: memory("BERT-base bf16, f32 state, momentum + centered", bert, False, True),
         sweep,
+        probe_cuda_graph,  # last of the device's sections: a failed capture may leave it unwell
         plot,
     ]
     failed = 0
