@@ -204,25 +204,30 @@ FLAGS = ("maximize", "centered", "eps_in_sqrt", "nesterov", "lr_in_momentum",
 def check_stochastic_state() -> None:
     """bfloat16 state rounded stochastically (``state_bits=16``): the Triton kernel on the
     device against the Numba kernel on CPU copies of the same tensors, bit for bit (the
-    draws of rmsprop._random, the same rounding)."""
+    draws of rmsprop._random, the same rounding), in float64 and float32 arithmetic."""
     from rmsprop import _kernels  # noqa: PLC0415 - Numba: the CPU reference
 
     sizes = [1, 17, 1000] if ARGS.quick else [1, 17, 1000, 16384 + 3, 1 << 20]
     sizing = {"chunk": 1 << 14, "block": 1 << 14} if ON_CPU else {}
-    for options in ({}, {"momentum": 0.9, "centered": True, "weight_decay": 0.1}):
+    cases = ({}, {"momentum": 0.9, "centered": True, "weight_decay": 0.1})
+    for options, f32 in itertools.product(cases, (False, True)):
         hp = Hyperparameters.from_preset("pytorch", lr=LR, **options)
         on_device = members(sizes, torch.float32, torch.bfloat16, seed=11)
         on_cpu = [(p.cpu(), g.cpu(), [b.cpu() for b in s]) for p, g, s in on_device]
         counters = [torch.tensor(float(k), device=DEVICE) for k in range(len(on_device))]
         streams = list(range(len(on_device)))
         with np.errstate(all="ignore"):
-            _triton.Launch(on_device, hp, stochastic=(counters, streams, 1234), **sizing)(
-                [g for _, g, _ in on_device], hp
-            )
+            _triton.Launch(
+                on_device,
+                hp,
+                float32_arithmetic=f32,
+                stochastic=(counters, streams, 1234),
+                **sizing,
+            )([g for _, g, _ in on_device], hp)
             cpu_counters = [c.cpu() for c in counters]
-            _kernels.Launch(on_cpu, hp, stochastic=(cpu_counters, streams, 1234))(
-                [g for _, g, _ in on_cpu], hp
-            )
+            _kernels.Launch(
+                on_cpu, hp, float32_arithmetic=f32, stochastic=(cpu_counters, streams, 1234)
+            )([g for _, g, _ in on_cpu], hp)
         sync()
         identical = all(
             same(a.cpu(), b) if a.dtype != torch.bfloat16
@@ -230,7 +235,11 @@ def check_stochastic_state() -> None:
             for (p, _, s), (q, _, t) in zip(on_device, on_cpu, strict=True)
             for a, b in zip((p, *s), (q, *t), strict=True)
         )  # fmt: skip
-        row = f"state_bits=16 (stochastic bfloat16 state), {options or 'the seed rule'}"
+        arithmetic = "float32" if f32 else "float64"
+        row = (
+            f"state_bits=16 (stochastic bfloat16 state), {arithmetic} arithmetic, "
+            f"{options or 'the seed rule'}"
+        )
         REPORT["exactness"].append({"options": row, "bit_identical": identical})
         log(f"exact {'yes' if identical else 'NO '} {row}, Triton against the CPU kernel")
     save()
@@ -239,8 +248,8 @@ def check_stochastic_state() -> None:
 def check_blockwise_state() -> None:
     """8-bit blockwise state (``state_bits=8``): the Triton kernel on the device against
     the Numba kernel on CPU copies of the same tensors, bit for bit (parameters, codes,
-    scales), in float64 arithmetic (in float32 the two kernels' rules differ by an ulp
-    here and there, with float32 state as well)."""
+    scales), in float64 and float32 arithmetic (float32: one definition on both,
+    rmsprop._options.work_values)."""
     from rmsprop import _blockwise, _kernels  # noqa: PLC0415 - Numba: the CPU reference
 
     sizes = [1, 300, 5000] if ARGS.quick else [1, 300, 5000, 16384 + 3, 1 << 20]
@@ -269,7 +278,7 @@ def check_blockwise_state() -> None:
         scales_device = [[to(s) for s in ss] for ss in scales_cpu]
         streams = list(range(len(sizes)))
         counters = [torch.tensor(float(k)) for k in streams]
-        for f32 in (False,):
+        for f32 in (False, True):
             device_copy = [(p.clone(), g, [to(c) for c in cs]) for p, g, cs in on_device]
             device_scales = [[None if s is None else s.clone() for s in ss] for ss in scales_device]
             cpu_copy = [(p.clone(), g, [None if c is None else c.clone() for c in cs])

@@ -29,7 +29,7 @@ import numpy.typing as npt
 
 from rmsprop import _accel
 from rmsprop._kinds import NUMPY_KINDS, float32_work
-from rmsprop._options import SEED_RULE, Hyperparameters, Scalars, Switches
+from rmsprop._options import SEED_RULE, Hyperparameters, Scalars, Switches, work_values
 from rmsprop._rule import State, family_update, update
 from rmsprop._slices import slices
 
@@ -71,7 +71,8 @@ class Rule(NamedTuple):
             lr, beta, eps = self.scalars[:3]
             new_p, new_v = update(p, g, state.cache, lr, beta, eps, np.sqrt)
             return new_p, State(new_v)
-        return family_update(p, g, state, self.hp, np.sqrt, _clamp_at_zero, self.scalars.correction)
+        hp = work_values(self.hp, p.dtype == np.float32)  # float32: the derived values too
+        return family_update(p, g, state, hp, np.sqrt, _clamp_at_zero, self.scalars.correction)
 
 
 def work_dtype(dtypes: Sequence[np.dtype[Any]], float32_arithmetic: bool = False) -> np.dtype[Any]:

@@ -24,7 +24,6 @@ imports Numba: :mod:`rmsprop` imports it only through :mod:`rmsprop._accel`.
 import ctypes
 import math
 import sys
-import types
 from collections.abc import Sequence
 from functools import cache, lru_cache
 from typing import Any, Final
@@ -104,23 +103,9 @@ def _cache_key(
     return (_SOURCE_VERSION, tuple(switches), parallel, float32, kinds, into)
 
 
-def _compile_rule(one_minus: Any) -> Any:
-    """family_update compiled, with the helpers it calls compiled too."""
-    namespace = dict(vars(_rule), one_minus=one_minus)
-    namespace["square_average"] = jit(
-        types.FunctionType(_rule.square_average.__code__, namespace, "square_average")
-    )
-    return jit(types.FunctionType(_rule.family_update.__code__, namespace, "family_update"))
-
-
-@jit
-def _one_minus_float32(x: Any) -> Any:
-    return np.float32(1.0) - x
-
-
-_family = _compile_rule(jit(_rule.one_minus))
-# For float32 arithmetic: a float32 one, so that nothing widens to float64.
-_family32 = _compile_rule(_one_minus_float32)
+#: family_update compiled (its values, and those it derives, come in its options: each
+#: in the kernel's work dtype, so that float32 arithmetic widens nothing to float64).
+_family = jit(_rule.family_update)
 
 
 @jit
@@ -256,7 +241,7 @@ def _group_kernel(  # noqa: PLR0915 - one loop nest, compiled as one kernel (see
         read_s = read if s_code else plain
         store_p = _store if p_code else _put
         store_s = _store if s_code else _put
-        family = _family32 if float32 else _family
+        family = _family
         sqrt = _sqrt32 if float32 else _sqrt
         clamp = _clamp_at_zero32 if float32 else _clamp_at_zero
         for part in prange(parts.shape[0] - 1):  # parts: one per thread, balanced
@@ -275,13 +260,15 @@ def _group_kernel(  # noqa: PLR0915 - one loop nest, compiled as one kernel (see
                 v_new = carray(pointer(addresses[t, 6] + first * s_size, s_type), count)
                 if not into:
                     p_new, v_new = p, v
-                zero = work(0.0)
+                zero, one = work(0.0), work(1.0)
                 options = OptionValues(
                     work(lr), work(beta), work(eps), eps_in_sqrt, zero,
                     work(momentum) if momentum_on else zero,
                     nesterov, lr_in_momentum, centered,
                     work(weight_decay) if decay_on else zero,
                     decoupled, maximize, bias_correction,
+                    # the derived values (rmsprop._options.derived), in the work dtype
+                    one - work(beta), one - work(lr) * work(weight_decay) if decay_on else one,
                 )  # fmt: skip
                 step_correction = work(correction)
                 # Stochastic rounding: where the row's random sequence starts.

@@ -1,11 +1,14 @@
 """The options of the RMSProp family, validated once, and the framework presets."""
 
 import dataclasses
+import functools
 import math
 from collections import namedtuple
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, NamedTuple, Self, TypedDict, cast
+
+import numpy as np
 
 from rmsprop._validation import describe, real
 
@@ -181,6 +184,17 @@ weight_decay=0.0, decoupled_weight_decay=False, maximize=False, bias_correction=
         return dataclasses.replace(self, **changes)
 
     @property
+    def one_minus_beta(self) -> float:
+        """``1 - beta``, the weight of each new value in the averages (a value of the
+        rule's own: see :func:`work_values` for float32 arithmetic)."""
+        return 1.0 - self.beta
+
+    @property
+    def one_minus_lr_weight_decay(self) -> float:
+        """``1 - lr * weight_decay``, the factor of decoupled weight decay."""
+        return 1.0 - self.lr * self.weight_decay
+
+    @property
     def switches(self) -> Switches:
         """The options that select a compiled kernel (see :class:`Switches`)."""
         return Switches(
@@ -206,23 +220,57 @@ weight_decay=0.0, decoupled_weight_decay=False, maximize=False, bias_correction=
 
 
 OPTION_NAMES: Final = tuple(field.name for field in dataclasses.fields(Hyperparameters))
+#: The values the rule derives from the options alone (properties of Hyperparameters):
+#: in float32 arithmetic each is computed in float32 from the float32 options, as a
+#: float32 program computes it, by every front end (:func:`work_values`).
+DERIVED_NAMES: Final = ("one_minus_beta", "one_minus_lr_weight_decay")
 #: The options as plain values of a kernel's own types (float32 scalars, say): what the
 #: compiled rule and the low-bit torch operations pass rmsprop._rule.family_update.
-OptionValues: Any = cast(Any, namedtuple)("OptionValues", OPTION_NAMES)
+OptionValues: Any = cast(Any, namedtuple)("OptionValues", OPTION_NAMES + DERIVED_NAMES)
 #: The options that are numbers, which a kernel computes with in its own type.
 _SCALAR_OPTIONS: Final = ("lr", "beta", "eps", "initial_cache", "momentum", "weight_decay")
+
+
+def derived(values: dict[str, Any], one: Any = 1.0) -> dict[str, Any]:
+    """``values`` (the options, in the arithmetic they are to be used in) with the values
+    derived from them (:data:`DERIVED_NAMES`), computed in that arithmetic; ``one``: a
+    one of that arithmetic's type where a Python 1.0 would widen it."""
+    decay = values["lr"] * values["weight_decay"] if values["weight_decay"] else 0.0
+    return {
+        **values,
+        "one_minus_beta": one - values["beta"],
+        "one_minus_lr_weight_decay": one - decay,
+    }
 
 
 def converted(hp: Hyperparameters, correction: float, convert: Callable[[float], Any]) -> Any:
     """``(options, correction)``: ``hp`` as :data:`OptionValues` whose non-zero numbers,
     and the bias ``correction``, are ``convert``-ed (to a float32 scalar of some array
     library, say: the Numba kernel's float32 scalars, for the steps that reproduce it
-    in array operations). Zeros stay Python zeros: options that are off."""
+    in array operations), the derived values computed from them. Zeros stay Python
+    zeros: options that are off."""
     values = {name: getattr(hp, name) for name in OPTION_NAMES}
     for name in _SCALAR_OPTIONS:
         if values[name]:
             values[name] = convert(values[name])
-    return OptionValues(**values), convert(correction)
+    return OptionValues(**derived(values, convert(1.0))), convert(correction)
+
+
+@functools.lru_cache(maxsize=64)
+def work_values(hp: Hyperparameters, float32: bool) -> Any:
+    """The options as the rule is to read them in a step computed in float32 (``float32``)
+    or float64: in float64 ``hp`` itself; in float32 Python floats that are float32
+    values, the derived ones computed in float32 (as the Numba kernel computes them),
+    for array libraries that round a Python float to the dtype of the array it meets."""
+    if not float32:
+        return hp
+    values = {name: getattr(hp, name) for name in OPTION_NAMES}
+    for name in _SCALAR_OPTIONS:
+        values[name] = np.float32(values[name])
+    values = derived(values, np.float32(1.0))
+    for name in (*_SCALAR_OPTIONS, *DERIVED_NAMES):
+        values[name] = float(values[name])
+    return OptionValues(**values)
 
 
 #: The switches of the seed's rule: every option at its default.

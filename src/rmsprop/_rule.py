@@ -83,21 +83,24 @@ def family_update(
 
     ``state.momentum_buffer`` must be given when ``momentum > 0`` and
     ``state.grad_avg`` when ``centered``. ``clamp_at_zero`` maps negative
-    values to 0 and keeps NaN.
+    values to 0 and keeps NaN. ``1 - beta`` and ``1 - lr * weight_decay`` are
+    read from ``hp`` (``one_minus_beta``, ``one_minus_lr_weight_decay``): each
+    front end derives them in its arithmetic (:func:`rmsprop._options.work_values`).
     """
     lr, beta = hp.lr, hp.beta
     if hp.maximize:
         g = -g
     if hp.weight_decay:
         if hp.decoupled_weight_decay:
-            p = p * one_minus(lr * hp.weight_decay)
+            p = p * hp.one_minus_lr_weight_decay
         else:
             g = g + hp.weight_decay * p
-    cache = square_average(state.cache, g, beta)
+    # as square_average, with 1 - beta as hp derives it
+    cache = beta * state.cache + hp.one_minus_beta * g * g
     grad_avg = state.grad_avg
     variance = cache / correction if hp.bias_correction else cache
     if hp.centered:
-        grad_avg = beta * grad_avg + one_minus(beta) * g
+        grad_avg = beta * grad_avg + hp.one_minus_beta * g
         mean = grad_avg / correction if hp.bias_correction else grad_avg
         variance = clamp_at_zero(variance - mean * mean)
     den = sqrt(variance + hp.eps) if hp.eps_in_sqrt else sqrt(variance) + hp.eps

@@ -16,10 +16,13 @@ would be float32. This module translates the rule's syntax tree instead:
   (:data:`OPERATIONS`);
 - ``if C: return X`` followed by more statements becomes ``if C: return X`` with
   the rest as its ``else`` (Triton compiles one ``return`` per path);
-- the hyperparameters arrive as float64 scalars; an expression of scalars alone is
-  computed in float64, as Python computes it, and converted to the work dtype
-  where it meets a block, as torch converts a Python number: the result is the
-  torch foreach path's, bit for bit, in float64 and float32 work alike.
+- ``hp.one_minus_beta`` and ``hp.one_minus_lr_weight_decay``, which ``hp`` derives,
+  become their expressions (:data:`DERIVED`);
+- the hyperparameters arrive as float64 scalars, each converted to the work dtype
+  where it is read: expressions of them are computed in the work dtype, as the
+  Numba kernel computes them and as every front end derives them
+  (:func:`rmsprop._options.work_values`), so that the result is theirs, bit for
+  bit, in float64 and float32 work alike.
 
 ``python -m rmsprop._rule_to_triton`` rewrites the module; a test checks that the
 committed file is what :func:`generate` returns. This module imports only ``ast``.
@@ -40,6 +43,12 @@ TARGET: Final = Path(__file__).with_name("_triton_rule.py")
 STATE_BLOCKS: Final = {"cache": "v", "momentum_buffer": "b", "grad_avg": "a"}
 #: The values the kernel passes: the options that are numbers, and the bias correction.
 SCALARS: Final = ("lr", "beta", "eps", "momentum", "weight_decay", "correction")
+#: The values the rule reads from hp that hp derives (rmsprop._options.DERIVED_NAMES), as
+#: the rule would write them.
+DERIVED: Final = {
+    "one_minus_beta": "1.0 - hp.beta",
+    "one_minus_lr_weight_decay": "1.0 - hp.lr * hp.weight_decay",
+}
 #: Calls of the rule's function arguments, and ``/``, as Triton operations.
 CALLS: Final = {"sqrt": "sqrt_rn", "clamp_at_zero": "clamp_at_zero"}
 #: The Triton operations the generated rule calls (written here, not generated).
@@ -101,6 +110,8 @@ class _Translate(ast.NodeTransformer):
         ):
             return None
         name = node.attr
+        if name in DERIVED:  # a value hp derives: its expression in the kernel's values
+            return cast(ast.expr, self.visit(ast.parse(DERIVED[name], mode="eval").body))
         if name not in OPTION_NAMES:
             raise ValueError(f"the rule reads hp.{name}, which is no option")
         if name in Switches._fields and (truth or name not in SCALARS):
@@ -192,54 +203,12 @@ class _Translate(ast.NodeTransformer):
 
 
 class _Cast(ast.NodeTransformer):
-    """Scalars meeting blocks: converted to the work dtype (``.to(WORK)``) at the meeting."""
+    """Each value the kernel passes converted to the work dtype where it is read
+    (``.to(WORK)``): expressions of them are computed in the work dtype."""
 
-    def __init__(self) -> None:
-        self.scalars = set(SCALARS)
-
-    def scalar(self, node: ast.expr) -> bool:
-        if isinstance(node, ast.Constant):
-            return True
-        if isinstance(node, ast.Name):
-            return node.id in self.scalars or node.id.isupper()
-        if isinstance(node, ast.BinOp):
-            return self.scalar(node.left) and self.scalar(node.right)
-        if isinstance(node, ast.UnaryOp):
-            return self.scalar(node.operand)
-        if isinstance(node, ast.IfExp):
-            return self.scalar(node.body) and self.scalar(node.orelse)
-        if isinstance(node, ast.Call):
-            return all(self.scalar(a) for a in node.args)
-        return False
-
-    def meet(self, nodes: list[ast.expr]) -> list[ast.expr]:
-        """Operands of one operation: where blocks take part, the scalars converted."""
-        if all(self.scalar(n) for n in nodes):
-            return nodes
-        return [
-            _to_work(n) if self.scalar(n) and not isinstance(n, ast.Constant) else n for n in nodes
-        ]
-
-    def visit_BinOp(self, node: ast.BinOp) -> ast.expr:
-        node = self.generic_visit(node)  # type: ignore[assignment]
-        node.left, node.right = self.meet([node.left, node.right])
-        return node
-
-    def visit_Call(self, node: ast.Call) -> ast.expr:
-        node = self.generic_visit(node)  # type: ignore[assignment]
-        node.args = self.meet(node.args)
-        return node
-
-    def visit_IfExp(self, node: ast.IfExp) -> ast.expr:
-        node = self.generic_visit(node)  # type: ignore[assignment]
-        node.body, node.orelse = self.meet([node.body, node.orelse])
-        return node
-
-    def visit_Assign(self, node: ast.Assign) -> ast.Assign:
-        node = self.generic_visit(node)  # type: ignore[assignment]
-        names = [t for t in node.targets if isinstance(t, ast.Name)]
-        for name in names:
-            (self.scalars.add if self.scalar(node.value) else self.scalars.discard)(name.id)
+    def visit_Name(self, node: ast.Name) -> ast.expr:
+        if isinstance(node.ctx, ast.Load) and node.id in SCALARS:
+            return _to_work(node)
         return node
 
 

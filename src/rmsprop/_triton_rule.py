@@ -43,14 +43,14 @@ def family_update(p, g, v, b, a, lr, beta, eps, momentum, weight_decay, correcti
         g = -g
     if WEIGHT_DECAY:
         if DECOUPLED_WEIGHT_DECAY:
-            p = p * (1.0 - lr * weight_decay).to(WORK)
+            p = p * (1.0 - lr.to(WORK) * weight_decay.to(WORK))
         else:
             g = g + weight_decay.to(WORK) * p
-    cache = beta.to(WORK) * v + (1.0 - beta).to(WORK) * g * g
+    cache = beta.to(WORK) * v + (1.0 - beta.to(WORK)) * g * g
     grad_avg = a
     variance = div_rn(cache, correction.to(WORK)) if BIAS_CORRECTION else cache
     if CENTERED:
-        grad_avg = beta.to(WORK) * grad_avg + (1.0 - beta).to(WORK) * g
+        grad_avg = beta.to(WORK) * grad_avg + (1.0 - beta.to(WORK)) * g
         mean = div_rn(grad_avg, correction.to(WORK)) if BIAS_CORRECTION else grad_avg
         variance = clamp_at_zero(variance - mean * mean)
     den = sqrt_rn(variance + eps.to(WORK)) if EPS_IN_SQRT else sqrt_rn(variance) + eps.to(WORK)

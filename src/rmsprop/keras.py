@@ -15,7 +15,7 @@ import keras
 from keras import ops
 
 from rmsprop import _rule
-from rmsprop._options import OPTION_NAMES, PRESETS, Hyperparameters
+from rmsprop._options import OPTION_NAMES, PRESETS, Hyperparameters, derived
 
 #: What ``keras.optimizers.RMSprop`` computes: the "keras" preset, with these options
 #: free (any value) and the others at the preset's values.
@@ -127,7 +127,9 @@ class RMSprop(keras.optimizers.RMSprop):  # type: ignore[misc]
             self._momentums[index] if hp.momentum else None,
             self._average_gradients[index] if hp.centered else None,
         )
-        options = types.SimpleNamespace(**self._options, lr=ops.cast(learning_rate, variable.dtype))
+        values = {**self._options, "lr": ops.cast(learning_rate, variable.dtype)}
+        # the derived values in the variable's dtype, as every front end derives them
+        options = types.SimpleNamespace(**derived(values, ops.cast(1.0, variable.dtype)))
         correction: Any = 1.0
         if hp.bias_correction:
             step = ops.cast(self.iterations + 1, variable.dtype)

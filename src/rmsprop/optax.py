@@ -22,14 +22,14 @@ import optax
 
 from rmsprop import _blockwise, _jax_codes, _state_bits
 from rmsprop._jax_codes import Codes
-from rmsprop._options import OPTION_NAMES, Hyperparameters
+from rmsprop._options import DERIVED_NAMES, OPTION_NAMES, Hyperparameters, derived
 from rmsprop._rule import State, family_update
 from rmsprop._validation import describe
 
 __all__ = ["Codes", "RMSPropState", "rmsprop"]
 
 # The options as the rule reads them: Hyperparameters' attributes, values possibly traced.
-_Values: Any = cast(Any, collections.namedtuple)("_Values", OPTION_NAMES)
+_Values: Any = cast(Any, collections.namedtuple)("_Values", OPTION_NAMES + DERIVED_NAMES)
 #: Options whose value is a number (the others are switches: True or False).
 _NUMBERS: Final = ("lr", "beta", "eps", "initial_cache", "momentum", "weight_decay")
 
@@ -184,6 +184,7 @@ def rmsprop(
             "lr": lr,
             "momentum": _Coefficient(numbers["momentum"], momentum_on),
             "weight_decay": _Coefficient(numbers["weight_decay"], decay_on),
+            **dict.fromkeys(DERIVED_NAMES),  # derived in each leaf's work dtype
         })  # fmt: skip
 
     def init(params: Any) -> RMSPropState:
@@ -333,6 +334,7 @@ def _leaf(
         momentum=_Coefficient(wide(hp_t.momentum.value), hp_t.momentum.on),
         weight_decay=_Coefficient(wide(hp_t.weight_decay.value), hp_t.weight_decay.on),
     )  # fmt: skip
+    wide_hp = wide_hp._replace(**derived(wide_hp._asdict()))
     p_work = -0.0 if p is None else wide(p)
     new_p, new = family_update(
         p_work, wide(g), State(wide(v, "cache"), wide(b, "momentum_buffer"),

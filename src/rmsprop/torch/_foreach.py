@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from rmsprop._kinds import Member
-from rmsprop._options import Hyperparameters
+from rmsprop._options import Hyperparameters, work_values
 from rmsprop._rule import State, family_update
 from rmsprop._slices import slices
 
@@ -83,11 +83,12 @@ def _batch(
 ) -> None:
     params: list[torch.Tensor] = [piece[0] for piece in batch]  # type: ignore[misc]
     columns = list(zip(*(piece[2:] for piece in batch), strict=True))
+    values = work_values(hp, work == torch.float32)  # float32: the derived values too
     new_p, new_state = family_update(
         TensorList([p.to(work) for p in params]),
         TensorList([piece[1].to(work) for piece in batch]),  # type: ignore[union-attr]
         State(*(None if c[0] is None else TensorList([b.to(work) for b in c]) for c in columns)),
-        hp,
+        values,
         TensorList.sqrt,
         TensorList.clamp_at_zero,
         correction,
