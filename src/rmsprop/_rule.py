@@ -17,8 +17,8 @@ Unary = Callable[[Any], Any]
 
 
 def one_minus(x: Any) -> Any:
-    """``1 - x``. A function of its own so that a compiled float32 kernel can
-    supply a float32 ``1`` (a literal ``1.0`` would widen its arithmetic to float64)."""
+    """``1 - x``, in the arithmetic of ``x`` (for the seed's rule; the family's rule reads
+    the values it derives from its options, see :func:`family_update`)."""
     return 1.0 - x
 
 

@@ -5,8 +5,7 @@ options from a ``Hyperparameters`` object, takes its state as a ``State`` tuple 
 its square root as an argument, and Python's scalars are float64 where Triton's
 would be float32. This module translates the rule's syntax tree instead:
 
-- helper functions of the rule whose body is one ``return`` (``one_minus``,
-  ``square_average``) are inlined;
+- helper functions of the rule whose body is one ``return`` are inlined;
 - ``hp.<option>`` becomes a compile-time constant (``MOMENTUM``, ...) where the
   option is a switch (:class:`rmsprop._options.Switches`) or tested for truth, and
   an argument (``lr``, ``beta``, ...) where it is a value;
