@@ -199,9 +199,11 @@ def test_bfloat16_rounds_to_nearest_even_where_the_interpreter_would_truncate():
 def kernel_calls(monkeypatch):
     """CPU tensors go to the Triton kernel (not to Numba), under its interpreter; the
     list its launches are counted in."""
-    calls = []
+    calls = []  # the number of gradients of each launch
     launch = _triton.Launch.__call__
-    monkeypatch.setattr(_triton.Launch, "__call__", lambda *a: calls.append(1) or launch(*a))
+    monkeypatch.setattr(
+        _triton.Launch, "__call__", lambda self, g, *a: calls.append(len(g)) or launch(self, g, *a)
+    )
     monkeypatch.setattr(rmsprop._dispatch, "GPU_DEVICE_TYPES", ("cpu",))
     previous = _accel.set_enabled(False)
     yield calls
@@ -239,37 +241,27 @@ def test_the_optimizer_sends_dense_tensors_to_the_kernel(kernel_calls):
         assert torch.equal(a, b)
 
 
-def test_a_flattened_group_is_one_launch_over_spans(monkeypatch):
+def test_a_flattened_group_is_one_launch_over_spans(kernel_calls):
     """A group flattened by flatten_ is stepped as one member spanning each flat buffer
     (rmsprop.torch._spans), padding included: the foreach path's numbers, bit for bit."""
-    sizes = []
-    call = _triton.Launch.__call__
-    monkeypatch.setattr(
-        _triton.Launch, "__call__", lambda self, g, *a: sizes.append(len(g)) or call(self, g, *a)
-    )
-    monkeypatch.setattr(rmsprop._dispatch, "GPU_DEVICE_TYPES", ("cpu",))
-    previous = _accel.set_enabled(False)
     results = []
-    try:
-        for triton_on in (True, False):
-            was = _accel.set_triton_enabled(triton_on)
-            torch.manual_seed(0)
-            net = torch.nn.Sequential(
-                torch.nn.Conv2d(3, 4, 3), torch.nn.Flatten(), torch.nn.Linear(4 * 5 * 5, 3)
-            )
-            rmsprop.torch.flatten_(net)
-            opt = rmsprop.torch.RMSProp(net.parameters(), lr=1e-2, momentum=0.9, centered=True)
-            x, y = torch.randn(8, 3, 7, 7), torch.randn(8, 3)
-            with np.errstate(all="ignore"):
-                for _ in range(3):
-                    opt.zero_grad()
-                    torch.nn.functional.mse_loss(net(x), y).backward()
-                    opt.step()
-            results.append([p.detach().clone() for p in net.parameters()])
-            _accel.set_triton_enabled(was)
-    finally:
-        _accel.set_enabled(previous)
-    assert sizes == [1, 1, 1]
+    for triton_on in (True, False):
+        was = _accel.set_triton_enabled(triton_on)
+        torch.manual_seed(0)
+        net = torch.nn.Sequential(
+            torch.nn.Conv2d(3, 4, 3), torch.nn.Flatten(), torch.nn.Linear(4 * 5 * 5, 3)
+        )
+        rmsprop.torch.flatten_(net)
+        opt = rmsprop.torch.RMSProp(net.parameters(), lr=1e-2, momentum=0.9, centered=True)
+        x, y = torch.randn(8, 3, 7, 7), torch.randn(8, 3)
+        with np.errstate(all="ignore"):
+            for _ in range(3):
+                opt.zero_grad()
+                torch.nn.functional.mse_loss(net(x), y).backward()
+                opt.step()
+        results.append([p.detach().clone() for p in net.parameters()])
+        _accel.set_triton_enabled(was)
+    assert kernel_calls == [1, 1, 1]
     for a, b in zip(*results, strict=True):
         assert torch.equal(a, b)
 

@@ -102,10 +102,11 @@ def span(members: Sequence[Member], eps: float) -> Member | None:
         if [found[i][1] - index for i in order] != list(range(len(kept))):
             return None  # a slot between members belongs to another tensor
         relative = [found[i][2] - offset for i in order]
-        if reference and relative != reference:
+        if not reference:  # the parameters: every other role must match them
+            reference = relative
+            length = relative[-1] + kept[order[-1]][0].numel()
+        elif relative != reference:
             return None
-        reference = relative
-        length = relative[-1] + kept[order[-1]][0].numel()
         views.append(tensors[0].as_strided((length,), (1,), offset))
     p, g, v, b, a = views
     if p is None or g is None:
