@@ -532,6 +532,24 @@ def test_step_hooks_fire_in_order_and_are_removed(cls):
         assert calls == [0, 1, 2, 5] * 3, kwargs
 
 
+@pytest.mark.parametrize("hooked", [False, True])
+def test_each_step_is_one_profiler_range_named_as_torch_names_it(cls, hooked):
+    """With step hooks torch's own wrapper runs; without, the lean range (same name)."""
+    params = [Parameter(torch.ones(3))]
+    params[0].grad = torch.ones(3)
+    optimizer = cls(params, lr=0.1)
+    calls = []
+    if hooked:
+        optimizer.register_step_post_hook(recorder(calls, 1))
+    activities = [torch.profiler.ProfilerActivity.CPU]
+    with torch.profiler.profile(activities=activities) as profile:
+        for _ in range(3):
+            optimizer.step()
+    names = [event.name for event in profile.events()]
+    assert names.count(f"Optimizer.step#{cls.__name__}.step") == 3
+    assert calls == ([1] * 3 if hooked else [])
+
+
 def test_deepcopy_copies_all_public_attrs(cls):
     def public(obj):
         return {k for k in obj.__dict__ if not k.startswith("_")}

@@ -71,6 +71,30 @@ def test_closure_loss_is_returned():
     assert float(loss) == 3.5
 
 
+@pytest.mark.parametrize("enabled", [True, False])
+def test_a_step_leaves_the_grad_mode_as_it_found_it(enabled):
+    """The step runs without grad (the closure with it), and restores the mode on the
+    way out, when the closure raises too."""
+    p = torch.nn.Parameter(torch.ones(3))
+    p.grad = torch.ones(3)
+    optimizer = rmsprop.torch.RMSProp([p], lr=0.01)
+    seen = []
+
+    def closure():
+        seen.append(torch.is_grad_enabled())
+        raise KeyError("from the closure")
+
+    with torch.set_grad_enabled(enabled):
+        optimizer.step()
+        assert torch.is_grad_enabled() is enabled and p.grad_fn is None
+        with pytest.raises(KeyError, match="from the closure"):
+            optimizer.step(closure)
+        assert torch.is_grad_enabled() is enabled and seen == [True]
+        optimizer.register_step_pre_hook(lambda *_: seen.append(torch.is_grad_enabled()))
+        optimizer.step()
+        assert torch.is_grad_enabled() is enabled and seen == [True, enabled]
+
+
 @pytest.mark.parametrize("direction", ["torch into ours", "ours into torch"])
 def test_checkpoints_are_interchangeable_with_torch_optim_rmsprop(direction):
     options = {"lr": 0.01, "momentum": 0.9, "centered": True, "weight_decay": 1e-3}

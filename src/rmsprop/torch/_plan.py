@@ -35,7 +35,7 @@ from rmsprop.torch import _lowbit, _spans
 from rmsprop.torch._backends import Backend, KernelUnavailableError, Launched, device_kind
 from rmsprop.torch._compat import STATE_KEYS
 from rmsprop.torch._foreach import PLAIN, count
-from rmsprop.torch._state import counter_run
+from rmsprop.torch._state import counter_advance
 
 
 def plannable(group: dict[str, Any], hp: Hyperparameters) -> bool:
@@ -142,7 +142,7 @@ class Plan:
                     backend.launch([whole], hp, group["float32_arithmetic"]), whole[1],
                     [cast(torch.Tensor, g).data_ptr() for _, g, _ in chosen],
                 )  # fmt: skip
-            launches.append((launch, every, steps, counter_run(steps), spanned))
+            launches.append((launch, every, steps, counter_advance(steps), spanned))
         with_grad = {id(p) for p in params}
         positions = [i for i, p in enumerate(group["params"]) if id(p) in with_grad]
         return cls(backend, group, hp, positions, states, launches)
@@ -205,7 +205,7 @@ class Plan:
         built with): each launch, then its parameters' counters. Returns the indices of
         the parameters left to the fallback (a kernel that turned itself off)."""
         left: list[int] = []
-        for launch, indices, steps, run, spanned in self.launches:
+        for launch, indices, steps, advance, spanned in self.launches:
             chosen = grads if indices is None else [grads[i] for i in indices]
             where = self.grad_addresses
             if spanned is not None and indices is not None:
@@ -218,10 +218,10 @@ class Plan:
             except KernelUnavailableError:
                 left += range(len(grads)) if indices is None else indices
                 continue
-            if run is None:
+            if advance is None:
                 count(steps)
             else:
-                run.add_(1.0)  # the counters of the launch, one buffer
+                advance()  # the counters of the launch, one buffer
         return left
 
 
