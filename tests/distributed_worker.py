@@ -6,9 +6,11 @@ ZeroRedundancyOptimizer, under FSDP2 ``fully_shard``, and through a distributed
 checkpoint of FSDP2's optimizer state; rank 0 compares each run with a
 single-process run on the full batch and writes the largest differences to
 RESULT.json. Every collective has a timeout, so a failing rank fails the run;
-FAILING_RANK makes that rank raise, to check exactly that.
+FAILING_RANK makes that rank raise, to check exactly that. A rank that dies of a
+signal (a C++ abort, say) prints every thread's Python stack first (faulthandler).
 """
 
+import faulthandler
 import json
 import os
 import sys
@@ -178,6 +180,7 @@ def run_checkpoint(rank, results, directory):
 
 
 def worker(rank, port, result_file, directory, failing_rank):
+    faulthandler.enable(all_threads=True)
     torch.set_num_threads(1)
     dist.init_process_group(
         "gloo",

@@ -35,11 +35,19 @@ def run_bounded(*args):
     return process.returncode, stderr
 
 
+def shortened(text, head=4000, tail=16000):
+    """``text`` whole up to ``head + tail`` characters, else its start and its end: the
+    first error of a rank and the end of the run."""
+    if len(text) <= head + tail:
+        return text
+    return f"{text[:head]}\n[... {len(text) - head - tail} characters ...]\n{text[-tail:]}"
+
+
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
     result_file = tmp_path_factory.mktemp("distributed") / "results.json"
     returncode, stderr = run_bounded(result_file)
-    assert returncode == 0, stderr[-3000:]
+    assert returncode == 0, shortened(stderr)
     return json.loads(result_file.read_text())
 
 
