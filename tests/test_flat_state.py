@@ -11,6 +11,7 @@ compared bit for bit with ``torch.optim.RMSprop`` doing the same.
 import copy
 import io
 import itertools
+import weakref
 
 import pytest
 
@@ -277,3 +278,51 @@ def test_a_gradient_of_another_dtype_after_kept_launches_is_read_as_its_own():
         assert torch.equal(a, b)
         for key, value in opts[1].state[b].items():
             assert torch.equal(opts[0].state[a][key], value), key
+
+
+@needs_kernels
+@pytest.mark.parametrize("when", ["first step", "kept launches", "flattened"])
+def test_a_gradient_given_another_shape_is_refused_before_any_write(when):
+    """``p.grad.data = ...`` can give a gradient fewer elements than its parameter (torch
+    checks the shape of ``p.grad = ...`` only): the kernels would read past its end."""
+    generator = torch.Generator().manual_seed(8)
+    params = _model(generator)
+    if when == "flattened":
+        rmsprop.torch.flatten_(params)
+    opt = rmsprop.torch.RMSProp(params, lr=1e-2)
+    for _ in range(0 if when == "first step" else 2):
+        _grads(params, generator)
+        opt.step()
+    if when != "first step":
+        assert opt._plans, "launches are kept"
+    _grads(params, generator)
+    before = [p.detach().clone() for p in params]
+    state = copy.deepcopy(opt.state_dict())
+    params[2].grad.data = torch.ones(3)  # the parameter has 35 elements
+    with pytest.raises(RuntimeError, match=r"shape \(5, 7\) has a gradient of shape \(3,\)"):
+        opt.step()
+    for p, q in zip(params, before, strict=True):
+        assert torch.equal(p, q)
+    for index, values in opt.state_dict()["state"].items():
+        for key, value in values.items():
+            assert torch.equal(value, state["state"][index][key])
+
+
+@needs_kernels
+def test_zero_grad_frees_the_gradients_of_a_group_whose_launches_are_kept():
+    """Kept launches remember the last step's gradients weakly: ``zero_grad()`` frees
+    them before the next backward, as it does with torch.optim (no second set of
+    gradients in memory at the peak of the next backward)."""
+    generator = torch.Generator().manual_seed(9)
+    params = _model(generator)
+    opt = rmsprop.torch.RMSProp(params, lr=1e-2)
+    for _ in range(3):
+        _grads(params, generator)
+        opt.step()
+    assert opt._plans, "launches are kept"
+    seen = [weakref.ref(p.grad) for p in params]
+    opt.zero_grad()
+    assert all(ref() is None for ref in seen)
+    _grads(params, generator)
+    opt.step()  # new gradients, anywhere in memory: checked and taken
+    assert opt._plans

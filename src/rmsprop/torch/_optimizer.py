@@ -511,10 +511,17 @@ def _checked_options(group: dict[str, Any]) -> tuple[Hyperparameters, bool]:
 
 
 def _with_gradients(params: Iterable[torch.Tensor]) -> list[torch.Tensor]:
-    """The parameters that have a gradient, which must be dense."""
+    """The parameters that have a gradient, which must be dense and of their shape
+    (``p.grad.data = ...`` can give it another, which the kernels would read past)."""
     found = [p for p in params if p.grad is not None]
     if any(cast(torch.Tensor, p.grad).is_sparse for p in found):
         raise RuntimeError("rmsprop.torch.RMSProp does not support sparse gradients")
+    for p in found:
+        if cast(torch.Tensor, p.grad).shape != p.shape:
+            raise RuntimeError(
+                f"a parameter of shape {tuple(p.shape)} has a gradient of shape "
+                f"{tuple(cast(torch.Tensor, p.grad).shape)}; nothing was updated"
+            )
     return found
 
 

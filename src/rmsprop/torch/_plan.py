@@ -12,8 +12,11 @@ skipping the per-parameter classification, when the group is the same dict with 
 same options and the same parameters, every parameter still at its address, each
 state dict and buffer the one it was, and the gradients the tensors of the last
 step at the addresses they had (or others of the same parameters, each dense, of
-the dtype built for and laid out as its parameter); anything else takes the
-general path, which builds a new plan.
+the dtype built for, of its parameter's shape and laid out as it); anything else
+takes the general path, which builds a new plan. The last step's gradients are
+remembered weakly, so that ``zero_grad()`` frees them. A gradient that is the same
+tensor at the same address is taken as it was: ``g.data = g.data[:k]`` is not seen
+(its memory is still the parameter's size, which the kernels read).
 
 These checks read every parameter, in C (``map`` over the group), about 0.5 µs a
 parameter here where the gradients are the last step's: reading a tensor's
@@ -26,6 +29,7 @@ it, in another dtype too; ``optimizer.state[p][key] = ...`` replaces a buffer).
 
 import itertools
 import operator
+import weakref
 from typing import Any, cast
 
 import torch
@@ -51,6 +55,8 @@ def plannable(group: dict[str, Any], hp: Hyperparameters) -> bool:
 #: kept plan run over every parameter at every step: a Python loop would cost more).
 _GRAD = operator.attrgetter("grad")
 _DTYPE = operator.attrgetter("dtype")
+_SHAPE = operator.attrgetter("shape")
+_CALL = operator.call
 _DATA_PTR = torch.Tensor.data_ptr
 _CONTIGUOUS = torch.Tensor.is_contiguous
 #: The buffers that options add to the state, and the option that adds each.
@@ -62,7 +68,8 @@ class Plan:
 
     __slots__ = (
         "addresses", "backend", "buffers", "contiguous", "dtypes", "grad_addresses", "grads",
-        "group", "launches", "members", "options", "params", "states", "strides", "without",
+        "group", "launches", "members", "options", "params", "shapes", "states", "strides",
+        "without",
     )  # fmt: skip
 
     def __init__(
@@ -79,10 +86,12 @@ class Plan:
         self.params = list(group["params"])
         #: Which of the group's parameters have a gradient (the plan's members), and not.
         self.members = members
-        #: The gradients of the last step (None where a parameter had none).
-        self.grads = list(map(_GRAD, self.params))
-        self.without = [g is None for g in self.grads]
+        self.without = [p.grad is None for p in self.params]
         memb = [self.params[i] for i in members]
+        #: The members' gradients of the last step, weakly (``zero_grad()`` frees them
+        #: as it would without a plan): a reference that still finds the tensor proves it
+        #: is that tensor, where an ``id`` could be a new one's at the same place.
+        self.grads = list(map(weakref.ref, map(_GRAD, memb)))
         self.addresses = [p.data_ptr() for p in memb]
         #: The members' gradients' addresses at the last step.
         self.grad_addresses = [cast(torch.Tensor, p.grad).data_ptr() for p in memb]
@@ -96,6 +105,7 @@ class Plan:
         #: The gradients' dtypes, which a new gradient must share (``p.grad_dtype`` lets
         #: a parameter's gradient change dtype between steps).
         self.dtypes = [cast(torch.Tensor, p.grad).dtype for p in memb]
+        self.shapes = [p.shape for p in memb]
         #: Members laid out otherwise (dense): their index and strides, which their
         #: gradients must share.
         self.strides = [(i, p.stride()) for i, p in enumerate(memb) if not self.contiguous[i]]
@@ -169,21 +179,21 @@ class Plan:
             return None
         if not all(map(operator.is_, params, self.params)):
             return None
-        every = list(map(_GRAD, params))
-        same = all(map(operator.is_, every, self.grads))
-        if not same and list(map(operator.is_, every, itertools.repeat(None))) != self.without:
+        grads = list(map(_GRAD, params))
+        if list(map(operator.is_, grads, itertools.repeat(None))) != self.without:
             return None
-        grads = every
         if len(grads) != len(self.members):
             grads = [grads[i] for i in self.members]
             params = [params[i] for i in self.members]
+        same = all(map(operator.is_, grads, map(_CALL, self.grads)))
         # The last step's gradients where they were, or each checked again (``g.data =
-        # ...`` keeps the tensor and can change its memory, dtype and layout).
+        # ...`` keeps the tensor and can change its memory, dtype, shape and layout).
         addresses = list(map(_DATA_PTR, grads)) if same else []
         if addresses != self.grad_addresses:
             if not (
                 all(map(operator.is_, map(type, grads), itertools.repeat(torch.Tensor)))
                 and list(map(_DTYPE, grads)) == self.dtypes
+                and list(map(_SHAPE, grads)) == self.shapes
                 and list(map(_CONTIGUOUS, grads)) == self.contiguous  # a sparse one is not
                 and all(grads[i].stride() == stride for i, stride in self.strides)
             ):
@@ -197,7 +207,9 @@ class Plan:
         for key, kept in self.buffers:
             if not all(map(operator.is_, map(dict.get, states, itertools.repeat(key)), kept)):
                 return None
-        self.grads, self.grad_addresses = every, addresses
+        if not same:
+            self.grads = list(map(weakref.ref, grads))
+        self.grad_addresses = addresses
         return params, grads
 
     def run(self, grads: list[torch.Tensor], hp: Hyperparameters) -> list[int]:
