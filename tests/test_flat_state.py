@@ -170,6 +170,16 @@ def _drop_a_gradient(params, opt):
     params[1].grad = None
 
 
+def _move_a_state_buffer(params, opt):
+    buffer = opt.state[params[2]]["square_avg"]
+    buffer.data = buffer.data.clone() + 1.0  # the same tensor, its old memory freed
+
+
+def _move_a_step_counter(params, opt):
+    step = opt.state[params[4]]["step"]
+    step.data = step.data.clone() + 10.0
+
+
 def _replace_a_state_buffer(params, opt):
     state = opt.state[params[2]]
     state["square_avg"] = state["square_avg"].clone() + 1.0
@@ -195,6 +205,8 @@ CHANGES = [
     _re_home_a_parameter,
     _drop_a_gradient,
     _replace_a_state_buffer,
+    _move_a_state_buffer,
+    _move_a_step_counter,
     _reset_a_parameters_state,
     _replace_a_parameter_in_the_group,
 ]
@@ -326,3 +338,39 @@ def test_zero_grad_frees_the_gradients_of_a_group_whose_launches_are_kept():
     _grads(params, generator)
     opt.step()  # new gradients, anywhere in memory: checked and taken
     assert opt._plans
+
+
+#: A change of each buffer that keeps the centered square average positive.
+MOVES = {
+    "square_avg": lambda t: t * 2.0,
+    "momentum_buffer": lambda t: t + 1.0,
+    "grad_avg": lambda t: t * 0.5,
+    "step": lambda t: t + 10.0,
+}
+
+
+@needs_kernels
+@pytest.mark.parametrize("key", list(MOVES))
+def test_a_state_buffer_moved_through_data_is_written_where_it_now_is(key):
+    """``state[p][key].data = ...`` keeps the tensor and frees the memory the kept
+    launches would write: the step sees the move, as torch.optim.RMSprop does."""
+    generator = torch.Generator().manual_seed(10)
+    ours = _model(generator)
+    theirs = [torch.nn.Parameter(p.detach().clone()) for p in ours]
+    options = {"lr": 1e-2, "momentum": 0.9, "centered": True}
+    opts = [rmsprop.torch.RMSprop(ours, **options), torch.optim.RMSprop(theirs, **options)]
+    for step in range(4):
+        grads = [torch.randn(p.shape, generator=generator) for p in ours]
+        for params, opt in zip((ours, theirs), opts, strict=True):
+            for p, g in zip(params, grads, strict=True):
+                p.grad = g
+            if step == 2:
+                buffer = opt.state[params[0]][key]
+                buffer.data = MOVES[key](buffer.data)  # new memory, the old freed
+            opt.step()
+        if step == 1:
+            assert opts[0]._plans, "launches are kept"
+    for a, b in zip(ours, theirs, strict=True):
+        assert torch.equal(a, b)
+        for name, value in opts[1].state[b].items():
+            assert torch.equal(opts[0].state[a][name], value), name

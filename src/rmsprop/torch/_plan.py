@@ -10,7 +10,7 @@ every role (:mod:`rmsprop.torch._spans`), also a launch over one stretch of each
 taken while the gradients are where they were. A later step reuses the plan,
 skipping the per-parameter classification, when the group is the same dict with the
 same options and the same parameters, every parameter still at its address, each
-state dict and buffer the one it was, and the gradients the tensors of the last
+state dict and buffer the one it was and where it was, and the gradients the tensors of the last
 step at the addresses they had (or others of the same parameters, each dense, of
 the dtype built for, of its parameter's shape and laid out as it); anything else
 takes the general path, which builds a new plan. The last step's gradients are
@@ -24,7 +24,8 @@ attribute costs 0.1 µs, and none can be skipped without missing a change that
 PyTorch allows between steps (``p.data = ...`` frees the memory a launch would
 write; ``p.grad = ...``, and autograd under ``backward(create_graph=True)``,
 replace a gradient instead of accumulating into it; ``p.grad.data = ...`` moves
-it, in another dtype too; ``optimizer.state[p][key] = ...`` replaces a buffer).
+it, in another dtype too; ``optimizer.state[p][key] = ...`` replaces a buffer, and
+``optimizer.state[p][key].data = ...`` moves one).
 """
 
 import itertools
@@ -96,11 +97,16 @@ class Plan:
         #: The members' gradients' addresses at the last step.
         self.grad_addresses = [cast(torch.Tensor, p.grad).data_ptr() for p in memb]
         self.states = states
-        #: The state the launches write, by key: (key, the buffer of each member).
         used = ["step", "square_avg", *(k for k, on in _BUFFERS if getattr(hp, on))]
         if any(map(_lowbit.is_coded, states)):  # and the scales of 8-bit codes
             used += [_lowbit.SCALE_KEYS[key] for key in used[1:]]
-        self.buffers = [(key, [state.get(key) for state in states]) for key in used]
+        #: The state the launches read and write, by key: (key, the buffer of each
+        #: member, where each one's memory is: ``buffer.data = ...`` keeps the tensor
+        #: and can free the memory a launch would write).
+        self.buffers = [
+            (key, kept, _addresses(kept))
+            for key, kept in ((key, [state.get(key) for state in states]) for key in used)
+        ]
         self.contiguous = [p.is_contiguous() for p in memb]
         #: The gradients' dtypes, which a new gradient must share (``p.grad_dtype`` lets
         #: a parameter's gradient change dtype between steps).
@@ -204,8 +210,10 @@ class Plan:
         states = self.states
         if not same_state and not all(map(operator.is_, map(state.__getitem__, params), states)):
             return None
-        for key, kept in self.buffers:
+        for key, kept, where in self.buffers:
             if not all(map(operator.is_, map(dict.get, states, itertools.repeat(key)), kept)):
+                return None
+            if _addresses(kept) != where:
                 return None
         if not same:
             self.grads = list(map(weakref.ref, grads))
@@ -235,6 +243,15 @@ class Plan:
             else:
                 advance()  # the counters of the launch, one buffer
         return left
+
+
+def _addresses(buffers: list[Any]) -> list[int | None]:
+    """Where each of ``buffers`` is (None for None: the scales of a member whose state
+    is not 8-bit codes)."""
+    try:
+        return list(map(_DATA_PTR, buffers))
+    except TypeError:  # a None among them
+        return [None if t is None else t.data_ptr() for t in buffers]
 
 
 def _buffers(state: dict[str, Any]) -> list[Any]:
