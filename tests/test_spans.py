@@ -122,6 +122,27 @@ def test_the_padding_stays_zero_and_a_nan_stays_in_its_tensor(launches):
     assert _padding_is_zero([opt.state[p][key] for key in keys for p in params])
 
 
+def test_eps_set_to_zero_after_a_span_is_kept_ends_the_span(launches):
+    """``eps`` changed to 0 in a group between steps: the kept plan is not reused (its
+    span would compute 0/0 in the padding), and the padding stays zero."""
+    net = _net()
+    flatten_(net)
+    x, y = _batch()
+    opt = rmsprop.torch.RMSProp(net.parameters(), lr=1e-2, centered=True)
+    for step in range(4):
+        opt.zero_grad()
+        torch.nn.functional.mse_loss(net(x), y).backward()
+        if step == 2:
+            opt.param_groups[0]["eps"] = 0.0
+        opt.step()
+    count = len(list(net.parameters()))
+    assert launches == [1, 1, count, count]
+    params = list(net.parameters())
+    assert _padding_is_zero(params)
+    keys = ("square_avg", "grad_avg")
+    assert _padding_is_zero([opt.state[p][key] for key in keys for p in params])
+
+
 def _decay_and_no_decay(net):
     """Two groups whose members alternate in the flat buffer (weights, then the rest)."""
     params = list(net.parameters())

@@ -260,8 +260,10 @@ def _buffers(state: dict[str, Any]) -> list[Any]:
 
 def _options(group: dict[str, Any], hp: Hyperparameters) -> tuple[Any, ...]:
     """What a plan's kernels were chosen and compiled for, beyond its tensors (torch's
-    order also compiles in which of lerp_'s formulas ``beta`` selects)."""
+    order also compiles in which of lerp_'s formulas ``beta`` selects; spans are built
+    only while ``eps > 0``)."""
     return (
-        hp.switches, abs(1.0 - hp.beta) < 0.5, group["float32_arithmetic"], group["rounding"],
+        hp.switches, abs(1.0 - hp.beta) < 0.5, hp.eps > 0.0, group["float32_arithmetic"],
+        group["rounding"],
         group.get("state_bits", 32), group.get("seed", 0), group.get("stochastic_rounding"),
     )  # fmt: skip
