@@ -372,11 +372,18 @@ def _view_of_a_larger_array(params, grads):
     return [wide[:, ::2], *grads[1:]]
 
 
+def _read_only_gradient(params, grads):  # its address is not read from a writable buffer
+    frozen = grads[1].copy()
+    frozen.flags.writeable = False
+    return [grads[0], frozen, grads[2]]
+
+
 @pytest.mark.parametrize(
     "change",
     [lambda params, grads: grads, _other_layout, _none_gradient, _float64_gradient,
-     _int32_gradient, _nested_list, _view_of_a_larger_array],
-    ids=["same kind", "other layout", "None", "float64", "int32", "nested list", "strided view"],
+     _int32_gradient, _nested_list, _view_of_a_larger_array, _read_only_gradient],
+    ids=["same kind", "other layout", "None", "float64", "int32", "nested list", "strided view",
+         "read-only"],
 )  # fmt: skip
 def test_kept_launches_give_the_numpy_paths_numbers_whatever_the_gradients_become(change):
     ours, optimizer = _kept_launch_run(change, True)

@@ -475,7 +475,7 @@ class _Kept:
             (launch, np.array([position[i] for i in members], dtype=np.intp))
             for launch, members in launches
         ]
-        self.address = kernels.address
+        self.addresses = kernels.addresses
 
     def step(self, optimizer: RMSProp, grads: Sequence[Any]) -> bool:
         """Run the kept launches with ``grads`` if they apply; whether they did."""
@@ -494,7 +494,7 @@ class _Kept:
             or _accel.kernels(self.work) is None
         ):
             return False
-        addresses = np.fromiter(map(self.address, arrays), dtype=np.int64, count=len(arrays))
+        addresses = self.addresses(arrays)
         if np.any((addresses < self.high) & (self.low < addresses + self.nbytes)):
             return False  # a gradient overlaps its parameter: the full checks say so
         correction = hp.correction(optimizer.steps + 1)
