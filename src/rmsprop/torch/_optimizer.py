@@ -6,65 +6,17 @@ signature). Their ``step`` checks every group, then runs each group's route
 
 import functools
 import operator
-import sys
 from collections.abc import Callable, Iterable
-from typing import Any, Final, TypeVar, Unpack, cast
+from typing import Any, Unpack, cast
 
 import torch
 from torch.optim import Optimizer
 
 from rmsprop._options import FamilyOptions, Hyperparameters
-from rmsprop.torch import _compat, _flatten, _group, _lowbit, _state
+from rmsprop.torch import _compat, _flatten, _group, _lowbit, _state, _stepping
 from rmsprop.torch._compat import STATE_KEYS, TORCH_FLAGS
 from rmsprop.torch._in_backward import Hooks
 from rmsprop.torch._plan import Plan
-
-Function = TypeVar("Function", bound=Callable[..., Any])
-
-
-def _opaque_to_dynamo(function: Function) -> Function:
-    """``torch.compiler.disable``, typed: torch.compile runs ``function`` as eager code.
-
-    Dynamo cannot trace Numba's dispatcher nor Triton launches made from Python, and
-    the kernels are the step's fast path: a compiled step runs them as eager code
-    does (see the docs).
-    """
-    return cast(Function, torch.compiler.disable(function))  # type: ignore[no-untyped-call]
-
-
-def _without_grad(function: Function) -> Function:
-    """``torch.no_grad()`` as a decorator, as two switches of the grad mode: its context
-    object costs 4 µs a call here, 75 µs after a big step has evicted the caches, against
-    0.6 and 18."""
-
-    @functools.wraps(function)
-    def without_grad(*args: Any, **kwargs: Any) -> Any:
-        enabled = torch.is_grad_enabled()
-        torch._C._set_grad_enabled(False)
-        try:
-            return function(*args, **kwargs)
-        finally:
-            torch._C._set_grad_enabled(enabled)
-
-    return cast(Function, without_grad)
-
-
-#: The module of torch.optim.Optimizer, which keeps the hooks of every optimizer.
-_TORCH_OPTIMIZER: Final = sys.modules[Optimizer.__module__]
-#: torch's lean profiler range (the one compiled code opens), where this torch has it.
-_FAST_RANGE: Any = getattr(getattr(torch._C, "_profiler", None), "_RecordFunctionFast", None)
-
-
-def _step_hooks(optimizer: Optimizer) -> bool:
-    """Whether a step hook is registered, on ``optimizer`` or for every optimizer (or
-    this torch keeps them where they are not looked for)."""
-    module = _TORCH_OPTIMIZER
-    return bool(
-        getattr(optimizer, "_optimizer_step_pre_hooks", True)
-        or getattr(optimizer, "_optimizer_step_post_hooks", True)
-        or getattr(module, "_global_optimizer_pre_hooks", True)
-        or getattr(module, "_global_optimizer_post_hooks", True)
-    )
 
 
 class RMSProp(Optimizer):
@@ -159,25 +111,10 @@ class RMSProp(Optimizer):
 
     @staticmethod
     def profile_hook_step(func: Callable[..., Any]) -> Callable[..., Any]:
-        """What ``torch.optim.Optimizer`` wraps every ``step`` in: a profiler range named
-        ``Optimizer.step#<class>.step`` and the step hooks. Without hooks (and outside
-        torch.compile) the range is torch's lean one: ``record_function`` costs 14 µs a
-        step here, 200 µs after a big step has evicted the caches, against 1 and 28."""
-        hooked = Optimizer.profile_hook_step(func)
-        fast, compiling = _FAST_RANGE, getattr(torch.compiler, "is_compiling", None)
-        if fast is None or compiling is None:
-            return hooked
-
-        @functools.wraps(func)
-        def step(self: Optimizer, *args: Any, **kwargs: Any) -> Any:
-            if _step_hooks(self) or compiling():
-                return hooked(self, *args, **kwargs)
-            with fast(f"Optimizer.step#{self.__class__.__name__}.step"):
-                out = func(self, *args, **kwargs)
-                self._optimizer_step_code()
-                return out
-
-        return step
+        """What ``torch.optim.Optimizer`` wraps every ``step`` in (a profiler range and
+        the step hooks), leaner where no hook is registered: see
+        :func:`rmsprop.torch._stepping.profiled`."""
+        return _stepping.profiled(func, Optimizer.profile_hook_step(func))
 
     def __init__(
         self,
@@ -267,8 +204,8 @@ class RMSProp(Optimizer):
         is stepped with a zero gradient, as with ``set_to_none=False``."""
         _flatten.zero_kept(self, set_to_none)
 
-    @_opaque_to_dynamo
-    @_without_grad
+    @_stepping.opaque_to_dynamo
+    @_stepping.without_grad
     def step(self, closure: Callable[[], float] | None = None) -> float | None:  # type: ignore[override]
         """One step over every parameter that has a gradient; returns ``closure()``'s loss.
 
