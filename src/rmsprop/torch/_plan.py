@@ -10,15 +10,16 @@ every role (:mod:`rmsprop.torch._spans`), also a launch over one stretch of each
 taken while the gradients are where they were. A later step reuses the plan,
 skipping the per-parameter classification, when the group is the same dict with the
 same options and the same parameters, every parameter still at its address, each
-state dict and buffer the one it was and where it was, and the gradients the tensors of the last
-step at the addresses they had (or others of the same parameters, each dense, of
-the dtype built for, of its parameter's shape and laid out as it); anything else
-takes the general path, which builds a new plan. The last step's gradients are
-remembered weakly, so that ``zero_grad()`` frees them. A gradient that is the same
-tensor at the same address is taken as it was: ``g.data = g.data[:k]`` is not seen
-(its memory is still the parameter's size, which the kernels read).
+state dict and buffer the one it was and where it was, and the gradients the
+tensors of the last step at the addresses they had (or others of the same
+parameters, each dense, of the dtype built for, of its parameter's shape and laid
+out as it); anything else takes the general path, which builds a new plan. The
+last step's gradients are remembered weakly, so that ``zero_grad()`` frees them. A
+gradient that is the same tensor at the same address is taken as it was:
+``g.data = g.data[:k]`` is not seen (its memory is still the parameter's size,
+which the kernels read).
 
-These checks read every parameter, in C (``map`` over the group), about 0.5 µs a
+These checks read every parameter, in C (``map`` over the group), about 0.75 µs a
 parameter here where the gradients are the last step's: reading a tensor's
 attribute costs 0.1 µs, and none can be skipped without missing a change that
 PyTorch allows between steps (``p.data = ...`` frees the memory a launch would

@@ -167,7 +167,7 @@ def counter_advance(steps: list[torch.Tensor]) -> Callable[[], Any] | None:
     run = first.as_strided((len(steps),), (1,), start)
     if run.device.type != "cpu":
         return functools.partial(run.add_, 1.0)
-    view = run.numpy()
+    view = run.detach().numpy()
     return functools.partial(np.add, view, np.float32(1.0), out=view)
 
 
