@@ -1,6 +1,7 @@
 """``rmsprop.RMSProp``: the RMSProp family as a stateful optimizer over NumPy arrays."""
 
 import operator
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final, Unpack, cast
 
@@ -109,6 +110,7 @@ class RMSProp:
         self._state: list[dict[str, NDArray]] = []
         self._launches: dict[tuple[Any, ...], tuple[Any, list[tuple[Any, ...]]]] = {}
         self._kept: _Kept | None = None
+        self._where: Any = None  # the parameters' addresses (see _forget_moved_launches)
         self.zero_state()
 
     def __getstate__(self) -> dict[str, Any]:
@@ -158,6 +160,8 @@ class RMSProp:
         """
         if len(grads) != len(self._params):
             raise ValueError(f"expected {len(self._params)} gradients, got {len(grads)}")
+        if _MOVABLE_DATA and (self._launches or self._kept is not None):
+            self._forget_moved_launches()
         if self._bits != 32:  # the step the random bits are drawn for
             self._counter[()] = self._steps % _state_bits.STEP_PERIOD
         if self._kept is not None and self._kept.step(self, grads):
@@ -205,6 +209,19 @@ class RMSProp:
             launch(arrays, hp, correction)
             launches.append((launch, members))
         self._end_step(checked, grads, launches, others)
+
+    def _forget_moved_launches(self) -> None:
+        """Drop the launches kept from earlier steps if a parameter's memory moved: they
+        hold the parameters' addresses, and ``a.data = ...`` (NumPy 1.x) frees an array's
+        memory and gives it other."""
+        kernels = _accel.load()
+        if kernels is None:  # NumPy's launches hold the arrays themselves
+            return
+        where = kernels.addresses(self._params)
+        if self._where is not None and not np.array_equal(where, self._where):
+            self._launches.clear()
+            self._kept = None
+        self._where = where
 
     def _end_step(
         self,
@@ -437,6 +454,24 @@ def _views(dtype: np.dtype[Any], shapes: Sequence[tuple[int, ...]]) -> list[NDAr
 _DTYPE = operator.attrgetter("dtype")
 _SHAPE = operator.attrgetter("shape")
 _STRIDES = operator.attrgetter("strides")
+
+
+def _data_is_settable() -> bool:
+    """Whether this NumPy lets ``a.data = ...`` give an array other memory (1.x, where it
+    is deprecated; 2.x refuses it)."""
+    probe = np.zeros(1)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            probe.data = np.zeros(1).data  # type: ignore[misc]
+    except AttributeError:
+        return False
+    return True
+
+
+#: Whether a parameter's memory can move under the same array (see _data_is_settable):
+#: then each step checks its addresses before it reuses a launch.
+_MOVABLE_DATA: Final = _data_is_settable()
 
 
 class _Kept:
