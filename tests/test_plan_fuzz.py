@@ -4,7 +4,7 @@ Two twin models train with rmsprop.torch.RMSProp: one keeps its launches from st
 step (rmsprop.torch._plan), the other forgets them before every step and takes the
 general path, which classifies every tensor again. Between steps both get the same
 drawn changes (new or moved gradients, dropped ones, moved or replaced state, moved
-parameters, changed options, zero_grad both ways); after every step they must be
+parameters, changed options, zero_grad both ways, flatten_ and unflatten_); after every step they must be
 equal bit for bit, parameters and state, and a step one of them refuses the other
 refuses too, having changed nothing.
 """
@@ -126,11 +126,20 @@ def gradient_shrunk(params, opt, i, seed):
         params[i].grad.data = torch.ones(1)
 
 
+def flattened(params, opt, i, seed):
+    """Parameters and gradients re-homed into flat buffers (each group its own)."""
+    rmsprop.torch.flatten_(opt)
+
+
+def unflattened(params, opt, i, seed):
+    rmsprop.torch.unflatten_(opt)
+
+
 CHANGES = [
     fill_gradients, new_gradients, gradient_in_another_layout, gradient_memory_moved,
     gradient_dropped, state_buffer_moved, state_buffer_replaced, parameter_moved,
     learning_rate_changed, eps_toggled, momentum_added, zero_grad_to_none,
-    zero_grad_to_zeros, gradient_shrunk,
+    zero_grad_to_zeros, gradient_shrunk, flattened, unflattened,
 ]  # fmt: skip
 
 
