@@ -20,6 +20,10 @@ Part 2: the host time of ``step()`` over N parameters of 10 float32 values (the 
 take nanoseconds; what is timed is the per-tensor work): rmsprop.torch.RMSProp,
 flattened and not, and rmsprop.RMSProp, beside torch.optim.RMSprop.
 
+Part 3: the host time around the launch of a ResNet-50 step (its time less that of
+its Numba launches) right after a launch over the whole model has evicted the caches,
+as in training, where every step follows one.
+
     .venv/bin/python benchmarks/bench_flat.py [--rounds 11] [--models resnet50,bert-base]
 """
 
@@ -28,6 +32,7 @@ import functools
 import gc
 import math
 import statistics
+import time
 import timeit
 from collections.abc import Callable
 from typing import Any
@@ -38,7 +43,7 @@ import torch
 
 import rmsprop
 import rmsprop.torch
-from rmsprop import bench
+from rmsprop import _kernels, bench
 from rmsprop.bench import ROOFLINE
 from rmsprop.bench._peers import _roofline, bert_base_shapes, resnet50_shapes
 from rmsprop.torch import _spans
@@ -187,6 +192,38 @@ def host(counts: list[int], rounds: int) -> None:
         print(f"  {name:<{width}}  {statistics.median(values) * 1e6:8.0f} {spread:>16}")
 
 
+def host_after_a_big_step(rounds: int) -> None:
+    shapes = resnet50_shapes()
+    roofline = _roofline(sum(math.prod(s) for s in shapes), "float32")
+    steps = {
+        "rmsprop.torch.RMSProp, float32 arithmetic": torch_step(shapes, True),
+        "rmsprop.torch.RMSProp, float32 arithmetic, flatten_": torch_step(shapes, True, flat=True),
+    }
+    inside: list[float] = []
+    launch = _kernels.launch
+
+    def timed(*args: Any) -> None:
+        started = time.perf_counter()
+        launch(*args)
+        inside.append(time.perf_counter() - started)
+
+    samples: dict[str, list[float]] = {name: [] for name in steps}
+    with mock.patch.object(_kernels, "launch", timed):
+        for _ in range(rounds):
+            for name, step in steps.items():
+                roofline()  # the caches hold what a big launch leaves
+                inside.clear()
+                started = time.perf_counter()
+                step()
+                samples[name].append(time.perf_counter() - started - sum(inside))
+    heading = "host time around a ResNet-50 step's launches, after a big launch"
+    print(f"\n{heading}, µs ({rounds} rounds)")
+    width = max(map(len, samples))
+    for name, values in samples.items():
+        spread = f"({min(values) * 1e6:.0f} to {max(values) * 1e6:.0f})"
+        print(f"  {name:<{width}}  {statistics.median(values) * 1e6:8.0f} {spread:>16}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=11)
@@ -197,6 +234,7 @@ def main() -> None:
     chosen = [m for m in args.models.split(",") if m]
     models(chosen, args.rounds)
     host([int(n) for n in args.tensors.split(",")], args.rounds)
+    host_after_a_big_step(args.rounds)
 
 
 if __name__ == "__main__":
