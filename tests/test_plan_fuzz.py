@@ -4,12 +4,14 @@ Two twin models train with rmsprop.torch.RMSProp: one keeps its launches from st
 step (rmsprop.torch._plan), the other forgets them before every step and takes the
 general path, which classifies every tensor again. Between steps both get the same
 drawn changes (new or moved gradients, dropped ones, moved or replaced state, moved
-parameters, changed options, zero_grad both ways, flatten_ and unflatten_); after every step they must be
+parameters, changed options, zero_grad both ways, flatten_ and unflatten_, a
+checkpoint loaded, a group added); after every step they must be
 equal bit for bit, parameters and state, and a step one of them refuses the other
 refuses too, having changed nothing.
 """
 
 import copy
+import io
 
 import pytest
 from hypothesis import given, settings
@@ -135,11 +137,29 @@ def unflattened(params, opt, i, seed):
     rmsprop.torch.unflatten_(opt)
 
 
+def state_reloaded(params, opt, i, seed):
+    """A checkpoint of the optimizer through torch.save, loaded back into it."""
+    saved = io.BytesIO()
+    torch.save(opt.state_dict(), saved)
+    saved.seek(0)
+    opt.load_state_dict(torch.load(saved))
+
+
+def group_added(params, opt, i, seed):
+    """A parameter of its own group, with a gradient (at most two groups more)."""
+    if len(opt.param_groups) < 3:
+        generator = torch.Generator().manual_seed(seed)
+        p = torch.nn.Parameter(torch.randn(3, 4, generator=generator))
+        p.grad = torch.randn(3, 4, generator=generator)
+        opt.add_param_group({"params": [p], "lr": 0.02})
+        params.append(p)
+
+
 CHANGES = [
     fill_gradients, new_gradients, gradient_in_another_layout, gradient_memory_moved,
     gradient_dropped, state_buffer_moved, state_buffer_replaced, parameter_moved,
     learning_rate_changed, eps_toggled, momentum_added, zero_grad_to_none,
-    zero_grad_to_zeros, gradient_shrunk, flattened, unflattened,
+    zero_grad_to_zeros, gradient_shrunk, flattened, unflattened, state_reloaded, group_added,
 ]  # fmt: skip
 
 
