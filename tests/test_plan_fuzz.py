@@ -185,7 +185,7 @@ def _assert_equal(a, b):
             _same(value, state_b[index][key])
 
 
-@settings(max_examples=200, deadline=None)
+@settings(deadline=None)  # max_examples: the profile's (tests/conftest.py)
 @given(
     flat=st.booleans(),
     options=st.sampled_from(OPTIONS),
