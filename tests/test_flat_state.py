@@ -50,6 +50,27 @@ def _storage(t):
     return t.untyped_storage().data_ptr()
 
 
+def _assert_same(ours, theirs, opts):
+    """Parameters equal bit for bit, and every state buffer of ``opts[1]``'s in ``opts[0]``'s."""
+    for a, b in zip(ours, theirs, strict=True):
+        assert torch.equal(a, b)
+        for key, value in opts[1].state[b].items():
+            assert torch.equal(opts[0].state[a][key], value), key
+
+
+def _assert_refused_untouched(opt, params, match):
+    """The next step raises RuntimeError matching ``match`` and writes nothing."""
+    before = [p.detach().clone() for p in params]
+    state = copy.deepcopy(opt.state_dict())
+    with pytest.raises(RuntimeError, match=match):
+        opt.step()
+    for p, q in zip(params, before, strict=True):
+        assert torch.equal(p, q)
+    for index, values in opt.state_dict()["state"].items():
+        for key, value in values.items():
+            assert torch.equal(value, state["state"][index][key])
+
+
 @pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
 def test_state_is_views_of_one_buffer_per_dtype_laid_out_as_each_parameter(layout):
     generator = torch.Generator().manual_seed(0)
@@ -88,10 +109,7 @@ def test_a_step_equals_torch_optim_rmsprop_and_counts_each_parameter_once():
             for i, (p, g) in enumerate(zip(params, grads, strict=True)):
                 p.grad = None if step == 2 and i == 1 else g.clone()
             opt.step()
-    for a, b in zip(ours, theirs, strict=True):
-        assert torch.equal(a, b)
-        for key, value in opts[1].state[b].items():
-            assert torch.equal(opts[0].state[a][key], value), key
+    _assert_same(ours, theirs, opts)
     assert float(opts[0].state[ours[1]]["step"]) == 4.0
 
 
@@ -234,10 +252,7 @@ def test_a_change_between_steps_is_seen_before_any_write(change):
             opt.step()
         if step == 1:
             assert opts[0]._plans, "launches are kept"
-    for a, b in zip(ours, theirs, strict=True):
-        assert torch.equal(a, b)
-        for key, value in opts[1].state[b].items():
-            assert torch.equal(opts[0].state[a][key], value), key
+    _assert_same(ours, theirs, opts)
 
 
 @needs_kernels
@@ -248,16 +263,8 @@ def test_a_sparse_gradient_after_kept_launches_is_refused_before_any_write():
     for _ in range(2):
         _grads(params, generator)
         opt.step()
-    before = [p.detach().clone() for p in params]
-    state = copy.deepcopy(opt.state_dict())
     _a_sparse_gradient(params, opt)
-    with pytest.raises(RuntimeError, match="sparse"):
-        opt.step()
-    for p, q in zip(params, before, strict=True):
-        assert torch.equal(p, q)
-    for index, values in opt.state_dict()["state"].items():
-        for key, value in values.items():
-            assert torch.equal(value, state["state"][index][key])
+    _assert_refused_untouched(opt, params, "sparse")
 
 
 @needs_kernels
@@ -286,10 +293,7 @@ def test_a_gradient_of_another_dtype_after_kept_launches_is_read_as_its_own():
             opt.step()
         if step == 1:
             assert opts[0]._plans, "launches are kept"
-    for a, b in zip(ours, twin, strict=True):
-        assert torch.equal(a, b)
-        for key, value in opts[1].state[b].items():
-            assert torch.equal(opts[0].state[a][key], value), key
+    _assert_same(ours, twin, opts)
 
 
 @needs_kernels
@@ -308,16 +312,8 @@ def test_a_gradient_given_another_shape_is_refused_before_any_write(when):
     if when != "first step":
         assert opt._plans, "launches are kept"
     _grads(params, generator)
-    before = [p.detach().clone() for p in params]
-    state = copy.deepcopy(opt.state_dict())
     params[2].grad.data = torch.ones(3)  # the parameter has 35 elements
-    with pytest.raises(RuntimeError, match=r"shape \(5, 7\) has a gradient of shape \(3,\)"):
-        opt.step()
-    for p, q in zip(params, before, strict=True):
-        assert torch.equal(p, q)
-    for index, values in opt.state_dict()["state"].items():
-        for key, value in values.items():
-            assert torch.equal(value, state["state"][index][key])
+    _assert_refused_untouched(opt, params, r"shape \(5, 7\) has a gradient of shape \(3,\)")
 
 
 @needs_kernels
@@ -370,7 +366,4 @@ def test_a_state_buffer_moved_through_data_is_written_where_it_now_is(key):
             opt.step()
         if step == 1:
             assert opts[0]._plans, "launches are kept"
-    for a, b in zip(ours, theirs, strict=True):
-        assert torch.equal(a, b)
-        for name, value in opts[1].state[b].items():
-            assert torch.equal(opts[0].state[a][name], value), name
+    _assert_same(ours, theirs, opts)
